@@ -1,0 +1,282 @@
+//! TCP stream reassembly for DNS over TCP: each message is preceded by a two-byte length
+//! (RFC 1035 §4.2.2, RFC 7766 §8); messages may span segments and a segment may carry several.
+//!
+//! Per direction we keep the next expected sequence number, the in-order bytes not yet consumed,
+//! and a bounded set of out-of-order segments. A hole that is never filled (a capture gap) is
+//! skipped once the out-of-order data exceeds its bound or the stream ends; the partial message
+//! before the hole is dropped and counted, and parsing resumes at the next segment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+/// Most streams tracked at once; idle ones are evicted first.
+pub const MAX_STREAMS: usize = 65_536;
+/// Most out-of-order segments held per direction before the hole is given up on.
+pub const MAX_OOO_SEGMENTS: usize = 64;
+/// Most buffered bytes per direction (a DNS message is at most 65,535 + 2 bytes).
+pub const MAX_BUFFER: usize = 2 * 65_537;
+/// A stream idle this long (capture time) is dropped.
+pub const IDLE_US: u64 = 120_000_000;
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct TcpStats {
+    pub segments: u64,
+    pub messages: u64,
+    /// Holes skipped (bytes never captured).
+    pub gaps: u64,
+    /// Streams evicted because the table was full or idle.
+    pub evicted: u64,
+}
+
+#[derive(Default)]
+struct Dir {
+    next: Option<u32>,
+    buf: Vec<u8>,
+    /// Consumed prefix of `buf`.
+    start: usize,
+    ooo: BTreeMap<u32, Vec<u8>>,
+    last_us: u64,
+}
+
+#[derive(Default)]
+pub struct Reassembler {
+    streams: HashMap<(SocketAddr, SocketAddr), Dir>,
+    pub stats: TcpStats,
+    since_sweep: u32,
+}
+
+/// Signed distance from `b` to `a` in sequence space (RFC 9293 §3.4 modular arithmetic).
+fn seq_diff(a: u32, b: u32) -> i64 {
+    a.wrapping_sub(b) as i32 as i64
+}
+
+impl Reassembler {
+    /// Add one segment and call `emit` with every DNS message it completes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn segment(
+        &mut self,
+        ts_us: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        seq: u32,
+        syn: bool,
+        fin_or_rst: bool,
+        payload: &[u8],
+        emit: &mut dyn FnMut(&[u8]),
+    ) {
+        self.stats.segments += 1;
+        self.since_sweep += 1;
+        if self.since_sweep >= 4096 {
+            self.since_sweep = 0;
+            self.sweep(ts_us);
+        }
+        let key = (src, dst);
+        if !self.streams.contains_key(&key) {
+            if payload.is_empty() && !syn {
+                return;
+            }
+            if self.streams.len() >= MAX_STREAMS {
+                self.sweep(ts_us);
+                if self.streams.len() >= MAX_STREAMS {
+                    if let Some(k) = self
+                        .streams
+                        .iter()
+                        .min_by_key(|(_, d)| d.last_us)
+                        .map(|(k, _)| *k)
+                    {
+                        self.streams.remove(&k);
+                        self.stats.evicted += 1;
+                    }
+                }
+            }
+        }
+        let d = self.streams.entry(key).or_default();
+        d.last_us = ts_us;
+        if syn {
+            // A new connection on this 4-tuple: the SYN occupies one sequence number.
+            *d = Dir {
+                next: Some(seq.wrapping_add(1)),
+                last_us: ts_us,
+                ..Dir::default()
+            };
+        } else if !payload.is_empty() {
+            let next = *d.next.get_or_insert(seq);
+            let rel = seq_diff(seq, next);
+            if rel <= 0 {
+                let skip = (-rel) as usize;
+                if skip < payload.len() {
+                    d.buf.extend_from_slice(&payload[skip..]);
+                    d.next = Some(seq.wrapping_add(payload.len() as u32));
+                }
+            } else if rel < MAX_BUFFER as i64 {
+                d.ooo.entry(seq).or_insert_with(|| payload.to_vec());
+            }
+            // Pull in out-of-order segments that have become contiguous.
+            Self::drain_ooo(d);
+            if d.ooo.len() > MAX_OOO_SEGMENTS || d.buf.len() - d.start > MAX_BUFFER {
+                Self::skip_hole(d, &mut self.stats);
+            }
+        }
+        self.stats.messages += Self::extract(d, emit);
+        if fin_or_rst {
+            if !d.ooo.is_empty() {
+                Self::skip_hole(d, &mut self.stats);
+                self.stats.messages += Self::extract(d, emit);
+            }
+            self.streams.remove(&key);
+        }
+    }
+
+    fn drain_ooo(d: &mut Dir) {
+        // Bounded by the number of held segments.
+        while let Some(next) = d.next {
+            let Some((&s, _)) = d.ooo.iter().find(|(s, _)| seq_diff(**s, next) <= 0) else {
+                break;
+            };
+            let seg = d.ooo.remove(&s).unwrap_or_default();
+            let skip = seq_diff(next, s) as usize;
+            if skip < seg.len() {
+                d.buf.extend_from_slice(&seg[skip..]);
+                d.next = Some(s.wrapping_add(seg.len() as u32));
+            }
+        }
+    }
+
+    /// Give up on the hole before the first out-of-order segment: drop the partial message and
+    /// resume at that segment, assuming it starts a message.
+    fn skip_hole(d: &mut Dir, stats: &mut TcpStats) {
+        stats.gaps += 1;
+        d.buf.clear();
+        d.start = 0;
+        let next = d.next.unwrap_or(0);
+        let first = d
+            .ooo
+            .keys()
+            .copied()
+            .min_by_key(|s| seq_diff(*s, next) as u64);
+        d.next = first;
+        Self::drain_ooo(d);
+    }
+
+    /// Emit the complete length-prefixed messages in the buffer; returns how many.
+    fn extract(d: &mut Dir, emit: &mut dyn FnMut(&[u8])) -> u64 {
+        let mut n = 0;
+        // Bounded: each iteration consumes at least 2 bytes.
+        loop {
+            let avail = &d.buf[d.start..];
+            if avail.len() < 2 {
+                break;
+            }
+            let len = u16::from_be_bytes([avail[0], avail[1]]) as usize;
+            if avail.len() < 2 + len {
+                break;
+            }
+            if len > 0 {
+                emit(&avail[2..2 + len]);
+                n += 1;
+            }
+            d.start += 2 + len;
+        }
+        if d.start == d.buf.len() {
+            d.buf.clear();
+            d.start = 0;
+        } else if d.start > 65_536 {
+            d.buf.drain(..d.start);
+            d.start = 0;
+        }
+        n
+    }
+
+    /// Drop streams idle for longer than [`IDLE_US`].
+    pub fn sweep(&mut self, now_us: u64) {
+        let before = self.streams.len();
+        self.streams
+            .retain(|_, d| now_us.saturating_sub(d.last_us) < IDLE_US);
+        self.stats.evicted += (before - self.streams.len()) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn framed(msgs: &[&[u8]]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for m in msgs {
+            v.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            v.extend_from_slice(m);
+        }
+        v
+    }
+
+    fn run(segs: &[(u32, bool, bool, Vec<u8>)]) -> (Vec<Vec<u8>>, TcpStats) {
+        let mut r = Reassembler::default();
+        let mut out = Vec::new();
+        for (seq, syn, fin, p) in segs {
+            r.segment(
+                0,
+                a("192.0.2.1:5000"),
+                a("192.0.2.53:53"),
+                *seq,
+                *syn,
+                *fin,
+                p,
+                &mut |m| out.push(m.to_vec()),
+            );
+        }
+        (out, r.stats)
+    }
+
+    #[test]
+    fn messages_across_segments_and_several_per_segment() {
+        let s = framed(&[b"first-message", b"second", b"third-msg"]);
+        // SYN at 99, data from 100, split at odd places, one segment out of order.
+        let (p1, rest) = s.split_at(5);
+        let (p2, p3) = rest.split_at(17);
+        let (out, st) = run(&[
+            (99, true, false, vec![]),
+            (100, false, false, p1.to_vec()),
+            (100 + 5 + 17, false, false, p3.to_vec()),
+            (105, false, false, p2.to_vec()),
+        ]);
+        assert_eq!(
+            out,
+            vec![
+                b"first-message".to_vec(),
+                b"second".to_vec(),
+                b"third-msg".to_vec()
+            ]
+        );
+        assert_eq!(st.messages, 3);
+        assert_eq!(st.gaps, 0);
+    }
+
+    #[test]
+    fn retransmissions_are_not_duplicated_and_seq_wraps() {
+        let s = framed(&[b"abcdef"]);
+        let start = u32::MAX - 2;
+        let (out, _) = run(&[
+            (start, false, false, s[..4].to_vec()),
+            (start, false, false, s[..4].to_vec()),
+            (start.wrapping_add(2), false, false, s[2..].to_vec()),
+        ]);
+        assert_eq!(out, vec![b"abcdef".to_vec()]);
+    }
+
+    #[test]
+    fn a_hole_is_skipped_at_fin() {
+        let m1 = framed(&[b"lost-one"]);
+        let m2 = framed(&[b"kept"]);
+        let (out, st) = run(&[
+            (1, false, false, m1[..3].to_vec()),
+            // bytes 4..(4+rest of m1) never captured
+            (1 + m1.len() as u32, false, true, m2.clone()),
+        ]);
+        assert_eq!(out, vec![b"kept".to_vec()]);
+        assert_eq!(st.gaps, 1);
+    }
+}

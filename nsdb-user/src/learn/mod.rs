@@ -1,0 +1,1323 @@
+//! The learning engine (paper §3): pairs responses with queries, learns NS records and their
+//! addresses, and answers "is this destination a registered name server?".
+//!
+//! Pure logic: time is passed in (milliseconds, capture time offline or a clock live), nothing
+//! here does I/O, so the live daemon and the offline commands run the very same code.
+//!
+//! What teaches (each rule is counted when it rejects something):
+//! - Only a response that pairs with a query we saw: same client address and port, same server
+//!   address and port, same DNS id, same question (RFC 5452 §9.1). Unpaired responses are
+//!   `unsolicited` (or `question_mismatch`) and never teach; a pairing consumes the query, so a
+//!   duplicate answer is unsolicited too.
+//! - Only NOERROR answers to standard queries that are not truncated (RFC 2181 §9: a TC=1
+//!   response's sections may be incomplete; the resolver retries over TCP and that one teaches).
+//! - NS records come from the answer and authority sections; their addresses from A/AAAA records
+//!   in the additional section whose owner is the NS name (glue, RFC 1034 §4.2.1).
+//! - Bailiwick (RFC 2181 §5.4.1 spirit, as passive DNS sensors do): the NS owner must be the
+//!   query name or one of its ancestors, and a server teaches only about names inside the zones
+//!   it was itself learned to serve (roots and exceptions serve the whole tree). For a server
+//!   not (or no longer) in the history, [`Bailiwick::Auto`] assumes it serves the parent of the
+//!   delegated zone, so in-zone and same-parent glue teach and unrelated glue does not;
+//!   [`Bailiwick::Strict`] lets only known servers teach; [`Bailiwick::Off`] is the paper's
+//!   prototype (everything in a paired response teaches).
+//! - An NS name without glue: an A/AAAA answer for that name within `glueless_window_ms`
+//!   (paper §4: 2 s) supplies the address; an address already known for that NS name is used
+//!   at once.
+//! - Every entry is valid until response time + TTL (the smaller of the NS and address TTLs),
+//!   the TTL clamped to [min_ttl, max_ttl], plus a grace period for serve-stale (RFC 8767) and
+//!   prefetching resolvers.
+
+mod hash;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::roots::{self, Hint};
+use crate::wire::{self, Message, NameBuf, Section};
+pub use hash::FastMap;
+
+/// How strictly servers are held to their zones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+pub enum Bailiwick {
+    /// Known servers: their zones; unknown servers: the parent of the delegated zone.
+    #[default]
+    Auto,
+    /// Only servers already in the history (or roots, or exceptions) teach.
+    Strict,
+    /// No bailiwick check at all (the paper's prototype).
+    Off,
+}
+
+/// Configuration of the engine.
+#[derive(Debug, Clone)]
+pub struct LearnConfig {
+    /// How long after a glue-less referral an address lookup of the NS name still counts.
+    pub glueless_window_ms: u64,
+    /// TTLs are clamped to [min_ttl, max_ttl] seconds.
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+    /// Added to every expiry (serve-stale, prefetch).
+    pub grace_ms: u64,
+    /// A query with no response after this long is forgotten.
+    pub query_timeout_ms: u64,
+    /// Most queries awaiting a response; the oldest is dropped beyond this.
+    pub max_inflight: usize,
+    pub bailiwick: Bailiwick,
+    /// Root hints seeding the history (the built-in IANA ones unless overridden).
+    pub root_hints: Vec<Hint>,
+    /// The operator's exceptions (e.g. public resolvers): always registered, kept apart.
+    pub exceptions: Vec<ipnet::IpNet>,
+    /// Keep the paper's query_db / ns_db rows for [`Engine::take_rows`].
+    pub record_rows: bool,
+    /// Record every query in query_db (the paper does); otherwise only queries whose response
+    /// taught something.
+    pub record_all_queries: bool,
+    /// Keep a [`Decision`] for every candidate (zone, NS, address), for `--explain`.
+    pub explain: bool,
+}
+
+impl Default for LearnConfig {
+    fn default() -> Self {
+        LearnConfig {
+            glueless_window_ms: 2_000,
+            min_ttl: 300,
+            max_ttl: 172_800,
+            grace_ms: 900_000,
+            query_timeout_ms: 30_000,
+            max_inflight: 1 << 20,
+            bailiwick: Bailiwick::Auto,
+            root_hints: roots::builtin(),
+            exceptions: Vec::new(),
+            record_rows: false,
+            record_all_queries: false,
+            explain: false,
+        }
+    }
+}
+
+/// Where a history entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    RootHints,
+    /// Glue in the additional section of the same response.
+    Glue,
+    /// A later A/AAAA lookup of a glue-less NS name.
+    GluelessLookup,
+    /// A glue-less NS name whose address the history already held.
+    KnownNs,
+    /// Loaded from the history database.
+    Stored,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::RootHints => "root_hints",
+            Source::Glue => "glue",
+            Source::GluelessLookup => "glueless_lookup",
+            Source::KnownNs => "known_ns",
+            Source::Stored => "stored",
+        }
+    }
+    pub fn parse(s: &str) -> Source {
+        match s {
+            "root_hints" => Source::RootHints,
+            "glue" => Source::Glue,
+            "glueless_lookup" => Source::GluelessLookup,
+            "known_ns" => Source::KnownNs,
+            _ => Source::Stored,
+        }
+    }
+}
+
+/// One (zone, NS name, address) learned or refreshed by a response.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Learned {
+    pub zone: String,
+    pub ns_name: String,
+    pub addr: IpAddr,
+    /// Unix ms (capture time offline) after which the entry no longer registers the address.
+    pub expires_ms: u64,
+    /// Effective TTL in seconds (min of NS and address TTL, clamped).
+    pub ttl: u32,
+    pub learned_ms: u64,
+    pub source: Source,
+    /// First time this triple was seen (this response's time if it is new).
+    pub first_seen_ms: u64,
+}
+
+/// What a registered destination is known as.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KnownAs {
+    /// "glue" for learned name servers, "root_hints", "exception".
+    pub kind: &'static str,
+    pub zone: String,
+    pub ns_name: String,
+    pub first_seen_ms: u64,
+    pub expires_ms: u64,
+    pub source: Source,
+}
+
+/// Counters (all monotonically increasing).
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Stats {
+    pub queries: u64,
+    pub responses: u64,
+    pub paired: u64,
+    /// Responses with no matching query (spoofed, late, duplicate).
+    pub unsolicited: u64,
+    /// Responses matching a query's addresses, ports and id but not its question.
+    pub question_mismatch: u64,
+    pub malformed: u64,
+    /// Paired responses with TC=1 (not learned from).
+    pub truncated: u64,
+    /// Paired responses with an rcode other than NOERROR, or an opcode other than QUERY.
+    pub not_noerror: u64,
+    /// NS records seen in paired, learnable responses.
+    pub ns_records: u64,
+    /// Glue addresses matched to an NS record.
+    pub glue_addrs: u64,
+    /// New (zone, NS, address) triples.
+    pub learned: u64,
+    /// Triples seen again (expiry extended).
+    pub refreshed: u64,
+    pub out_of_bailiwick: u64,
+    /// Strict mode: responses from servers not in the history.
+    pub unknown_server: u64,
+    pub glueless_pending: u64,
+    pub glueless_resolved: u64,
+    pub glueless_expired: u64,
+    /// Queries forgotten unanswered (timeout) or dropped because too many were in flight.
+    pub inflight_expired: u64,
+    pub inflight_dropped: u64,
+}
+
+/// Verdict on one candidate (zone, NS name, address) seen in a response (`--explain`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    pub ts_ms: u64,
+    pub server: SocketAddr,
+    pub client: SocketAddr,
+    pub id: u16,
+    pub zone: String,
+    pub ns_name: String,
+    pub addr: Option<IpAddr>,
+    /// "learned", "refreshed", "pending_glueless", "unsolicited", "question_mismatch",
+    /// "malformed", "truncated", "not_noerror", "ns_not_for_query", "out_of_bailiwick",
+    /// "glue_out_of_bailiwick", "unknown_server", "glueless_lookup".
+    pub verdict: &'static str,
+}
+
+/// A query_db row (paper §3.2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueryRow {
+    pub querytime: u64,
+    pub queryid: u16,
+    /// "FQDN" for A queries, "FQDN TYPE" otherwise.
+    pub queryname: String,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+}
+
+/// An ns_db row (paper §3.3, Table 1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NsRow {
+    pub querytime: u64,
+    pub queryid: u16,
+    pub queryname: String,
+    pub res_time: u64,
+    pub zname: String,
+    pub nsttl: u32,
+    pub nsfqdn: String,
+    #[serde(rename = "glueAttl")]
+    pub glue_ttl: Option<u32>,
+    #[serde(rename = "glueA")]
+    pub glue: Option<IpAddr>,
+    pub server: SocketAddr,
+    pub source: Source,
+    pub expires_ms: u64,
+}
+
+/// Rows produced since the last [`Engine::take_rows`].
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub queries: Vec<QueryRow>,
+    pub ns: Vec<NsRow>,
+    pub learned: Vec<Learned>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct QKey {
+    client: SocketAddr,
+    server: SocketAddr,
+    id: u16,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct QInfo {
+    ts_ms: u64,
+    qhash: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    first_seen: u64,
+    last_seen: u64,
+    count: u64,
+    expires: u64,
+    ttl: u32,
+    source: Source,
+}
+
+#[derive(Debug, Default)]
+struct AddrInfo {
+    /// Latest expiry over the address's entries.
+    expires: u64,
+    /// (zone id, NS id) pairs this address serves.
+    serves: Vec<(u32, u32)>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingNs {
+    zone: u32,
+    nsttl: u32,
+    deadline: u64,
+    querytime: u64,
+    queryid: u16,
+    queryname: u32,
+    res_time: u64,
+    server: SocketAddr,
+}
+
+/// Interned names: a history of 18,000 NS records repeats a few thousand names many times.
+#[derive(Default)]
+struct Names {
+    ids: FastMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(s.into());
+        self.ids.insert(s.into(), i);
+        i
+    }
+    fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+    fn name(&self, i: u32) -> &str {
+        &self.names[i as usize]
+    }
+}
+
+/// Most NS records and glue addresses examined in one response (real referrals carry ≤ 13 NS
+/// and ≤ 26 glue; the rest of a hostile message is counted in `malformed` and ignored).
+pub const MAX_NS_PER_RESPONSE: usize = 64;
+pub const MAX_GLUE_PER_RESPONSE: usize = 256;
+/// Most CNAMEs followed from a glue-less NS name to its address.
+pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// The learning engine. See the module documentation for the rules.
+pub struct Engine {
+    cfg: LearnConfig,
+    stats: Stats,
+    names: Names,
+    inflight: FastMap<QKey, QInfo>,
+    inflight_order: VecDeque<(u64, QKey)>,
+    entries: FastMap<(u32, u32, IpAddr), Entry>,
+    by_addr: FastMap<IpAddr, AddrInfo>,
+    /// Addresses known per NS name.
+    by_ns: FastMap<u32, Vec<IpAddr>>,
+    pending: FastMap<u32, Vec<PendingNs>>,
+    pending_sweep_at: u64,
+    rows: Rows,
+    decisions: Vec<Decision>,
+    root_zone: u32,
+}
+
+/// One NS record collected from a response.
+struct NsCand {
+    zone: String,
+    target: String,
+    ttl: u32,
+}
+struct GlueCand {
+    owner: String,
+    addr: IpAddr,
+    ttl: u32,
+}
+
+fn hash_question(name: &str, qtype: u16, qclass: u16) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = hash::FastBuild.build_hasher();
+    h.write(name.as_bytes());
+    h.write_u16(qtype);
+    h.write_u16(qclass);
+    h.finish()
+}
+
+/// Paper §3.2: "FQDN" for A, "FQDN TYPE" otherwise (type as a number, as in the paper's
+/// example "251.13.112.131.in-addr.arpa 12").
+pub fn queryname(name: &str, qtype: u16) -> String {
+    if qtype == wire::TYPE_A {
+        name.to_string()
+    } else {
+        format!("{name} {qtype}")
+    }
+}
+
+fn parent(zone: &str) -> &str {
+    match zone.find('.') {
+        Some(i) if zone != "." => &zone[i + 1..],
+        _ => ".",
+    }
+}
+
+impl Engine {
+    pub fn new(cfg: LearnConfig) -> Engine {
+        let mut e = Engine {
+            stats: Stats::default(),
+            names: Names::default(),
+            inflight: FastMap::default(),
+            inflight_order: VecDeque::new(),
+            entries: FastMap::default(),
+            by_addr: FastMap::default(),
+            by_ns: FastMap::default(),
+            pending: FastMap::default(),
+            pending_sweep_at: 0,
+            rows: Rows::default(),
+            decisions: Vec::new(),
+            root_zone: 0,
+            cfg,
+        };
+        e.root_zone = e.names.id(".");
+        for h in e.cfg.root_hints.clone() {
+            let ns = e.names.id(&h.name);
+            e.insert_entry(
+                e.root_zone,
+                ns,
+                h.addr,
+                Entry {
+                    first_seen: 0,
+                    last_seen: 0,
+                    count: 0,
+                    expires: u64::MAX,
+                    ttl: roots::ROOT_HINTS_TTL,
+                    source: Source::RootHints,
+                },
+            );
+        }
+        e
+    }
+
+    pub fn config(&self) -> &LearnConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Number of (zone, NS, address) triples in the history, root hints included.
+    pub fn history_len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Queries awaiting a response.
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Rows (query_db, ns_db, learned triples) produced since the last call.
+    pub fn take_rows(&mut self) -> Rows {
+        std::mem::take(&mut self.rows)
+    }
+
+    /// Decisions recorded since the last call (only with `explain`).
+    pub fn take_decisions(&mut self) -> Vec<Decision> {
+        std::mem::take(&mut self.decisions)
+    }
+
+    /// Seed the history with an entry loaded from the database.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        &mut self,
+        zone: &str,
+        ns_name: &str,
+        addr: IpAddr,
+        first_seen: u64,
+        last_seen: u64,
+        count: u64,
+        expires: u64,
+        ttl: u32,
+        source: Source,
+    ) {
+        let z = self.names.id(zone);
+        let n = self.names.id(ns_name);
+        let key = (z, n, addr);
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.expires = e.expires.max(expires);
+            e.first_seen = e.first_seen.min(first_seen);
+            e.count = e.count.max(count);
+            let ex = e.expires;
+            if let Some(a) = self.by_addr.get_mut(&addr) {
+                a.expires = a.expires.max(ex);
+            }
+            return;
+        }
+        self.insert_entry(
+            z,
+            n,
+            addr,
+            Entry {
+                first_seen,
+                last_seen,
+                count,
+                expires,
+                ttl,
+                source,
+            },
+        );
+    }
+
+    fn insert_entry(&mut self, z: u32, n: u32, addr: IpAddr, e: Entry) {
+        let a = self.by_addr.entry(addr).or_default();
+        a.expires = a.expires.max(e.expires);
+        if !a.serves.contains(&(z, n)) {
+            a.serves.push((z, n));
+        }
+        let v = self.by_ns.entry(n).or_default();
+        if !v.contains(&addr) {
+            v.push(addr);
+        }
+        self.entries.insert((z, n, addr), e);
+    }
+
+    /// A DNS query seen going from `src` (client) to `dst` (server).
+    pub fn on_query(&mut self, ts_ms: u64, src: SocketAddr, dst: SocketAddr, msg: &[u8]) {
+        self.stats.queries += 1;
+        self.expire_inflight(ts_ms);
+        let Ok(m) = Message::parse(msg) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let mut name = NameBuf::default();
+        let Some(q) = m.question() else {
+            // No question: nothing a response could be paired on (RFC 9619 requires one).
+            return;
+        };
+        if wire::read_name(msg, q.name_off, &mut name).is_err() {
+            self.stats.malformed += 1;
+            return;
+        }
+        let key = QKey {
+            client: src,
+            server: dst,
+            id: m.header.id,
+        };
+        let info = QInfo {
+            ts_ms,
+            qhash: hash_question(name.as_str(), q.qtype, q.qclass),
+        };
+        if self.inflight.len() >= self.cfg.max_inflight && !self.inflight.contains_key(&key) {
+            // Drop the oldest query still in flight.
+            while let Some((ts, k)) = self.inflight_order.pop_front() {
+                if self.inflight.get(&k).is_some_and(|i| i.ts_ms == ts) {
+                    self.inflight.remove(&k);
+                    self.stats.inflight_dropped += 1;
+                    break;
+                }
+            }
+        }
+        self.inflight.insert(key, info);
+        self.inflight_order.push_back((ts_ms, key));
+        if self.cfg.record_rows && self.cfg.record_all_queries {
+            self.rows.queries.push(QueryRow {
+                querytime: ts_ms,
+                queryid: m.header.id,
+                queryname: queryname(name.as_str(), q.qtype),
+                client: src,
+                server: dst,
+            });
+        }
+    }
+
+    fn expire_inflight(&mut self, now: u64) {
+        let limit = now.saturating_sub(self.cfg.query_timeout_ms);
+        // Bounded by the queue length; amortised O(1) per query.
+        while let Some(&(ts, k)) = self.inflight_order.front() {
+            if ts >= limit && self.inflight_order.len() <= self.cfg.max_inflight * 2 {
+                break;
+            }
+            self.inflight_order.pop_front();
+            if self.inflight.get(&k).is_some_and(|i| i.ts_ms == ts) {
+                self.inflight.remove(&k);
+                self.stats.inflight_expired += 1;
+            }
+        }
+    }
+
+    /// A DNS response from `src` (server) to `dst` (client). Returns what it taught.
+    pub fn on_response(
+        &mut self,
+        ts_ms: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        msg: &[u8],
+    ) -> Vec<Learned> {
+        self.stats.responses += 1;
+        let mut out = Vec::new();
+        let m = match Message::parse(msg) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return out;
+            }
+        };
+        let mut qname = NameBuf::default();
+        let (qtype, qclass) = match m.question() {
+            Some(q) if wire::read_name(msg, q.name_off, &mut qname).is_ok() => (q.qtype, q.qclass),
+            Some(_) => {
+                self.stats.malformed += 1;
+                return out;
+            }
+            None => (0, 0),
+        };
+        let key = QKey {
+            client: dst,
+            server: src,
+            id: m.header.id,
+        };
+        let verdict_unpaired = match self.inflight.get(&key) {
+            None => Some("unsolicited"),
+            Some(i) if m.header.qdcount == 0 => {
+                let _ = i;
+                Some("question_mismatch")
+            }
+            Some(i) if i.qhash != hash_question(qname.as_str(), qtype, qclass) => {
+                Some("question_mismatch")
+            }
+            Some(_) => None,
+        };
+        if let Some(v) = verdict_unpaired {
+            if v == "unsolicited" {
+                self.stats.unsolicited += 1;
+            } else {
+                self.stats.question_mismatch += 1;
+            }
+            if self.cfg.explain {
+                self.explain_all(ts_ms, src, dst, &m, v);
+            }
+            return out;
+        }
+        let qinfo = self.inflight.remove(&key).expect("checked above");
+        self.stats.paired += 1;
+
+        let h = m.header;
+        let reject = if h.truncated() {
+            self.stats.truncated += 1;
+            Some("truncated")
+        } else if h.opcode() != 0 || h.rcode() != 0 {
+            self.stats.not_noerror += 1;
+            Some("not_noerror")
+        } else {
+            None
+        };
+        if let Some(v) = reject {
+            if self.cfg.explain {
+                self.explain_all(ts_ms, src, dst, &m, v);
+            }
+            return out;
+        }
+
+        // Collect NS records, glue, and answers (for glue-less lookups).
+        let want_answers = (qtype == wire::TYPE_A || qtype == wire::TYPE_AAAA)
+            && !self.pending.is_empty()
+            && self
+                .names
+                .get(qname.as_str())
+                .is_some_and(|n| self.pending.contains_key(&n));
+        let collected = match collect(msg, &m, want_answers) {
+            Ok(c) => c,
+            Err(partial) => {
+                self.stats.malformed += 1;
+                if self.cfg.explain {
+                    self.explain_cands(ts_ms, src, dst, h.id, &partial, "malformed");
+                }
+                return out;
+            }
+        };
+        let Collected {
+            ns,
+            glue,
+            answers,
+            cnames,
+        } = collected;
+        self.stats.ns_records += ns.len() as u64;
+
+        let qn = qname.as_str();
+        let server_known = self.server_known(src.ip(), ts_ms);
+        if self.cfg.bailiwick == Bailiwick::Strict && server_known.is_none() {
+            if !ns.is_empty() || want_answers {
+                self.stats.unknown_server += 1;
+                if self.cfg.explain {
+                    self.explain_cands(
+                        ts_ms,
+                        src,
+                        dst,
+                        h.id,
+                        &Collected {
+                            ns,
+                            glue,
+                            answers: vec![],
+                            cnames: vec![],
+                        },
+                        "unknown_server",
+                    );
+                }
+            }
+            return out;
+        }
+        let ctx = RespCtx {
+            ts_ms,
+            server: src,
+            client: dst,
+            id: h.id,
+            querytime: qinfo.ts_ms,
+            qname: qn,
+            qtype,
+        };
+        let mut taught = false;
+        for n in &ns {
+            let in_query = self.cfg.bailiwick == Bailiwick::Off || wire::is_subdomain(qn, &n.zone);
+            let in_server = self.may_teach(server_known.as_deref(), &n.zone, None);
+            let matching: Vec<&GlueCand> = glue.iter().filter(|g| g.owner == n.target).collect();
+            if !in_query || !in_server {
+                self.stats.out_of_bailiwick += 1;
+                let v = if in_query {
+                    "out_of_bailiwick"
+                } else {
+                    "ns_not_for_query"
+                };
+                if self.cfg.explain {
+                    if matching.is_empty() {
+                        self.decide(&ctx, &n.zone, &n.target, None, v);
+                    }
+                    for g in &matching {
+                        self.decide(&ctx, &n.zone, &n.target, Some(g.addr), v);
+                    }
+                }
+                continue;
+            }
+            let mut any = false;
+            for g in matching {
+                self.stats.glue_addrs += 1;
+                if !self.may_teach(server_known.as_deref(), &g.owner, Some(&n.zone)) {
+                    self.stats.out_of_bailiwick += 1;
+                    if self.cfg.explain {
+                        self.decide(
+                            &ctx,
+                            &n.zone,
+                            &n.target,
+                            Some(g.addr),
+                            "glue_out_of_bailiwick",
+                        );
+                    }
+                    continue;
+                }
+                any = true;
+                let l = self.learn(&ctx, &n.zone, &n.target, n.ttl, g.addr, g.ttl, Source::Glue);
+                out.push(l);
+            }
+            if !any {
+                // Glue-less (or all glue rejected): wait for a lookup of the NS name, and use
+                // what the history already knows about it.
+                taught = true;
+                self.add_pending(&ctx, &n.zone, &n.target, n.ttl);
+                let known: Vec<IpAddr> = self
+                    .names
+                    .get(&n.target)
+                    .and_then(|t| self.by_ns.get(&t))
+                    .map(|v| {
+                        v.iter()
+                            .copied()
+                            .filter(|a| self.by_addr.get(a).is_some_and(|i| i.expires >= ts_ms))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for a in known {
+                    let l = self.learn(&ctx, &n.zone, &n.target, n.ttl, a, n.ttl, Source::KnownNs);
+                    out.push(l);
+                }
+            }
+        }
+        if want_answers {
+            let resolved = self.resolve_glueless(&ctx, server_known.as_deref(), &answers, &cnames);
+            out.extend(resolved);
+        }
+        if (taught || !out.is_empty()) && self.cfg.record_rows && !self.cfg.record_all_queries {
+            self.rows.queries.push(QueryRow {
+                querytime: qinfo.ts_ms,
+                queryid: h.id,
+                queryname: queryname(qn, qtype),
+                client: dst,
+                server: src,
+            });
+        }
+        if self.cfg.record_rows {
+            self.rows.learned.extend(out.iter().cloned());
+        }
+        if ts_ms >= self.pending_sweep_at {
+            self.sweep_pending(ts_ms);
+        }
+        out
+    }
+
+    /// The zones `server` serves, if it is registered (unexpired) at `now`. Roots and
+    /// exceptions serve the whole tree.
+    fn server_known(&self, server: IpAddr, now: u64) -> Option<Vec<String>> {
+        if self.cfg.exceptions.iter().any(|n| n.contains(&server)) {
+            return Some(vec![".".into()]);
+        }
+        let a = self.by_addr.get(&server)?;
+        if a.expires < now {
+            return None;
+        }
+        Some(
+            a.serves
+                .iter()
+                .map(|(z, _)| self.names.name(*z).to_string())
+                .collect(),
+        )
+    }
+
+    /// May a server with zones `known` (None: unknown server) teach about `name`?
+    /// `delegated`: the zone of the NS record, for glue from unknown servers.
+    fn may_teach(&self, known: Option<&[String]>, name: &str, delegated: Option<&str>) -> bool {
+        match (self.cfg.bailiwick, known) {
+            (Bailiwick::Off, _) => true,
+            (_, Some(zones)) => zones.iter().any(|z| wire::is_subdomain(name, z)),
+            (Bailiwick::Strict, None) => false,
+            (Bailiwick::Auto, None) => match delegated {
+                // NS owner from an unknown server: checked against the query name already.
+                None => true,
+                // Glue: inside the parent of the delegated zone.
+                Some(z) => wire::is_subdomain(name, parent(z)),
+            },
+        }
+    }
+
+    fn add_pending(&mut self, ctx: &RespCtx<'_>, zone: &str, target: &str, nsttl: u32) {
+        let z = self.names.id(zone);
+        let t = self.names.id(target);
+        let qn = self.names.id(&queryname(ctx.qname, ctx.qtype));
+        self.stats.glueless_pending += 1;
+        let p = PendingNs {
+            zone: z,
+            nsttl,
+            deadline: ctx.ts_ms + self.cfg.glueless_window_ms,
+            querytime: ctx.querytime,
+            queryid: ctx.id,
+            queryname: qn,
+            res_time: ctx.ts_ms,
+            server: ctx.server,
+        };
+        let v = self.pending.entry(t).or_default();
+        if let Some(old) = v.iter_mut().find(|o| o.zone == z) {
+            *old = p;
+        } else {
+            v.push(p);
+        }
+        if self.cfg.explain {
+            self.decide(ctx, zone, target, None, "pending_glueless");
+        }
+        if self.cfg.record_rows {
+            // Paper §4: the NS row is registered at once with empty glue columns.
+            self.rows.ns.push(NsRow {
+                querytime: ctx.querytime,
+                queryid: ctx.id,
+                queryname: queryname(ctx.qname, ctx.qtype),
+                res_time: ctx.ts_ms,
+                zname: zone.to_string(),
+                nsttl,
+                nsfqdn: target.to_string(),
+                glue_ttl: None,
+                glue: None,
+                server: ctx.server,
+                source: Source::Glue,
+                expires_ms: 0,
+            });
+        }
+    }
+
+    fn resolve_glueless(
+        &mut self,
+        ctx: &RespCtx<'_>,
+        known: Option<&[String]>,
+        answers: &[GlueCand],
+        cnames: &[(String, String)],
+    ) -> Vec<Learned> {
+        let mut out = Vec::new();
+        let Some(t) = self.names.get(ctx.qname) else {
+            return out;
+        };
+        let Some(pend) = self.pending.get(&t).cloned() else {
+            return out;
+        };
+        // Follow CNAMEs from the NS name (bounded), then take its A/AAAA answers.
+        let mut chain = vec![ctx.qname.to_string()];
+        for _ in 0..MAX_CNAME_CHAIN {
+            let last = chain.last().cloned().unwrap_or_default();
+            match cnames.iter().find(|(o, _)| *o == last) {
+                Some((_, tgt)) if !chain.contains(tgt) => chain.push(tgt.clone()),
+                _ => break,
+            }
+        }
+        let addrs: Vec<&GlueCand> = answers
+            .iter()
+            .filter(|a| chain.contains(&a.owner))
+            .collect();
+        if addrs.is_empty() {
+            return out;
+        }
+        let in_bailiwick = self.may_teach(known, ctx.qname, Some("."));
+        for p in pend {
+            let zone = self.names.name(p.zone).to_string();
+            if ctx.ts_ms > p.deadline {
+                if self.cfg.explain {
+                    for a in &addrs {
+                        self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glueless_too_late");
+                    }
+                }
+                continue;
+            }
+            if !in_bailiwick {
+                self.stats.out_of_bailiwick += 1;
+                if self.cfg.explain {
+                    for a in &addrs {
+                        self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glue_out_of_bailiwick");
+                    }
+                }
+                continue;
+            }
+            let pctx = RespCtx {
+                ts_ms: ctx.ts_ms,
+                server: p.server,
+                client: ctx.client,
+                id: p.queryid,
+                querytime: p.querytime,
+                qname: ctx.qname,
+                qtype: ctx.qtype,
+            };
+            let qn = self.names.name(p.queryname).to_string();
+            for a in &addrs {
+                self.stats.glueless_resolved += 1;
+                let l = self.learn_with(
+                    &pctx,
+                    &qn,
+                    p.res_time,
+                    &zone,
+                    ctx.qname,
+                    p.nsttl,
+                    a.addr,
+                    a.ttl,
+                    Source::GluelessLookup,
+                );
+                out.push(l);
+            }
+        }
+        out
+    }
+
+    fn sweep_pending(&mut self, now: u64) {
+        let mut expired = 0;
+        self.pending.retain(|_, v| {
+            let before = v.len();
+            v.retain(|p| p.deadline >= now);
+            expired += before - v.len();
+            !v.is_empty()
+        });
+        self.stats.glueless_expired += expired as u64;
+        self.pending_sweep_at = now + self.cfg.glueless_window_ms.max(1);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn learn(
+        &mut self,
+        ctx: &RespCtx<'_>,
+        zone: &str,
+        ns: &str,
+        nsttl: u32,
+        addr: IpAddr,
+        addr_ttl: u32,
+        source: Source,
+    ) -> Learned {
+        let qn = queryname(ctx.qname, ctx.qtype);
+        self.learn_with(ctx, &qn, ctx.ts_ms, zone, ns, nsttl, addr, addr_ttl, source)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn learn_with(
+        &mut self,
+        ctx: &RespCtx<'_>,
+        queryname: &str,
+        res_time: u64,
+        zone: &str,
+        ns: &str,
+        nsttl: u32,
+        addr: IpAddr,
+        addr_ttl: u32,
+        source: Source,
+    ) -> Learned {
+        let now = ctx.ts_ms;
+        let ttl = nsttl
+            .min(addr_ttl)
+            .clamp(self.cfg.min_ttl, self.cfg.max_ttl.max(self.cfg.min_ttl));
+        let expires = now + ttl as u64 * 1000 + self.cfg.grace_ms;
+        let z = self.names.id(zone);
+        let n = self.names.id(ns);
+        let key = (z, n, addr);
+        let (first_seen, verdict) = match self.entries.get_mut(&key) {
+            Some(e) => {
+                e.last_seen = now;
+                e.count += 1;
+                if e.expires != u64::MAX {
+                    e.expires = e.expires.max(expires);
+                    e.ttl = ttl;
+                }
+                self.stats.refreshed += 1;
+                let fs = e.first_seen;
+                let a = self.by_addr.entry(addr).or_default();
+                a.expires = a.expires.max(expires);
+                (fs, "refreshed")
+            }
+            None => {
+                self.stats.learned += 1;
+                self.insert_entry(
+                    z,
+                    n,
+                    addr,
+                    Entry {
+                        first_seen: now,
+                        last_seen: now,
+                        count: 1,
+                        expires,
+                        ttl,
+                        source,
+                    },
+                );
+                (now, "learned")
+            }
+        };
+        if self.cfg.explain {
+            let v = if source == Source::GluelessLookup {
+                "glueless_lookup"
+            } else if source == Source::KnownNs {
+                "known_ns"
+            } else {
+                verdict
+            };
+            self.decide(ctx, zone, ns, Some(addr), v);
+        }
+        if self.cfg.record_rows {
+            self.rows.ns.push(NsRow {
+                querytime: ctx.querytime,
+                queryid: ctx.id,
+                queryname: queryname.to_string(),
+                res_time,
+                zname: zone.to_string(),
+                nsttl,
+                nsfqdn: ns.to_string(),
+                glue_ttl: Some(addr_ttl),
+                glue: Some(addr),
+                server: ctx.server,
+                source,
+                expires_ms: expires,
+            });
+        }
+        Learned {
+            zone: zone.to_string(),
+            ns_name: ns.to_string(),
+            addr,
+            expires_ms: expires,
+            ttl,
+            learned_ms: now,
+            source,
+            first_seen_ms: first_seen,
+        }
+    }
+
+    fn decide(
+        &mut self,
+        ctx: &RespCtx<'_>,
+        zone: &str,
+        ns: &str,
+        addr: Option<IpAddr>,
+        verdict: &'static str,
+    ) {
+        self.decisions.push(Decision {
+            ts_ms: ctx.ts_ms,
+            server: ctx.server,
+            client: ctx.client,
+            id: ctx.id,
+            zone: zone.to_string(),
+            ns_name: ns.to_string(),
+            addr,
+            verdict,
+        });
+    }
+
+    fn explain_all(
+        &mut self,
+        ts_ms: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        m: &Message<'_>,
+        verdict: &'static str,
+    ) {
+        let c = match collect(m.buf, m, false) {
+            Ok(c) => c,
+            Err(p) => p,
+        };
+        self.explain_cands(ts_ms, src, dst, m.header.id, &c, verdict);
+    }
+
+    fn explain_cands(
+        &mut self,
+        ts_ms: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        id: u16,
+        c: &Collected,
+        verdict: &'static str,
+    ) {
+        let ctx = RespCtx {
+            ts_ms,
+            server: src,
+            client: dst,
+            id,
+            querytime: 0,
+            qname: "",
+            qtype: 0,
+        };
+        for n in &c.ns {
+            let mut any = false;
+            for g in c.glue.iter().filter(|g| g.owner == n.target) {
+                any = true;
+                self.decide(&ctx, &n.zone, &n.target, Some(g.addr), verdict);
+            }
+            if !any {
+                self.decide(&ctx, &n.zone, &n.target, None, verdict);
+            }
+        }
+    }
+
+    /// Is `addr` a registered destination at `now_ms`? Exceptions first, then the history
+    /// (learned name servers and root hints) with expiry.
+    pub fn is_registered(&self, addr: IpAddr, now_ms: u64) -> Option<KnownAs> {
+        self.known_as(addr, Some(now_ms))
+    }
+
+    /// What the history knows about `addr`, ignoring expiry (the paper's check: "exists in the
+    /// glueA column").
+    pub fn lookup(&self, addr: IpAddr) -> Option<KnownAs> {
+        self.known_as(addr, None)
+    }
+
+    fn known_as(&self, addr: IpAddr, now: Option<u64>) -> Option<KnownAs> {
+        if let Some(net) = self.cfg.exceptions.iter().find(|n| n.contains(&addr)) {
+            return Some(KnownAs {
+                kind: "exception",
+                zone: ".".into(),
+                ns_name: net.to_string(),
+                first_seen_ms: 0,
+                expires_ms: u64::MAX,
+                source: Source::Stored,
+            });
+        }
+        let a = self.by_addr.get(&addr)?;
+        if let Some(now) = now {
+            if a.expires < now {
+                return None;
+            }
+        }
+        // Report the longest-lived entry that is valid now (the earliest seen among equals).
+        let mut best: Option<(&(u32, u32), Entry)> = None;
+        for zn in &a.serves {
+            let Some(e) = self.entries.get(&(zn.0, zn.1, addr)) else {
+                continue;
+            };
+            if now.is_some_and(|t| e.expires < t) {
+                continue;
+            }
+            if best.is_none_or(|(_, b)| {
+                (e.first_seen, u64::MAX - e.expires) < (b.first_seen, u64::MAX - b.expires)
+            }) {
+                best = Some((zn, *e));
+            }
+        }
+        let (zn, e) = best?;
+        Some(KnownAs {
+            kind: if e.source == Source::RootHints {
+                "root_hints"
+            } else {
+                "glue"
+            },
+            zone: self.names.name(zn.0).to_string(),
+            ns_name: self.names.name(zn.1).to_string(),
+            first_seen_ms: e.first_seen,
+            expires_ms: e.expires,
+            source: e.source,
+        })
+    }
+
+    /// Every history entry: (zone, NS name, address, first_seen, last_seen, count, expires,
+    /// ttl, source).
+    pub fn entries(&self) -> impl Iterator<Item = HistoryEntry<'_>> + '_ {
+        self.entries.iter().map(|(k, e)| HistoryEntry {
+            zone: self.names.name(k.0),
+            ns_name: self.names.name(k.1),
+            addr: k.2,
+            first_seen: e.first_seen,
+            last_seen: e.last_seen,
+            count: e.count,
+            expires: e.expires,
+            ttl: e.ttl,
+            source: e.source,
+        })
+    }
+
+    /// Unexpired registered addresses with their latest expiry.
+    pub fn unexpired(&self, now_ms: u64) -> Vec<(IpAddr, u64)> {
+        self.by_addr
+            .iter()
+            .filter(|(_, a)| a.expires >= now_ms)
+            .map(|(ip, a)| (*ip, a.expires))
+            .collect()
+    }
+}
+
+/// A borrowed view of one history entry.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct HistoryEntry<'a> {
+    pub zone: &'a str,
+    pub ns_name: &'a str,
+    pub addr: IpAddr,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub count: u64,
+    pub expires: u64,
+    pub ttl: u32,
+    pub source: Source,
+}
+
+struct RespCtx<'a> {
+    ts_ms: u64,
+    server: SocketAddr,
+    client: SocketAddr,
+    id: u16,
+    querytime: u64,
+    qname: &'a str,
+    qtype: u16,
+}
+
+struct Collected {
+    ns: Vec<NsCand>,
+    glue: Vec<GlueCand>,
+    answers: Vec<GlueCand>,
+    cnames: Vec<(String, String)>,
+}
+
+/// Walk the records once: NS (answer + authority), A/AAAA in additional, and, if asked, A/AAAA
+/// and CNAME in the answer section. On a malformed record, returns what was collected so far as
+/// the error.
+fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool) -> Result<Collected, Collected> {
+    let mut c = Collected {
+        ns: Vec::new(),
+        glue: Vec::new(),
+        answers: Vec::new(),
+        cnames: Vec::new(),
+    };
+    let mut a = NameBuf::default();
+    let mut b = NameBuf::default();
+    for r in m.records() {
+        let Ok(r) = r else { return Err(c) };
+        if r.class != wire::CLASS_IN {
+            continue;
+        }
+        match (r.section, r.rtype) {
+            (Section::Answer | Section::Authority, wire::TYPE_NS) => {
+                if c.ns.len() >= MAX_NS_PER_RESPONSE {
+                    continue;
+                }
+                if wire::read_name(msg, r.name_off, &mut a).is_err()
+                    || r.target(msg, &mut b).is_err()
+                {
+                    return Err(c);
+                }
+                c.ns.push(NsCand {
+                    zone: a.as_str().to_string(),
+                    target: b.as_str().to_string(),
+                    ttl: r.ttl,
+                });
+            }
+            (Section::Additional, wire::TYPE_A | wire::TYPE_AAAA)
+            | (Section::Answer, wire::TYPE_A | wire::TYPE_AAAA) => {
+                let is_answer = r.section == Section::Answer;
+                if is_answer && !want_answers {
+                    // Still validate rdata so malformed answers are caught consistently.
+                    if r.addr(msg).is_err() {
+                        return Err(c);
+                    }
+                    continue;
+                }
+                let list_len = if is_answer {
+                    c.answers.len()
+                } else {
+                    c.glue.len()
+                };
+                if list_len >= MAX_GLUE_PER_RESPONSE {
+                    continue;
+                }
+                let Ok(Some(addr)) = r.addr(msg) else {
+                    return Err(c);
+                };
+                if wire::read_name(msg, r.name_off, &mut a).is_err() {
+                    return Err(c);
+                }
+                let g = GlueCand {
+                    owner: a.as_str().to_string(),
+                    addr,
+                    ttl: r.ttl,
+                };
+                if is_answer {
+                    c.answers.push(g);
+                } else {
+                    c.glue.push(g);
+                }
+            }
+            (Section::Answer, wire::TYPE_CNAME) if want_answers => {
+                if c.cnames.len() >= MAX_CNAME_CHAIN * 4 {
+                    continue;
+                }
+                if wire::read_name(msg, r.name_off, &mut a).is_err()
+                    || r.target(msg, &mut b).is_err()
+                {
+                    return Err(c);
+                }
+                c.cnames
+                    .push((a.as_str().to_string(), b.as_str().to_string()));
+            }
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests;

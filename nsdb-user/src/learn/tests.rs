@@ -1,0 +1,468 @@
+//! Engine tests on messages built with hickory-proto (the reference encoder).
+
+use super::*;
+use hickory_proto::op::{Message as HMessage, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RData, Record, RecordType, rdata};
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+fn name(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+fn query(id: u16, q: &str, t: RecordType) -> Vec<u8> {
+    let mut m = HMessage::new(id, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(name(q), t));
+    m.to_vec().unwrap()
+}
+
+/// A response to (q, t) with NS records `ns` for `zone` in authority and glue `glue` in additional.
+fn referral(
+    id: u16,
+    q: &str,
+    t: RecordType,
+    zone: &str,
+    ns: &[(&str, u32)],
+    glue: &[(&str, &str, u32)],
+) -> Vec<u8> {
+    let mut m = HMessage::new(id, MessageType::Response, OpCode::Query);
+    m.add_query(Query::query(name(q), t));
+    for (n, ttl) in ns {
+        m.add_authority(Record::from_rdata(
+            name(zone),
+            *ttl,
+            RData::NS(rdata::NS(name(n))),
+        ));
+    }
+    for (n, a, ttl) in glue {
+        let rd = match ip(a) {
+            IpAddr::V4(v) => RData::A(rdata::A(v)),
+            IpAddr::V6(v) => RData::AAAA(rdata::AAAA(v)),
+        };
+        m.add_additional(Record::from_rdata(name(n), *ttl, rd));
+    }
+    m.to_vec().unwrap()
+}
+
+fn answer(id: u16, q: &str, addrs: &[(&str, &str, u32)]) -> Vec<u8> {
+    let mut m = HMessage::new(id, MessageType::Response, OpCode::Query);
+    m.add_query(Query::query(name(q), RecordType::A));
+    for (n, a, ttl) in addrs {
+        m.add_answer(Record::from_rdata(
+            name(n),
+            *ttl,
+            RData::A(rdata::A(a.parse().unwrap())),
+        ));
+    }
+    m.to_vec().unwrap()
+}
+
+const RESOLVER: &str = "192.0.2.10:40000";
+/// a.root-servers.net
+const ROOT: &str = "198.41.0.4:53";
+
+fn engine() -> Engine {
+    Engine::new(LearnConfig {
+        explain: true,
+        record_rows: true,
+        ..LearnConfig::default()
+    })
+}
+
+#[test]
+fn referral_with_glue_is_learned_and_registered() {
+    let mut e = engine();
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &query(1, "www.example.test", RecordType::A),
+    );
+    let r = referral(
+        1,
+        "www.example.test",
+        RecordType::A,
+        "test",
+        &[("ns1.nic.test", 172800), ("ns2.nic.test", 172800)],
+        &[
+            ("ns1.nic.test", "192.0.2.53", 3600),
+            ("ns2.nic.test", "2001:db8::53", 3600),
+        ],
+    );
+    let l = e.on_response(1050, sa(ROOT), sa(RESOLVER), &r);
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert_eq!(l[0].zone, "test");
+    assert_eq!(l[0].ns_name, "ns1.nic.test");
+    assert_eq!(l[0].ttl, 3600);
+    assert_eq!(l[0].expires_ms, 1050 + 3_600_000 + 900_000);
+    let k = e.is_registered(ip("192.0.2.53"), 2000).expect("registered");
+    assert_eq!(
+        (k.kind, k.zone.as_str(), k.ns_name.as_str()),
+        ("glue", "test", "ns1.nic.test")
+    );
+    assert!(e.is_registered(ip("2001:db8::53"), 2000).is_some());
+    assert!(e.is_registered(ip("192.0.2.54"), 2000).is_none());
+    // Root hints are registered forever.
+    assert_eq!(
+        e.is_registered(ip("198.41.0.4"), u64::MAX - 1)
+            .unwrap()
+            .kind,
+        "root_hints"
+    );
+    // Expiry: TTL + grace.
+    assert!(
+        e.is_registered(ip("192.0.2.53"), 1050 + 4_500_000)
+            .is_some()
+    );
+    assert!(
+        e.is_registered(ip("192.0.2.53"), 1050 + 4_500_001)
+            .is_none()
+    );
+    let s = e.stats();
+    assert_eq!(
+        (s.paired, s.learned, s.ns_records, s.glue_addrs),
+        (1, 2, 2, 2)
+    );
+    let rows = e.take_rows();
+    assert_eq!(rows.ns.len(), 2);
+    assert_eq!(rows.queries.len(), 1);
+    assert_eq!(rows.queries[0].queryname, "www.example.test");
+}
+
+#[test]
+fn spoofed_responses_teach_nothing() {
+    let mut e = engine();
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &query(7, "www.example.test", RecordType::A),
+    );
+    let glue = [("ns1.nic.test", "192.0.2.53", 3600)];
+    let ns = [("ns1.nic.test", 3600)];
+    // wrong id, wrong client port, wrong server address, wrong server port, wrong question
+    let cases = [
+        (
+            sa(ROOT),
+            sa(RESOLVER),
+            referral(8, "www.example.test", RecordType::A, "test", &ns, &glue),
+        ),
+        (
+            sa(ROOT),
+            sa("192.0.2.10:40001"),
+            referral(7, "www.example.test", RecordType::A, "test", &ns, &glue),
+        ),
+        (
+            sa("199.7.83.42:53"),
+            sa(RESOLVER),
+            referral(7, "www.example.test", RecordType::A, "test", &ns, &glue),
+        ),
+        (
+            sa("198.41.0.4:5353"),
+            sa(RESOLVER),
+            referral(7, "www.example.test", RecordType::A, "test", &ns, &glue),
+        ),
+        (
+            sa(ROOT),
+            sa(RESOLVER),
+            referral(7, "other.example.test", RecordType::A, "test", &ns, &glue),
+        ),
+    ];
+    for (src, dst, msg) in &cases {
+        assert!(e.on_response(1010, *src, *dst, msg).is_empty());
+    }
+    assert!(e.is_registered(ip("192.0.2.53"), 1100).is_none());
+    let s = e.stats();
+    assert_eq!((s.unsolicited, s.question_mismatch, s.learned), (4, 1, 0));
+    let d = e.take_decisions();
+    assert_eq!(d.len(), 5);
+    assert!(
+        d.iter()
+            .all(|d| d.verdict == "unsolicited" || d.verdict == "question_mismatch")
+    );
+    // The real answer still pairs afterwards, and a duplicate of it is unsolicited.
+    let real = referral(7, "www.example.test", RecordType::A, "test", &ns, &glue);
+    assert_eq!(e.on_response(1020, sa(ROOT), sa(RESOLVER), &real).len(), 1);
+    assert!(
+        e.on_response(1021, sa(ROOT), sa(RESOLVER), &real)
+            .is_empty()
+    );
+    assert_eq!(e.stats().unsolicited, 5);
+}
+
+#[test]
+fn glueless_delegation_resolved_within_window_only() {
+    for (delay, expect) in [(1500u64, true), (2000, true), (2001, false)] {
+        let mut e = engine();
+        e.on_query(
+            1000,
+            sa(RESOLVER),
+            sa(ROOT),
+            &query(1, "www.example.test", RecordType::A),
+        );
+        let r = referral(
+            1,
+            "www.example.test",
+            RecordType::A,
+            "example.test",
+            &[("ns.elsewhere.test", 7200)],
+            &[],
+        );
+        assert!(e.on_response(1100, sa(ROOT), sa(RESOLVER), &r).is_empty());
+        assert_eq!(e.stats().glueless_pending, 1);
+        // The resolver looks the NS name up (from some server), answered `delay` ms after the referral.
+        e.on_query(
+            1100 + delay - 10,
+            sa(RESOLVER),
+            sa("192.0.2.99:53"),
+            &query(2, "ns.elsewhere.test", RecordType::A),
+        );
+        let a = answer(
+            2,
+            "ns.elsewhere.test",
+            &[("ns.elsewhere.test", "192.0.2.77", 600)],
+        );
+        let l = e.on_response(1100 + delay, sa("192.0.2.99:53"), sa(RESOLVER), &a);
+        assert_eq!(!l.is_empty(), expect, "delay {delay}: {l:?}");
+        assert_eq!(
+            e.is_registered(ip("192.0.2.77"), 1100 + delay).is_some(),
+            expect
+        );
+        if expect {
+            assert_eq!(l[0].zone, "example.test");
+            assert_eq!(l[0].source, Source::GluelessLookup);
+            assert_eq!(l[0].ttl, 600);
+        }
+    }
+}
+
+#[test]
+fn out_of_bailiwick_glue_from_known_server_is_rejected() {
+    let mut e = engine();
+    // Teach: "example.test" served by ns1.example.test at 192.0.2.53.
+    e.on_query(
+        0,
+        sa(RESOLVER),
+        sa(ROOT),
+        &query(1, "www.example.test", RecordType::A),
+    );
+    e.on_response(
+        1,
+        sa(ROOT),
+        sa(RESOLVER),
+        &referral(
+            1,
+            "www.example.test",
+            RecordType::A,
+            "example.test",
+            &[("ns1.example.test", 3600)],
+            &[("ns1.example.test", "192.0.2.53", 3600)],
+        ),
+    );
+    // That server now claims a delegation for another zone and glue for a name outside its zone.
+    e.on_query(
+        10,
+        sa(RESOLVER),
+        sa("192.0.2.53:53"),
+        &query(2, "www.example.test", RecordType::A),
+    );
+    let poison = referral(
+        2,
+        "www.example.test",
+        RecordType::A,
+        "www.example.test",
+        &[("ns.www.example.test", 3600), ("ns.victim.test", 3600)],
+        &[
+            ("ns.www.example.test", "192.0.2.60", 3600),
+            ("ns.victim.test", "192.0.2.66", 3600),
+        ],
+    );
+    let l = e.on_response(11, sa("192.0.2.53:53"), sa(RESOLVER), &poison);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0].addr, ip("192.0.2.60"));
+    assert!(e.is_registered(ip("192.0.2.66"), 12).is_none());
+    assert_eq!(e.stats().out_of_bailiwick, 1);
+    let d = e.take_decisions();
+    assert!(
+        d.iter()
+            .any(|d| d.verdict == "glue_out_of_bailiwick" && d.addr == Some(ip("192.0.2.66")))
+    );
+    // An NS record for a zone unrelated to the question is rejected too.
+    e.on_query(
+        20,
+        sa(RESOLVER),
+        sa("192.0.2.53:53"),
+        &query(3, "www.example.test", RecordType::A),
+    );
+    let unrelated = referral(
+        3,
+        "www.example.test",
+        RecordType::A,
+        "other.test",
+        &[("ns.other.test", 3600)],
+        &[("ns.other.test", "192.0.2.70", 3600)],
+    );
+    assert!(
+        e.on_response(21, sa("192.0.2.53:53"), sa(RESOLVER), &unrelated)
+            .is_empty()
+    );
+    assert!(
+        e.take_decisions()
+            .iter()
+            .any(|d| d.verdict == "ns_not_for_query")
+    );
+}
+
+#[test]
+fn strict_mode_ignores_unknown_servers_and_off_mode_learns_everything() {
+    let unknown = "203.0.113.9:53";
+    let r = referral(
+        1,
+        "a.example.test",
+        RecordType::A,
+        "example.test",
+        &[("ns.far.test", 3600)],
+        &[("ns.far.test", "203.0.113.50", 3600)],
+    );
+    for (mode, expect) in [
+        (Bailiwick::Strict, 0),
+        (Bailiwick::Auto, 0),
+        (Bailiwick::Off, 1),
+    ] {
+        let mut e = Engine::new(LearnConfig {
+            bailiwick: mode,
+            ..LearnConfig::default()
+        });
+        e.on_query(
+            0,
+            sa(RESOLVER),
+            sa(unknown),
+            &query(1, "a.example.test", RecordType::A),
+        );
+        // Auto: glue name ns.far.test is outside "test"? No: parent of example.test is test, so
+        // it is inside — Auto learns it. Strict does not. Off does.
+        let l = e.on_response(1, sa(unknown), sa(RESOLVER), &r);
+        let expect = if mode == Bailiwick::Auto { 1 } else { expect };
+        assert_eq!(l.len(), expect, "{mode:?}");
+    }
+}
+
+#[test]
+fn truncated_and_error_responses_do_not_teach() {
+    let mut e = engine();
+    e.on_query(
+        0,
+        sa(RESOLVER),
+        sa(ROOT),
+        &query(1, "a.test", RecordType::A),
+    );
+    let mut r = referral(
+        1,
+        "a.test",
+        RecordType::A,
+        "test",
+        &[("ns.test", 3600)],
+        &[("ns.test", "192.0.2.1", 3600)],
+    );
+    r[2] |= 0x02; // TC
+    assert!(e.on_response(1, sa(ROOT), sa(RESOLVER), &r).is_empty());
+    assert_eq!(e.stats().truncated, 1);
+    e.on_query(
+        0,
+        sa(RESOLVER),
+        sa(ROOT),
+        &query(2, "a.test", RecordType::A),
+    );
+    let mut r = referral(
+        2,
+        "a.test",
+        RecordType::A,
+        "test",
+        &[("ns.test", 3600)],
+        &[("ns.test", "192.0.2.1", 3600)],
+    );
+    r[3] |= 0x02; // SERVFAIL
+    assert!(e.on_response(1, sa(ROOT), sa(RESOLVER), &r).is_empty());
+    assert_eq!(e.stats().not_noerror, 1);
+}
+
+#[test]
+fn ttls_are_clamped() {
+    let mut e = Engine::new(LearnConfig {
+        min_ttl: 60,
+        max_ttl: 1000,
+        grace_ms: 0,
+        ..LearnConfig::default()
+    });
+    e.on_query(
+        0,
+        sa(RESOLVER),
+        sa(ROOT),
+        &query(1, "a.test", RecordType::A),
+    );
+    let r = referral(
+        1,
+        "a.test",
+        RecordType::A,
+        "test",
+        &[("ns.test", 5), ("ns2.test", 999_999)],
+        &[
+            ("ns.test", "192.0.2.1", 5),
+            ("ns2.test", "192.0.2.2", 999_999),
+        ],
+    );
+    let l = e.on_response(0, sa(ROOT), sa(RESOLVER), &r);
+    assert_eq!(l.iter().map(|l| l.ttl).collect::<Vec<_>>(), vec![60, 1000]);
+}
+
+#[test]
+fn unanswered_queries_time_out_and_inflight_is_bounded() {
+    let mut e = Engine::new(LearnConfig {
+        max_inflight: 10,
+        query_timeout_ms: 100,
+        ..LearnConfig::default()
+    });
+    for i in 0..50u16 {
+        e.on_query(
+            i as u64,
+            sa(RESOLVER),
+            sa(ROOT),
+            &query(i, "a.test", RecordType::A),
+        );
+    }
+    assert!(e.inflight_len() <= 10);
+    assert_eq!(e.stats().inflight_dropped, 40);
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &query(999, "a.test", RecordType::A),
+    );
+    assert_eq!(e.inflight_len(), 1);
+}
+
+#[test]
+fn arbitrary_bytes_never_panic_the_engine() {
+    use proptest::prelude::*;
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 2000,
+        ..Default::default()
+    });
+    runner
+        .run(&prop::collection::vec(any::<u8>(), 0..300), |bytes| {
+            let mut e = Engine::new(LearnConfig {
+                explain: true,
+                record_rows: true,
+                bailiwick: Bailiwick::Off,
+                ..LearnConfig::default()
+            });
+            e.on_query(0, sa(RESOLVER), sa(ROOT), &bytes);
+            let _ = e.on_response(1, sa(ROOT), sa(RESOLVER), &bytes);
+            Ok(())
+        })
+        .unwrap();
+}

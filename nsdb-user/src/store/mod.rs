@@ -1,0 +1,652 @@
+//! The history database: SQLite in WAL mode (paper §3: query_db and ns_db with the paper's
+//! columns; plus `history`, one row per (zone, NS name, address) with first_seen, last_seen,
+//! count and expires, which is what checks and the daemon read).
+//!
+//! Safety of the operator's files: an existing file is opened read-write *without* the create
+//! flag, and only after its first 16 bytes say "SQLite format 3"; a database whose
+//! `application_id` is not nsdb's and that already holds tables is refused as foreign; a file
+//! failing `PRAGMA quick_check` is refused as corrupt. Nothing is ever truncated or overwritten.
+//!
+//! Writes are batched: [`Writer`] collects rows and commits them in one transaction per second
+//! (or per [`Writer::MAX_BATCH`] rows), so a crash loses at most the last second; [`Writer::flush`]
+//! on shutdown loses nothing.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::learn::{Learned, NsRow, QueryRow, Rows, Source};
+
+/// `PRAGMA application_id` of an nsdb database: "NSDB".
+pub const APPLICATION_ID: i32 = 0x4e53_4442;
+/// Schema version (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: is a directory, not a database file")]
+    IsDir(PathBuf),
+    #[error("{0}: not an SQLite database (refusing to touch it)")]
+    NotSqlite(PathBuf),
+    #[error("{0}: an SQLite database that does not belong to nsdb ({1}); refusing to touch it")]
+    Foreign(PathBuf, String),
+    #[error("{0}: database is corrupt ({1}); refusing to use it")]
+    Corrupt(PathBuf, String),
+    #[error("{0}: written by a newer nsdb (schema {1}, this one knows {SCHEMA_VERSION})")]
+    TooNew(PathBuf, i32),
+    #[error("{0}: no such database (run `nsdb learn` first)")]
+    Missing(PathBuf),
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// One `history` row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryRow {
+    pub zone: String,
+    pub ns_name: String,
+    pub addr: IpAddr,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub count: u64,
+    pub expires: u64,
+    pub ttl: u32,
+    pub source: String,
+}
+
+/// An open history database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS query_db (
+    id INTEGER PRIMARY KEY,
+    querytime INTEGER NOT NULL,   -- Unix ms the query was sent
+    queryid INTEGER NOT NULL,     -- DNS message id
+    queryname TEXT NOT NULL,      -- 'FQDN' for A, 'FQDN TYPE' otherwise
+    client TEXT NOT NULL,
+    server TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ns_db (
+    id INTEGER PRIMARY KEY,
+    querytime INTEGER NOT NULL,
+    queryid INTEGER NOT NULL,
+    queryname TEXT NOT NULL,
+    res_time INTEGER NOT NULL,    -- Unix ms the response was received
+    zname TEXT NOT NULL,
+    nsttl INTEGER NOT NULL,
+    nsfqdn TEXT NOT NULL,
+    glueAttl INTEGER,             -- NULL until a glue-less NS name is resolved
+    glueA TEXT,
+    server TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ns_db_glueA ON ns_db(glueA);
+CREATE TABLE IF NOT EXISTS history (
+    zone TEXT NOT NULL,
+    ns_name TEXT NOT NULL,
+    addr TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    ttl INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (zone, ns_name, addr)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_addr ON history(addr);
+CREATE TABLE IF NOT EXISTS exceptions (
+    net TEXT PRIMARY KEY,         -- the operator's exceptions, kept apart from learned data
+    note TEXT
+);
+";
+
+fn clamp_i64(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+impl Store {
+    /// Open (creating it if missing) a database for writing.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_inner(path, true)
+    }
+
+    /// Open an existing database for reading (`check`, `lookup`, `export`).
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        Self::open_inner(path, false)
+    }
+
+    fn open_inner(path: &Path, create: bool) -> Result<Store, StoreError> {
+        let p = path.to_path_buf();
+        let io = |e| StoreError::Io {
+            path: p.clone(),
+            source: e,
+        };
+        let exists = match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => return Err(StoreError::IsDir(p)),
+            Ok(m) => {
+                if m.len() > 0 {
+                    use std::io::Read;
+                    let mut head = [0u8; 16];
+                    let mut f = std::fs::File::open(path).map_err(io)?;
+                    let n = f.read(&mut head).map_err(io)?;
+                    if n < 16 || &head != b"SQLite format 3\0" {
+                        return Err(StoreError::NotSqlite(p));
+                    }
+                }
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io(e)),
+        };
+        if !exists && !create {
+            return Err(StoreError::Missing(p));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | if exists {
+                OpenFlags::empty()
+            } else {
+                OpenFlags::SQLITE_OPEN_CREATE
+            };
+        let sq = |e| StoreError::Sqlite {
+            path: p.clone(),
+            source: e,
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(sq)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sq)?;
+        let corrupt = |e: rusqlite::Error| StoreError::Corrupt(p.clone(), e.to_string());
+        if exists {
+            let check: String = conn
+                .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+                .map_err(corrupt)?;
+            if check != "ok" {
+                return Err(StoreError::Corrupt(p, check));
+            }
+            let app: i32 = conn
+                .query_row("PRAGMA application_id", [], |r| r.get(0))
+                .map_err(corrupt)?;
+            let tables: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(corrupt)?;
+            if app != APPLICATION_ID && tables > 0 {
+                return Err(StoreError::Foreign(
+                    p,
+                    format!("application_id 0x{app:08x}, {tables} tables"),
+                ));
+            }
+            let ver: i32 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(corrupt)?;
+            if ver > SCHEMA_VERSION {
+                return Err(StoreError::TooNew(p, ver));
+            }
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sq)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sq)?;
+        conn.execute_batch(SCHEMA).map_err(sq)?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(sq)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sq)?;
+        Ok(Store { conn, path: p })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        }
+    }
+
+    /// Write a batch of rows in one transaction.
+    pub fn write(
+        &mut self,
+        queries: &[QueryRow],
+        ns: &[NsRow],
+        learned: &[Learned],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sq = |e| StoreError::Sqlite {
+            path: path.clone(),
+            source: e,
+        };
+        let tx = self.conn.transaction().map_err(sq)?;
+        {
+            let mut q = tx
+                .prepare_cached(
+                    "INSERT INTO query_db (querytime, queryid, queryname, client, server)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sq)?;
+            for r in queries {
+                q.execute(params![
+                    clamp_i64(r.querytime),
+                    r.queryid,
+                    r.queryname,
+                    r.client.to_string(),
+                    r.server.to_string()
+                ])
+                .map_err(sq)?;
+            }
+            let mut n = tx
+                .prepare_cached(
+                    "INSERT INTO ns_db (querytime, queryid, queryname, res_time, zname, nsttl,
+                       nsfqdn, glueAttl, glueA, server, source)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(sq)?;
+            for r in ns {
+                n.execute(params![
+                    clamp_i64(r.querytime),
+                    r.queryid,
+                    r.queryname,
+                    clamp_i64(r.res_time),
+                    r.zname,
+                    r.nsttl,
+                    r.nsfqdn,
+                    r.glue_ttl,
+                    r.glue.map(|a| a.to_string()),
+                    r.server.to_string(),
+                    r.source.as_str()
+                ])
+                .map_err(sq)?;
+            }
+            let mut h = tx
+                .prepare_cached(
+                    "INSERT INTO history (zone, ns_name, addr, first_seen, last_seen, count,
+                       expires, ttl, source)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8)
+                     ON CONFLICT (zone, ns_name, addr) DO UPDATE SET
+                       first_seen = min(first_seen, excluded.first_seen),
+                       last_seen = max(last_seen, excluded.last_seen),
+                       count = count + 1,
+                       expires = max(expires, excluded.expires),
+                       ttl = excluded.ttl",
+                )
+                .map_err(sq)?;
+            for l in learned {
+                h.execute(params![
+                    l.zone,
+                    l.ns_name,
+                    l.addr.to_string(),
+                    clamp_i64(l.first_seen_ms),
+                    clamp_i64(l.learned_ms),
+                    clamp_i64(l.expires_ms),
+                    l.ttl,
+                    l.source.as_str()
+                ])
+                .map_err(sq)?;
+            }
+        }
+        tx.commit().map_err(sq)
+    }
+
+    /// Record the operator's exceptions (kept apart from learned data).
+    pub fn set_exceptions(&mut self, nets: &[ipnet::IpNet]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sq = |e| StoreError::Sqlite {
+            path: path.clone(),
+            source: e,
+        };
+        let tx = self.conn.transaction().map_err(sq)?;
+        for n in nets {
+            tx.execute(
+                "INSERT OR IGNORE INTO exceptions (net, note) VALUES (?1, 'operator')",
+                params![n.to_string()],
+            )
+            .map_err(sq)?;
+        }
+        tx.commit().map_err(sq)
+    }
+
+    pub fn exceptions(&self) -> Result<Vec<ipnet::IpNet>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT net FROM exceptions")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Ok(n) = r.map_err(|e| self.err(e))?.parse() {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every history row.
+    pub fn history(&self) -> Result<Vec<HistoryRow>, StoreError> {
+        self.history_where("", params![])
+    }
+
+    /// History rows for one address.
+    pub fn history_for(&self, addr: IpAddr) -> Result<Vec<HistoryRow>, StoreError> {
+        self.history_where(
+            "WHERE addr = ?1 ORDER BY first_seen",
+            params![addr.to_string()],
+        )
+    }
+
+    fn history_where(
+        &self,
+        clause: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        let sql = format!(
+            "SELECT zone, ns_name, addr, first_seen, last_seen, count, expires, ttl, source
+             FROM history {clause}"
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(p, |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, String>(8)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (zone, ns_name, addr, fs, ls, count, exp, ttl, source) =
+                r.map_err(|e| self.err(e))?;
+            let Ok(addr) = addr.parse() else {
+                return Err(StoreError::Corrupt(
+                    self.path.clone(),
+                    format!("history row with address {addr:?}"),
+                ));
+            };
+            out.push(HistoryRow {
+                zone,
+                ns_name,
+                addr,
+                first_seen: fs.max(0) as u64,
+                last_seen: ls.max(0) as u64,
+                count: count.max(0) as u64,
+                expires: exp.max(0) as u64,
+                ttl: ttl.clamp(0, u32::MAX as i64) as u32,
+                source,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Addresses registered at `now_unix_ms`, with their latest expiry (Unix ms).
+    pub fn unexpired(&self, now_unix_ms: u64) -> Result<Vec<(IpAddr, u64)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT addr, max(expires) FROM history WHERE expires >= ?1 GROUP BY addr")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![clamp_i64(now_unix_ms)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (a, e) = r.map_err(|e| self.err(e))?;
+            if let Ok(a) = a.parse() {
+                out.push((a, e.max(0) as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stream ns_db rows in insertion order.
+    pub fn for_each_ns_row(
+        &self,
+        mut f: impl FnMut(NsExportRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT querytime, queryid, queryname, res_time, zname, nsttl, nsfqdn,
+                        glueAttl, glueA FROM ns_db ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let row = (|| {
+                Ok::<_, rusqlite::Error>(NsExportRow {
+                    querytime: r.get(0)?,
+                    queryid: r.get(1)?,
+                    queryname: r.get(2)?,
+                    res_time: r.get(3)?,
+                    zname: r.get(4)?,
+                    nsttl: r.get(5)?,
+                    nsfqdn: r.get(6)?,
+                    glue_attl: r.get(7)?,
+                    glue_a: r.get(8)?,
+                })
+            })()
+            .map_err(|e| self.err(e))?;
+            f(row)?;
+        }
+        Ok(())
+    }
+
+    /// Row counts of (query_db, ns_db, history).
+    pub fn counts(&self) -> Result<(u64, u64, u64), StoreError> {
+        let c = |t: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|v| v as u64)
+                .map_err(|e| self.err(e))
+        };
+        Ok((c("query_db")?, c("ns_db")?, c("history")?))
+    }
+
+    /// ns_db rows mentioning `addr` as glue.
+    pub fn ns_rows_for(&self, addr: IpAddr) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM ns_db WHERE glueA = ?1",
+                params![addr.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|v| v.unwrap_or(0) as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Checkpoint the WAL into the main file (on shutdown).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// An ns_db row with the paper's Table 1 columns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NsExportRow {
+    pub querytime: i64,
+    pub queryid: i64,
+    pub queryname: String,
+    #[serde(rename = "res_time")]
+    pub res_time: i64,
+    pub zname: String,
+    pub nsttl: i64,
+    pub nsfqdn: String,
+    #[serde(rename = "glueAttl")]
+    pub glue_attl: Option<i64>,
+    #[serde(rename = "glueA")]
+    pub glue_a: Option<String>,
+}
+
+/// Batches rows and commits them at most once a second (or every [`Writer::MAX_BATCH`] rows).
+pub struct Writer {
+    store: Store,
+    pending: Rows,
+    last: Instant,
+    interval: Duration,
+}
+
+impl Writer {
+    /// Rows held before a commit is forced regardless of time.
+    pub const MAX_BATCH: usize = 100_000;
+
+    pub fn new(store: Store) -> Writer {
+        Writer {
+            store,
+            pending: Rows::default(),
+            last: Instant::now(),
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn len(&self) -> usize {
+        self.pending.queries.len() + self.pending.ns.len() + self.pending.learned.len()
+    }
+
+    /// Queue rows (from [`crate::learn::Engine::take_rows`]); commits if a second has passed.
+    pub fn push(&mut self, mut rows: Rows) -> Result<(), StoreError> {
+        self.pending.queries.append(&mut rows.queries);
+        self.pending.ns.append(&mut rows.ns);
+        self.pending.learned.append(&mut rows.learned);
+        self.tick()
+    }
+
+    /// Commit if the interval has passed or the batch is full.
+    pub fn tick(&mut self) -> Result<(), StoreError> {
+        if self.len() >= Self::MAX_BATCH || self.last.elapsed() >= self.interval {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Commit everything queued now.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.last = Instant::now();
+        if self.len() == 0 {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        self.store.write(&rows.queries, &rows.ns, &rows.learned)
+    }
+
+    /// Flush and checkpoint; returns the store.
+    pub fn finish(mut self) -> Result<Store, StoreError> {
+        self.flush()?;
+        self.store.checkpoint()?;
+        Ok(self.store)
+    }
+}
+
+/// The source tag stored for an entry.
+pub fn source_of(s: &str) -> Source {
+    Source::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("nsdb-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&d);
+        d
+    }
+
+    fn learned(addr: &str, t: u64) -> Learned {
+        Learned {
+            zone: "example.test".into(),
+            ns_name: "ns1.example.test".into(),
+            addr: addr.parse().unwrap(),
+            expires_ms: t + 1000,
+            ttl: 1,
+            learned_ms: t,
+            source: Source::Glue,
+            first_seen_ms: t,
+        }
+    }
+
+    #[test]
+    fn history_upserts_and_unexpired() {
+        let p = tmp("upsert.db");
+        let mut s = Store::open(&p).unwrap();
+        s.write(
+            &[],
+            &[],
+            &[learned("192.0.2.1", 100), learned("192.0.2.1", 200)],
+        )
+        .unwrap();
+        let h = s.history().unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(
+            (h[0].first_seen, h[0].last_seen, h[0].count, h[0].expires),
+            (100, 200, 2, 1200)
+        );
+        assert_eq!(
+            s.unexpired(1200).unwrap(),
+            vec![("192.0.2.1".parse().unwrap(), 1200)]
+        );
+        assert!(s.unexpired(1201).unwrap().is_empty());
+        drop(s);
+        // Reopening keeps the data.
+        let s = Store::open_existing(&p).unwrap();
+        assert_eq!(s.history().unwrap().len(), 1);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn foreign_and_corrupt_files_are_refused_and_untouched() {
+        let p = tmp("text.db");
+        std::fs::write(&p, b"hello, not a database").unwrap();
+        assert!(matches!(Store::open(&p), Err(StoreError::NotSqlite(_))));
+        assert_eq!(std::fs::read(&p).unwrap(), b"hello, not a database");
+
+        let p = tmp("foreign.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('x');")
+                .unwrap();
+        }
+        let before = std::fs::read(&p).unwrap();
+        let e = Store::open(&p).err().unwrap();
+        assert!(matches!(e, StoreError::Foreign(..)), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+
+        let p = tmp("dir.db");
+        let _ = std::fs::create_dir(&p);
+        assert!(matches!(Store::open(&p), Err(StoreError::IsDir(_))));
+        let _ = std::fs::remove_dir(&p);
+    }
+}

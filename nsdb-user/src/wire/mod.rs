@@ -1,0 +1,707 @@
+//! A zero-copy, zero-allocation, bounded DNS wire-format parser (RFC 1035 §4.1).
+//!
+//! Everything here reads untrusted bytes: every offset is checked against the message length,
+//! every loop is bounded either by a named constant or by the message length (each step consumes
+//! at least one byte), and name decompression only follows pointers that go strictly backwards
+//! (RFC 1035 §4.1.4: a pointer refers to a *prior* occurrence), which rules out loops.
+//!
+//! Names are decoded into a fixed stack buffer ([`NameBuf`]) in a lower-cased presentation form
+//! without the trailing dot (`www.example.com`; the root is `.`). Bytes that are not letters,
+//! digits, `-` or `_` are written as `\DDD` (RFC 1035 §5.1), so a label containing a dot can
+//! never be confused with a label boundary and suffix comparisons on the text are label-exact.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// DNS header length (RFC 1035 §4.1.1).
+pub const HEADER_LEN: usize = 12;
+/// Longest name on the wire, length octets included (RFC 1035 §2.3.4).
+pub const MAX_NAME_WIRE: usize = 255;
+/// Most compression pointers followed while decoding one name. Backward-only pointers already
+/// exclude loops; this caps the work a hostile message can ask for (127 two-byte labels is the
+/// most a 255-byte name can have, so a legitimate name never needs more).
+pub const MAX_POINTER_HOPS: usize = 127;
+/// Capacity of a decoded name: 255 wire bytes, each possibly escaped as `\DDD` (4 bytes).
+pub const NAME_TEXT_CAP: usize = MAX_NAME_WIRE * 4;
+
+pub const TYPE_A: u16 = 1;
+pub const TYPE_NS: u16 = 2;
+pub const TYPE_CNAME: u16 = 5;
+pub const TYPE_SOA: u16 = 6;
+pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_OPT: u16 = 41;
+pub const CLASS_IN: u16 = 1;
+
+/// What was wrong with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("message shorter than the 12-byte header ({0} bytes)")]
+    ShortHeader(usize),
+    #[error("name runs past the end of the message at offset {0}")]
+    NameTruncated(usize),
+    #[error("reserved label type 0x{1:02x} at offset {0} (RFC 1035 §4.1.4, RFC 6891 §5)")]
+    BadLabelType(usize, u8),
+    #[error("compression pointer at offset {0} does not point backwards (RFC 1035 §4.1.4)")]
+    ForwardPointer(usize),
+    #[error("name longer than 255 bytes at offset {0} (RFC 1035 §2.3.4)")]
+    NameTooLong(usize),
+    #[error("more than {MAX_POINTER_HOPS} compression pointers in one name at offset {0}")]
+    TooManyPointers(usize),
+    #[error("resource record at offset {0} runs past the end of the message")]
+    RecordTruncated(usize),
+    #[error("question at offset {0} runs past the end of the message")]
+    QuestionTruncated(usize),
+    #[error("{0} record at offset {1} has rdlength {2}, expected {3}")]
+    BadRdLength(&'static str, usize, u16, u16),
+}
+
+/// The fixed header (RFC 1035 §4.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub id: u16,
+    pub flags: u16,
+    pub qdcount: u16,
+    pub ancount: u16,
+    pub nscount: u16,
+    pub arcount: u16,
+}
+
+impl Header {
+    pub fn parse(msg: &[u8]) -> Result<Header, WireError> {
+        if msg.len() < HEADER_LEN {
+            return Err(WireError::ShortHeader(msg.len()));
+        }
+        let w = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);
+        Ok(Header {
+            id: w(0),
+            flags: w(2),
+            qdcount: w(4),
+            ancount: w(6),
+            nscount: w(8),
+            arcount: w(10),
+        })
+    }
+    /// QR: true for a response.
+    pub fn is_response(&self) -> bool {
+        self.flags & 0x8000 != 0
+    }
+    pub fn opcode(&self) -> u8 {
+        ((self.flags >> 11) & 0xf) as u8
+    }
+    /// TC: the message was truncated (RFC 1035 §4.1.1, RFC 2181 §9).
+    pub fn truncated(&self) -> bool {
+        self.flags & 0x0200 != 0
+    }
+    pub fn rcode(&self) -> u8 {
+        (self.flags & 0xf) as u8
+    }
+}
+
+/// A decoded name in lower-cased presentation form, held on the stack.
+#[derive(Clone)]
+pub struct NameBuf {
+    len: usize,
+    buf: [u8; NAME_TEXT_CAP],
+}
+
+impl Default for NameBuf {
+    fn default() -> Self {
+        NameBuf {
+            len: 0,
+            buf: [0; NAME_TEXT_CAP],
+        }
+    }
+}
+
+impl NameBuf {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever written (see `push_label_byte`).
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or(".")
+    }
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+    fn push(&mut self, b: u8) {
+        // Cannot overflow: at most 255 wire bytes, each expands to at most 4 text bytes.
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+    fn push_label_byte(&mut self, b: u8) {
+        let b = b.to_ascii_lowercase();
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*' {
+            self.push(b);
+        } else {
+            self.push(b'\\');
+            self.push(b'0' + b / 100);
+            self.push(b'0' + (b / 10) % 10);
+            self.push(b'0' + b % 10);
+        }
+    }
+}
+
+impl fmt::Debug for NameBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// Is `name` equal to `zone` or below it? Both in the form produced by [`read_name`].
+pub fn is_subdomain(name: &str, zone: &str) -> bool {
+    if zone == "." {
+        return true;
+    }
+    if name.len() == zone.len() {
+        return name == zone;
+    }
+    name.len() > zone.len()
+        && name.ends_with(zone)
+        && name.as_bytes()[name.len() - zone.len() - 1] == b'.'
+}
+
+/// Skip the name starting at `off` without following pointers; returns the offset just past it.
+/// Validates label types but not pointer targets (those are checked when the name is decoded).
+pub fn skip_name(msg: &[u8], mut off: usize) -> Result<usize, WireError> {
+    let start = off;
+    // Bounded: each iteration consumes at least one byte of the message.
+    loop {
+        let Some(&len) = msg.get(off) else {
+            return Err(WireError::NameTruncated(off));
+        };
+        match len & 0xc0 {
+            0x00 => {
+                if len == 0 {
+                    return Ok(off + 1);
+                }
+                off += 1 + len as usize;
+                if off - start > MAX_NAME_WIRE {
+                    return Err(WireError::NameTooLong(start));
+                }
+            }
+            0xc0 => {
+                if off + 2 > msg.len() {
+                    return Err(WireError::NameTruncated(off));
+                }
+                return Ok(off + 2);
+            }
+            _ => return Err(WireError::BadLabelType(off, len)),
+        }
+    }
+}
+
+/// Decode the name at `off` into `out` (lower-cased presentation form); returns the offset just
+/// past the name in place (i.e. past the first pointer if there is one).
+pub fn read_name(msg: &[u8], off: usize, out: &mut NameBuf) -> Result<usize, WireError> {
+    out.clear();
+    let mut pos = off;
+    let mut end_in_place: Option<usize> = None;
+    let mut wire_len = 0usize;
+    let mut hops = 0usize;
+    // A pointer must point before the start of the label sequence that contains it.
+    let mut lowest = off;
+    // Bounded: each iteration either consumes a label (≥1 byte, total ≤255 by the check below)
+    // or follows a pointer (≤ MAX_POINTER_HOPS).
+    loop {
+        let Some(&len) = msg.get(pos) else {
+            return Err(WireError::NameTruncated(pos));
+        };
+        match len & 0xc0 {
+            0x00 => {
+                if len == 0 {
+                    if out.len == 0 {
+                        out.push(b'.');
+                    }
+                    return Ok(end_in_place.unwrap_or(pos + 1));
+                }
+                let l = len as usize;
+                wire_len += 1 + l;
+                if wire_len + 1 > MAX_NAME_WIRE {
+                    return Err(WireError::NameTooLong(off));
+                }
+                let Some(label) = msg.get(pos + 1..pos + 1 + l) else {
+                    return Err(WireError::NameTruncated(pos));
+                };
+                if out.len != 0 {
+                    out.push(b'.');
+                }
+                for &b in label {
+                    out.push_label_byte(b);
+                }
+                pos += 1 + l;
+            }
+            0xc0 => {
+                let Some(&lo) = msg.get(pos + 1) else {
+                    return Err(WireError::NameTruncated(pos));
+                };
+                let target = (((len & 0x3f) as usize) << 8) | lo as usize;
+                // RFC 1035 §4.1.4: pointers refer to a prior occurrence. Requiring the target
+                // to be strictly below every position visited so far makes loops impossible.
+                if target >= lowest {
+                    return Err(WireError::ForwardPointer(pos));
+                }
+                hops += 1;
+                if hops > MAX_POINTER_HOPS {
+                    return Err(WireError::TooManyPointers(off));
+                }
+                if end_in_place.is_none() {
+                    end_in_place = Some(pos + 2);
+                }
+                lowest = target;
+                pos = target;
+            }
+            // 0x40 (extended label, RFC 6891 §5 deprecates it) and 0x80 are reserved.
+            _ => return Err(WireError::BadLabelType(pos, len)),
+        }
+    }
+}
+
+/// One question (RFC 1035 §4.1.2).
+#[derive(Debug, Clone, Copy)]
+pub struct Question {
+    /// Offset of the name in the message.
+    pub name_off: usize,
+    pub qtype: u16,
+    pub qclass: u16,
+}
+
+/// Which section an RR is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Answer,
+    Authority,
+    Additional,
+}
+
+/// One resource record (RFC 1035 §4.1.3); its name and rdata are read on demand.
+#[derive(Debug, Clone, Copy)]
+pub struct Record {
+    pub section: Section,
+    pub name_off: usize,
+    pub rtype: u16,
+    pub class: u16,
+    pub ttl: u32,
+    pub rdata_off: usize,
+    pub rdlen: u16,
+}
+
+impl Record {
+    pub fn rdata<'a>(&self, msg: &'a [u8]) -> &'a [u8] {
+        // Checked when the record was iterated.
+        &msg[self.rdata_off..self.rdata_off + self.rdlen as usize]
+    }
+    /// The address of an A or AAAA record (class IN), checking rdlength.
+    pub fn addr(&self, msg: &[u8]) -> Result<Option<IpAddr>, WireError> {
+        if self.class != CLASS_IN {
+            return Ok(None);
+        }
+        let d = self.rdata(msg);
+        match self.rtype {
+            TYPE_A => match <[u8; 4]>::try_from(d) {
+                Ok(a) => Ok(Some(IpAddr::V4(Ipv4Addr::from(a)))),
+                Err(_) => Err(WireError::BadRdLength("A", self.rdata_off, self.rdlen, 4)),
+            },
+            TYPE_AAAA => match <[u8; 16]>::try_from(d) {
+                Ok(a) => Ok(Some(IpAddr::V6(Ipv6Addr::from(a)))),
+                Err(_) => Err(WireError::BadRdLength(
+                    "AAAA",
+                    self.rdata_off,
+                    self.rdlen,
+                    16,
+                )),
+            },
+            _ => Ok(None),
+        }
+    }
+    /// The target of an NS or CNAME record (a domain name, possibly compressed, RFC 1035 §3.3).
+    /// The name must end inside the rdata.
+    pub fn target(&self, msg: &[u8], out: &mut NameBuf) -> Result<(), WireError> {
+        let end = read_name(msg, self.rdata_off, out)?;
+        if end > self.rdata_off + self.rdlen as usize {
+            return Err(WireError::RecordTruncated(self.rdata_off));
+        }
+        Ok(())
+    }
+}
+
+/// A parsed header plus the bounds of the question section; RRs are iterated lazily.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub buf: &'a [u8],
+    pub header: Header,
+    /// Offset of the first RR (just past the question section).
+    pub rr_start: usize,
+}
+
+impl<'a> Message<'a> {
+    /// Parse the header and skip the question section.
+    pub fn parse(buf: &'a [u8]) -> Result<Message<'a>, WireError> {
+        let header = Header::parse(buf)?;
+        let mut off = HEADER_LEN;
+        // Bounded by the message length: each question is at least 5 bytes.
+        for _ in 0..header.qdcount {
+            off = skip_name(buf, off)?;
+            if off + 4 > buf.len() {
+                return Err(WireError::QuestionTruncated(off));
+            }
+            off += 4;
+        }
+        Ok(Message {
+            buf,
+            header,
+            rr_start: off,
+        })
+    }
+
+    /// The first question, if any. Real traffic has exactly one (RFC 9619).
+    pub fn question(&self) -> Option<Question> {
+        if self.header.qdcount == 0 {
+            return None;
+        }
+        let end = skip_name(self.buf, HEADER_LEN).ok()?;
+        let t = self.buf.get(end..end + 4)?;
+        Some(Question {
+            name_off: HEADER_LEN,
+            qtype: u16::from_be_bytes([t[0], t[1]]),
+            qclass: u16::from_be_bytes([t[2], t[3]]),
+        })
+    }
+
+    /// Iterate answer, authority and additional records in order.
+    pub fn records(&self) -> RecordIter<'a> {
+        RecordIter {
+            buf: self.buf,
+            off: self.rr_start,
+            left: [
+                self.header.ancount,
+                self.header.nscount,
+                self.header.arcount,
+            ],
+            section: 0,
+            failed: false,
+        }
+    }
+}
+
+/// Iterator over RRs; yields an error once and then stops if the message is malformed.
+pub struct RecordIter<'a> {
+    buf: &'a [u8],
+    off: usize,
+    left: [u16; 3],
+    section: usize,
+    failed: bool,
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<Record, WireError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        while self.section < 3 && self.left[self.section] == 0 {
+            self.section += 1;
+        }
+        if self.section >= 3 {
+            return None;
+        }
+        self.left[self.section] -= 1;
+        let start = self.off;
+        let r = (|| {
+            let name_end = skip_name(self.buf, start)?;
+            let fixed = self
+                .buf
+                .get(name_end..name_end + 10)
+                .ok_or(WireError::RecordTruncated(start))?;
+            let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+            let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+            let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+            let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]);
+            let rdata_off = name_end + 10;
+            if rdata_off + rdlen as usize > self.buf.len() {
+                return Err(WireError::RecordTruncated(start));
+            }
+            self.off = rdata_off + rdlen as usize;
+            Ok(Record {
+                section: [Section::Answer, Section::Authority, Section::Additional][self.section],
+                name_off: start,
+                rtype,
+                class,
+                // RFC 2181 §8: a TTL with the top bit set is treated as zero.
+                ttl: if ttl & 0x8000_0000 != 0 { 0 } else { ttl },
+                rdata_off,
+                rdlen,
+            })
+        })();
+        if r.is_err() {
+            self.failed = true;
+        }
+        Some(r)
+    }
+}
+
+/// Human name of a query type for the paper's `queryname` column ("FQDN TYPE" unless A).
+pub fn type_name(t: u16) -> std::borrow::Cow<'static, str> {
+    let s = match t {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        12 => "PTR",
+        15 => "MX",
+        16 => "TXT",
+        28 => "AAAA",
+        33 => "SRV",
+        35 => "NAPTR",
+        43 => "DS",
+        48 => "DNSKEY",
+        64 => "SVCB",
+        65 => "HTTPS",
+        255 => "ANY",
+        _ => return format!("TYPE{t}").into(),
+    };
+    s.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Build a message by hand: header + question + the given raw RR bytes.
+    fn msg(id: u16, flags: u16, counts: [u16; 4], body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&id.to_be_bytes());
+        v.extend_from_slice(&flags.to_be_bytes());
+        for c in counts {
+            v.extend_from_slice(&c.to_be_bytes());
+        }
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn decodes_compressed_names_lowercased() {
+        // question: Www.Example.COM A IN; answer: pointer to 12, A 192.0.2.1
+        let mut body = b"\x03Www\x07Example\x03COM\x00\x00\x01\x00\x01".to_vec();
+        body.extend_from_slice(b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x0e\x10\x00\x04\xc0\x00\x02\x01");
+        let m = msg(7, 0x8180, [1, 1, 0, 0], &body);
+        let p = Message::parse(&m).unwrap();
+        let q = p.question().unwrap();
+        let mut n = NameBuf::default();
+        read_name(&m, q.name_off, &mut n).unwrap();
+        assert_eq!(n.as_str(), "www.example.com");
+        let rr: Vec<_> = p.records().collect::<Result<_, _>>().unwrap();
+        assert_eq!(rr.len(), 1);
+        read_name(&m, rr[0].name_off, &mut n).unwrap();
+        assert_eq!(n.as_str(), "www.example.com");
+        assert_eq!(rr[0].ttl, 3600);
+        assert_eq!(rr[0].addr(&m).unwrap(), Some("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn pointer_loops_and_forward_pointers_are_rejected() {
+        // name at 12 is a pointer to itself
+        let m = msg(1, 0, [1, 0, 0, 0], b"\xc0\x0c\x00\x01\x00\x01");
+        let mut n = NameBuf::default();
+        assert_eq!(
+            read_name(&m, 12, &mut n),
+            Err(WireError::ForwardPointer(12))
+        );
+        // two labels pointing at each other: 12: "\x01a" + ptr->17 ; 17: ptr->12
+        let m = msg(1, 0, [0, 0, 0, 0], b"\x01a\xc0\x11\x00\xc0\x0c");
+        assert!(matches!(
+            read_name(&m, 12, &mut n),
+            Err(WireError::ForwardPointer(_))
+        ));
+        assert!(matches!(
+            read_name(&m, 17, &mut n),
+            Err(WireError::ForwardPointer(_))
+        ));
+    }
+
+    #[test]
+    fn long_pointer_chains_are_bounded() {
+        // 200 pointers each pointing to the previous one, ending at a root label at offset 12.
+        let mut body = vec![0u8];
+        for i in 0..200u16 {
+            let target = 12 + if i == 0 { 0 } else { 1 + 2 * (i - 1) };
+            body.extend_from_slice(&(0xc000 | target).to_be_bytes());
+        }
+        let m = msg(1, 0, [0, 0, 0, 0], &body);
+        let mut n = NameBuf::default();
+        let last = m.len() - 2;
+        assert_eq!(
+            read_name(&m, last, &mut n),
+            Err(WireError::TooManyPointers(last))
+        );
+        // A short chain is fine.
+        assert_eq!(read_name(&m, 12 + 1 + 2 * 5, &mut n), Ok(12 + 1 + 2 * 6));
+        assert_eq!(n.as_str(), ".");
+    }
+
+    #[test]
+    fn names_over_255_bytes_are_rejected() {
+        let mut body = Vec::new();
+        for _ in 0..5 {
+            body.push(63);
+            body.extend_from_slice(&[b'a'; 63]);
+        }
+        body.push(0);
+        let m = msg(1, 0, [0, 0, 0, 0], &body);
+        let mut n = NameBuf::default();
+        assert_eq!(read_name(&m, 12, &mut n), Err(WireError::NameTooLong(12)));
+        assert_eq!(skip_name(&m, 12), Err(WireError::NameTooLong(12)));
+    }
+
+    #[test]
+    fn odd_bytes_are_escaped_so_dots_in_labels_stay_labels() {
+        let m = msg(1, 0, [0, 0, 0, 0], b"\x03a.b\x07example\x00");
+        let mut n = NameBuf::default();
+        read_name(&m, 12, &mut n).unwrap();
+        assert_eq!(n.as_str(), "a\\046b.example");
+        assert!(is_subdomain(n.as_str(), "example"));
+        assert!(!is_subdomain(n.as_str(), "b.example"));
+    }
+
+    #[test]
+    fn subdomain_is_label_exact() {
+        assert!(is_subdomain("a.example.com", "example.com"));
+        assert!(is_subdomain("example.com", "example.com"));
+        assert!(!is_subdomain("badexample.com", "example.com"));
+        assert!(is_subdomain("anything", "."));
+        assert!(!is_subdomain("com", "example.com"));
+    }
+
+    #[test]
+    fn truncated_records_and_headers_error() {
+        assert_eq!(
+            Message::parse(&[0; 11]).unwrap_err(),
+            WireError::ShortHeader(11)
+        );
+        let m = msg(
+            1,
+            0x8000,
+            [0, 1, 0, 0],
+            b"\x00\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04\x01",
+        );
+        let p = Message::parse(&m).unwrap();
+        let r: Vec<_> = p.records().collect();
+        assert_eq!(r, vec![Err(WireError::RecordTruncated(12))]);
+        // A record with wrong rdlength
+        let m = msg(
+            1,
+            0x8000,
+            [0, 1, 0, 0],
+            b"\x00\x00\x01\x00\x01\x00\x00\x00\x05\x00\x03\x01\x02\x03",
+        );
+        let p = Message::parse(&m).unwrap();
+        let r = p.records().next().unwrap().unwrap();
+        assert!(matches!(r.addr(&m), Err(WireError::BadRdLength("A", ..))));
+    }
+
+    impl PartialEq for Record {
+        fn eq(&self, o: &Record) -> bool {
+            self.rdata_off == o.rdata_off && self.name_off == o.name_off
+        }
+    }
+
+    /// Cross-check against hickory-proto, the reference decoder, on arbitrary messages built by
+    /// hickory: every RR's owner, type, TTL and A/AAAA/NS rdata must agree.
+    mod vs_hickory {
+        use super::*;
+        use hickory_proto::op::{Message as HMessage, MessageType, Query};
+        use hickory_proto::rr::{Name, RData, Record as HRecord, rdata};
+        use hickory_proto::serialize::binary::BinDecodable;
+        use proptest::prelude::*;
+
+        fn label() -> impl Strategy<Value = String> {
+            "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?"
+        }
+        fn name() -> impl Strategy<Value = String> {
+            prop::collection::vec(label(), 1..5).prop_map(|v| v.join(".") + ".")
+        }
+
+        /// Compare our reading of `wire` with hickory's.
+        pub(crate) fn compare(wire: &[u8]) {
+            let ours = Message::parse(wire);
+            let theirs = HMessage::from_bytes(wire);
+            let (Ok(ours), Ok(theirs)) = (ours, theirs) else {
+                return;
+            };
+            assert_eq!(ours.header.id, theirs.metadata.id);
+            let mut recs = Vec::new();
+            for r in ours.records() {
+                match r {
+                    Ok(r) => recs.push(r),
+                    Err(_) => return,
+                }
+            }
+            let all: Vec<&HRecord> = theirs
+                .answers
+                .iter()
+                .chain(theirs.authorities.iter())
+                .chain(theirs.additionals.iter())
+                .collect();
+            assert_eq!(recs.len(), all.len(), "record counts");
+            let mut n = NameBuf::default();
+            for (a, b) in recs.iter().zip(all) {
+                read_name(wire, a.name_off, &mut n).unwrap();
+                let hn = b.name.to_ascii().to_ascii_lowercase();
+                let hn = hn.trim_end_matches('.');
+                assert_eq!(n.as_str(), if hn.is_empty() { "." } else { hn });
+                assert_eq!(a.rtype, u16::from(b.record_type()));
+                assert_eq!(a.ttl, b.ttl);
+                match &b.data {
+                    RData::A(x) => assert_eq!(a.addr(wire).unwrap(), Some(IpAddr::V4(x.0))),
+                    RData::AAAA(x) => {
+                        assert_eq!(a.addr(wire).unwrap(), Some(IpAddr::V6(x.0)))
+                    }
+                    RData::NS(x) => {
+                        a.target(wire, &mut n).unwrap();
+                        let t = x.0.to_ascii().to_ascii_lowercase();
+                        assert_eq!(n.as_str(), t.trim_end_matches('.'));
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn referrals_agree_with_hickory(
+                q in name(),
+                zone in name(),
+                nss in prop::collection::vec((name(), any::<u32>(), any::<[u8;4]>(), any::<[u8;16]>()), 0..8),
+                id in any::<u16>(),
+            ) {
+                let mut m = HMessage::new(id, MessageType::Response, hickory_proto::op::OpCode::Query);
+                m.add_query(Query::query(Name::from_ascii(&q).unwrap(), hickory_proto::rr::RecordType::A));
+                let z = Name::from_ascii(&zone).unwrap();
+                for (ns, ttl, a4, a6) in &nss {
+                    let nsn = Name::from_ascii(ns).unwrap();
+                    let ttl = ttl & 0x7fff_ffff;
+                    m.add_authority(HRecord::from_rdata(z.clone(), ttl, RData::NS(rdata::NS(nsn.clone()))));
+                    m.add_additional(HRecord::from_rdata(nsn.clone(), ttl, RData::A(rdata::A((*a4).into()))));
+                    m.add_additional(HRecord::from_rdata(nsn, ttl, RData::AAAA(rdata::AAAA((*a6).into()))));
+                }
+                let wire = m.to_vec().unwrap();
+                compare(&wire);
+                // And every truncation of it must be handled without a panic.
+                for cut in 0..wire.len() {
+                    let _ = Message::parse(&wire[..cut]).map(|p| p.records().count());
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+                if let Ok(p) = Message::parse(&bytes) {
+                    let mut n = NameBuf::default();
+                    if let Some(q) = p.question() { let _ = read_name(&bytes, q.name_off, &mut n); }
+                    for r in p.records().flatten() {
+                        let _ = read_name(&bytes, r.name_off, &mut n);
+                        let _ = r.addr(&bytes);
+                        let _ = r.target(&bytes, &mut n);
+                    }
+                }
+            }
+        }
+    }
+}
