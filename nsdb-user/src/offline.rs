@@ -157,6 +157,20 @@ pub fn read_all(
         done_bytes += map.len() as u64;
         sum.bytes += map.len() as u64;
     }
+    ex.finish(&mut |pkt| {
+        sum.dns_messages += 1;
+        let is_response = pkt.msg.get(2).is_some_and(|b| b & 0x80 != 0);
+        if is_response {
+            sum.responses += 1;
+        } else {
+            sum.queries += 1;
+        }
+        f(&Msg {
+            ts_ms: pkt.ts_us / 1000,
+            pkt,
+            is_response,
+        });
+    });
     if show {
         eprint!("\r\x1b[K");
     }

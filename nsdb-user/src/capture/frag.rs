@@ -35,6 +35,8 @@ pub struct FragStats {
     pub fragments: u64,
     pub reassembled: u64,
     pub dropped: u64,
+    /// Incomplete datagrams whose first bytes were passed on anyway.
+    pub partial: u64,
 }
 
 #[derive(Default)]
@@ -57,7 +59,9 @@ impl Reassembler {
         data: &[u8],
     ) -> Option<&[u8]> {
         self.stats.fragments += 1;
-        if offset + data.len() > MAX_DATAGRAM || (more && data.len() % 8 != 0) {
+        // A non-final fragment whose length is not a multiple of 8 was cut by the snaplen; it is
+        // kept (it can only ever give a partial datagram, see `expire_with`).
+        if offset + data.len() > MAX_DATAGRAM {
             self.stats.dropped += 1;
             return None;
         }
@@ -121,10 +125,40 @@ impl Reassembler {
 
     /// Drop datagrams whose first fragment is older than [`TIMEOUT_US`].
     pub fn expire(&mut self, now_us: u64) {
-        let before = self.pending.len();
-        self.pending
-            .retain(|_, p| now_us.saturating_sub(p.first_ts) < TIMEOUT_US);
-        self.stats.dropped += (before - self.pending.len()) as u64;
+        self.expire_with(now_us, &mut |_, _, _| {});
+    }
+
+    /// Like [`Reassembler::expire`], but hand the contiguous prefix of each dropped datagram
+    /// that has its first fragment to `f` (timestamp, key, bytes): a capture with a short
+    /// snaplen or lost later fragments still shows the start of the message, as tshark does.
+    pub fn expire_with(&mut self, now_us: u64, f: &mut dyn FnMut(u64, FragKey, &[u8])) {
+        let old: Vec<FragKey> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now_us.saturating_sub(p.first_ts) >= TIMEOUT_US)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in old {
+            let Some(mut p) = self.pending.remove(&k) else {
+                continue;
+            };
+            self.stats.dropped += 1;
+            p.parts.sort_by_key(|(o, _)| *o);
+            let mut prefix: Vec<u8> = Vec::new();
+            for (o, d) in &p.parts {
+                if *o > prefix.len() {
+                    break;
+                }
+                let skip = prefix.len() - *o;
+                if skip < d.len() {
+                    prefix.extend_from_slice(&d[skip..]);
+                }
+            }
+            if !prefix.is_empty() {
+                self.stats.partial += 1;
+                f(p.first_ts, k, &prefix);
+            }
+        }
     }
 }
 

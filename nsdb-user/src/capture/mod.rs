@@ -107,13 +107,29 @@ impl Extractor {
         s
     }
 
+    /// At the end of the input: pass on the start of datagrams whose later fragments never
+    /// came (snaplen-cut or lost), as DNS messages to be parsed as far as they go.
+    pub fn finish(&mut self, out: &mut dyn FnMut(DnsPacket<'_>)) {
+        self.expire_frags(u64::MAX, out);
+    }
+
+    fn expire_frags(&mut self, now: u64, out: &mut dyn FnMut(DnsPacket<'_>)) {
+        let mut frags = std::mem::take(&mut self.frags);
+        let mut partial: Vec<(u64, frag::FragKey, Vec<u8>)> = Vec::new();
+        frags.expire_with(now, &mut |ts, k, d| partial.push((ts, k, d.to_vec())));
+        self.frags = frags;
+        for (ts, k, d) in partial {
+            self.l4(ts, k.src, k.dst, k.proto, &d, MAX_TUNNEL_DEPTH, out);
+        }
+    }
+
     /// Decode one frame and call `out` for each DNS message it yields.
     pub fn frame(&mut self, f: &Frame<'_>, out: &mut dyn FnMut(DnsPacket<'_>)) {
         self.stats.frames += 1;
         self.frames_since_expire += 1;
         if self.frames_since_expire >= 65_536 {
             self.frames_since_expire = 0;
-            self.frags.expire(f.ts_us);
+            self.expire_frags(f.ts_us, out);
         }
         self.link(f.ts_us, f.linktype, f.data, 0, out);
     }

@@ -242,6 +242,21 @@ fn print_summary(
     restored: usize,
     (nq, nn, nh): (u64, u64, u64),
 ) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    match summary_to(&mut o, args, s, e, restored, (nq, nn, nh)) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+fn summary_to(
+    o: &mut impl Write,
+    args: &LearnArgs,
+    s: &ReadSummary,
+    e: &Engine,
+    restored: usize,
+    (nq, nn, nh): (u64, u64, u64),
+) -> std::io::Result<()> {
     let st = e.stats();
     let rate = s.dns_messages as f64 / s.seconds.max(1e-9);
     match args.format {
@@ -253,41 +268,48 @@ fn print_summary(
                 "db": { "path": args.db, "query_db_rows": nq, "ns_db_rows": nn, "history_rows": nh },
                 "dns_messages_per_second": rate,
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            writeln!(o, "{}", serde_json::to_string_pretty(&v)?)?;
         }
         SummaryFormat::Text => {
             let c = &s.capture;
-            println!(
+            writeln!(
+                o,
                 "files {} ({} unreadable, {} truncated), {} bytes in {:.3} s",
                 s.files, s.files_failed, s.files_truncated, s.bytes, s.seconds
-            );
-            println!(
+            )?;
+            writeln!(
+                o,
                 "packets {}  DNS messages {} ({:.0}/s; UDP {}, TCP {}, IP fragments reassembled {})",
                 s.packets, s.dns_messages, rate, c.udp_messages, c.tcp.messages, c.frag.reassembled
-            );
-            println!(
+            )?;
+            writeln!(
+                o,
                 "queries {}  responses {}  paired {}  unsolicited {}  question mismatch {}",
                 st.queries, st.responses, st.paired, st.unsolicited, st.question_mismatch
-            );
-            println!(
+            )?;
+            writeln!(
+                o,
                 "NS records {}  glue addresses {}  learned {}  refreshed {}  out of bailiwick {}",
                 st.ns_records, st.glue_addrs, st.learned, st.refreshed, st.out_of_bailiwick
-            );
-            println!(
+            )?;
+            writeln!(
+                o,
                 "glue-less: pending {}  resolved {}  expired {}",
                 st.glueless_pending, st.glueless_resolved, st.glueless_expired
-            );
-            println!(
+            )?;
+            writeln!(
+                o,
                 "malformed skipped {}  truncated (TC) {}  not NOERROR {}  bad headers {}  other ports {}",
                 st.malformed, st.truncated, st.not_noerror, c.bad_headers, c.other_ports
-            );
-            println!(
+            )?;
+            writeln!(
+                o,
                 "database {}: query_db {}  ns_db {}  history {}",
                 args.db.display(),
                 nq,
                 nn,
                 nh
-            );
+            )?;
         }
     }
     Ok(())
