@@ -3,10 +3,16 @@
 //!
 //! Modules, one per concern:
 //! - [`cli`]: the `nsdb` command line (one file per subcommand).
-pub mod cli;
+pub mod alerts;
+pub mod allowlist;
 pub mod capture;
+pub mod cli;
+pub mod clock;
+pub mod counters;
+pub mod events;
 pub mod learn;
-pub mod roots;
-pub mod wire;
-pub mod store;
+pub mod loader;
 pub mod offline;
+pub mod roots;
+pub mod store;
+pub mod wire;

@@ -49,3 +49,37 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// Structured logs to stderr through `tracing`; `RUST_LOG` overrides the level (default info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Allows the unexpired name servers of the history database in the maps, before the program
+/// is attached, so that a restart raises no false alerts. Returns how many were restored.
+pub fn restore_history(
+    filter: &mut crate::loader::Filter,
+    db: &std::path::Path,
+) -> anyhow::Result<usize> {
+    use anyhow::Context as _;
+    let store = crate::store::Store::open(db)
+        .with_context(|| format!("opening history database {}", db.display()))?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let live = store.unexpired(now_ms)?;
+    for (addr, expires_ms) in &live {
+        filter.allow(
+            *addr,
+            crate::clock::wall_ms_to_boot(*expires_ms),
+            nsdb_common::kind::GLUE,
+        )?;
+    }
+    Ok(live.len())
+}

@@ -1,0 +1,96 @@
+//! The nsdb XDP program: checks the destination of every outbound DNS query against the allowed
+//! name-server addresses, counts everything it sees, reports unknown destinations through a ring
+//! buffer and, in enforce mode, drops queries to them.
+//!
+//! It fails open: anything it does not understand (non-IP, fragments, truncated or malformed
+//! headers, long extension-header chains) is passed and counted, never dropped. Only a
+//! well-formed DNS query (or TCP SYN to port 53) to an unknown destination in enforce mode is
+//! dropped.
+#![no_std]
+#![no_main]
+
+mod parse;
+mod query;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    programs::XdpContext,
+};
+use nsdb_common::{
+    AllowEntry, Config, DEFAULT_ALLOW_ENTRIES, DEFAULT_EVENTS_BYTES, DEFAULT_EXEMPT_ENTRIES,
+    DEFAULT_INTERNAL_ENTRIES, DEFAULT_RATE_ENTRIES, QNAME_MAX, counter,
+};
+
+/// Learned and root name-server addresses (IPv4), with their expiry.
+#[map]
+static ALLOW_V4: LruHashMap<[u8; 4], AllowEntry> =
+    LruHashMap::with_max_entries(DEFAULT_ALLOW_ENTRIES, 0);
+/// Learned and root name-server addresses (IPv6), with their expiry.
+#[map]
+static ALLOW_V6: LruHashMap<[u8; 16], AllowEntry> =
+    LruHashMap::with_max_entries(DEFAULT_ALLOW_ENTRIES, 0);
+/// The operator's exceptions (prefixes always allowed, e.g. public resolvers).
+#[map]
+static EXEMPT_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(DEFAULT_EXEMPT_ENTRIES, 0);
+#[map]
+static EXEMPT_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(DEFAULT_EXEMPT_ENTRIES, 0);
+/// The organisation's own prefixes: queries to them are not checked.
+#[map]
+static INTERNAL_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(DEFAULT_INTERNAL_ENTRIES, 0);
+#[map]
+static INTERNAL_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(DEFAULT_INTERNAL_ENTRIES, 0);
+/// Element 0: the [`Config`].
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+/// Per-CPU counters, indexed by `nsdb_common::counter`.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+/// Unknown-destination query events (`nsdb_common::QueryEvent`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_EVENTS_BYTES, 0);
+/// Event rate limiting per source address: the GCRA "theoretical arrival time" (boot ns).
+#[map]
+static RATE: LruHashMap<[u8; 16], u64> = LruHashMap::with_max_entries(DEFAULT_RATE_ENTRIES, 0);
+
+/// Per-CPU scratch space for the question name of an unknown-destination query.
+#[map]
+static SCRATCH: PerCpuArray<[u8; QNAME_MAX]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Adds one to a counter. The index always comes from `nsdb_common::counter`, so the lookup
+/// cannot miss; if it somehow did there is nothing better to do than not count.
+#[inline(always)]
+fn count(index: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot of this CPU; XDP runs with preemption disabled.
+        unsafe { *c += 1 };
+    }
+}
+
+#[xdp]
+pub fn nsdb(ctx: XdpContext) -> u32 {
+    match parse::classify(&ctx) {
+        Ok(action) => action,
+        Err(()) => {
+            count(counter::MALFORMED);
+            xdp_action::XDP_PASS
+        }
+    }
+}
+
+/// The benchmark baseline: an XDP program that does nothing.
+#[xdp]
+pub fn nsdb_noop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,247 @@
+//! Layer by layer: Ethernet, up to two VLAN tags, IPv4/IPv6, UDP/TCP, the DNS header.
+//!
+//! Every read goes through [`ptr_at`], which checks the packet bounds. `Err(())` means "too short
+//! for what the headers announce": the caller counts it as malformed and passes the packet.
+
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+};
+use nsdb_common::{DNS_PORT, counter, family, transport};
+
+use crate::{count, query};
+
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+/// 802.1Q and 802.1ad (QinQ): at most an outer and an inner tag.
+const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers walked before giving up (counted, passed). Real traffic carries
+/// zero to two; eight covers every legitimate chain (RFC 8200 §4.1 recommended order).
+const MAX_IPV6_EXT: usize = 8;
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AH: u8 = 51;
+const IPV6_DSTOPTS: u8 = 60;
+
+/// Length of the fixed DNS header (RFC 1035 §4.1.1).
+pub const DNS_HDR_LEN: usize = 12;
+
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
+/// A bounds-checked pointer to a `T` at `offset` bytes into the packet.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + core::mem::size_of::<T>() > end {
+        return Err(());
+    }
+    Ok((start + offset) as *const T)
+}
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+/// The network-layer facts the query check needs.
+pub struct Flow {
+    pub family: u8,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Offset of the transport header.
+    pub l4: usize,
+    pub proto: u8,
+}
+
+/// Classifies one frame and returns the XDP action.
+#[inline(always)]
+pub fn classify(ctx: &XdpContext) -> Result<u32, ()> {
+    let eth: *const EthHdr = ptr_at(ctx, 0)?;
+    // SAFETY: ptr_at checked that the header lies inside the packet.
+    let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
+    let mut off = EthHdr::LEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+            break;
+        }
+        // A tag: 2 bytes TCI, then the encapsulated ethertype.
+        let tag: *const [u8; 4] = ptr_at(ctx, off)?;
+        ether_type = be16(unsafe { [(*tag)[2], (*tag)[3]] });
+        off += 4;
+    }
+    let flow = match ether_type {
+        ETH_P_IPV4 => ipv4(ctx, off)?,
+        ETH_P_IPV6 => ipv6(ctx, off)?,
+        _ => {
+            count(counter::NOT_IP);
+            return Ok(xdp_action::XDP_PASS);
+        }
+    };
+    let Some(flow) = flow else {
+        return Ok(xdp_action::XDP_PASS);
+    };
+    match flow.proto {
+        IPPROTO_UDP => udp(ctx, &flow),
+        IPPROTO_TCP => tcp(ctx, &flow),
+        _ => {
+            count(counter::NOT_DNS);
+            Ok(xdp_action::XDP_PASS)
+        }
+    }
+}
+
+/// IPv4 header, options skipped. `None`: a non-first fragment (counted), nothing to check.
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, off: usize) -> Result<Option<Flow>, ()> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, off)?;
+    // SAFETY: bounds checked by ptr_at.
+    let ip = unsafe { &*ip };
+    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    if ip.vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
+        return Err(());
+    }
+    // Fragment offset (13 bits, RFC 791 §3.1): a non-first fragment has no transport header.
+    if be16(ip.frags) & 0x1fff != 0 {
+        count(counter::FRAGMENTS);
+        return Ok(None);
+    }
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src[..4].copy_from_slice(&ip.src_addr);
+    dst[..4].copy_from_slice(&ip.dst_addr);
+    Ok(Some(Flow {
+        family: family::V4,
+        src,
+        dst,
+        l4: off + ihl,
+        proto: ip.proto as u8,
+    }))
+}
+
+/// IPv6 header and the extension headers a DNS packet can carry (RFC 8200 §4).
+#[inline(always)]
+fn ipv6(ctx: &XdpContext, off: usize) -> Result<Option<Flow>, ()> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, off)?;
+    // SAFETY: bounds checked by ptr_at.
+    let ip = unsafe { &*ip };
+    if ip.vcf[0] >> 4 != 6 {
+        return Err(());
+    }
+    let mut next = ip.next_hdr as u8;
+    let mut l4 = off + Ipv6Hdr::LEN;
+    let src = ip.src_addr;
+    let dst = ip.dst_addr;
+    for _ in 0..MAX_IPV6_EXT {
+        match next {
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
+                let h: *const [u8; 2] = ptr_at(ctx, l4)?;
+                let (nh, len) = unsafe { ((*h)[0], (*h)[1]) };
+                next = nh;
+                l4 += (len as usize + 1) * 8;
+            }
+            IPV6_FRAGMENT => {
+                let h: *const [u8; 4] = ptr_at(ctx, l4)?;
+                let (nh, frag) = unsafe { ((*h)[0], be16([(*h)[2], (*h)[3]])) };
+                if frag >> 3 != 0 {
+                    count(counter::FRAGMENTS);
+                    return Ok(None);
+                }
+                next = nh;
+                l4 += 8;
+            }
+            IPV6_AH => {
+                // RFC 4302 §2.2: payload length in 4-octet units, minus 2.
+                let h: *const [u8; 2] = ptr_at(ctx, l4)?;
+                let (nh, len) = unsafe { ((*h)[0], (*h)[1]) };
+                next = nh;
+                l4 += (len as usize + 2) * 4;
+            }
+            _ => {
+                return Ok(Some(Flow {
+                    family: family::V6,
+                    src,
+                    dst,
+                    l4,
+                    proto: next,
+                }));
+            }
+        }
+    }
+    match next {
+        IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_FRAGMENT | IPV6_AH => {
+            count(counter::IPV6_EXT_LIMIT);
+            Ok(None)
+        }
+        _ => Ok(Some(Flow {
+            family: family::V6,
+            src,
+            dst,
+            l4,
+            proto: next,
+        })),
+    }
+}
+
+#[inline(always)]
+fn udp(ctx: &XdpContext, flow: &Flow) -> Result<u32, ()> {
+    let udp: *const UdpHdr = ptr_at(ctx, flow.l4)?;
+    // SAFETY: bounds checked by ptr_at.
+    let (sport, dport) = unsafe { (be16((*udp).src), be16((*udp).dst)) };
+    if sport != DNS_PORT && dport != DNS_PORT {
+        count(counter::NOT_DNS);
+        return Ok(xdp_action::XDP_PASS);
+    }
+    let dns = flow.l4 + UdpHdr::LEN;
+    let hdr: *const [u8; DNS_HDR_LEN] = ptr_at(ctx, dns)?;
+    // SAFETY: bounds checked by ptr_at.
+    let (id, flags) = unsafe { (be16([(*hdr)[0], (*hdr)[1]]), (*hdr)[2]) };
+    if flags & 0x80 != 0 {
+        // QR=1: a response (RFC 1035 §4.1.1).
+        count(counter::RESPONSES);
+        return Ok(xdp_action::XDP_PASS);
+    }
+    if dport != DNS_PORT {
+        // A query sent *from* port 53 to another port is not an outbound query.
+        count(counter::NOT_DNS);
+        return Ok(xdp_action::XDP_PASS);
+    }
+    Ok(query::check(
+        ctx,
+        flow,
+        transport::UDP,
+        sport,
+        dport,
+        id,
+        dns + DNS_HDR_LEN,
+    ))
+}
+
+#[inline(always)]
+fn tcp(ctx: &XdpContext, flow: &Flow) -> Result<u32, ()> {
+    let tcp: *const TcpHdr = ptr_at(ctx, flow.l4)?;
+    // SAFETY: bounds checked by ptr_at.
+    let (sport, dport) = unsafe { (be16((*tcp).source), be16((*tcp).dest)) };
+    if sport != DNS_PORT && dport != DNS_PORT {
+        count(counter::NOT_DNS);
+        return Ok(xdp_action::XDP_PASS);
+    }
+    // Flags are byte 13 of the TCP header (RFC 9293 §3.1), inside the 20 bytes ptr_at checked.
+    let flags = unsafe { (*tcp.cast::<[u8; TcpHdr::LEN]>())[13] };
+    if dport == DNS_PORT && flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        // A connection to a DNS server: checked like a query, without DNS parsing.
+        return Ok(query::check(ctx, flow, transport::TCP, sport, dport, 0, 0));
+    }
+    count(counter::TCP_OTHER);
+    Ok(xdp_action::XDP_PASS)
+}

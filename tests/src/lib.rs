@@ -1,0 +1,59 @@
+//! Shared test machinery: network namespaces that clean up after themselves, real DNS servers
+//! in them, crafted packets, and the nsdb binary.
+
+pub mod netns;
+pub mod packet;
+pub mod servers;
+
+use std::path::PathBuf;
+
+/// The `nsdb` binary of this build (target/<profile>/nsdb, next to the test executables'
+/// `deps/` folder). `NSDB_BIN` overrides it.
+pub fn nsdb_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NSDB_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("nsdb");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --release -p nsdb-user` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A unique suffix for names of namespaces and files of one test (pid + counter).
+pub fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{tag}{}x{}",
+        std::process::id() % 100000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("nsdb-test-{}", unique(tag)));
+        std::fs::create_dir_all(&p).expect("creating a temp dir");
+        Self(p)
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,212 @@
+//! Crafted frames for BPF_PROG_TEST_RUN: Ethernet with VLAN tags, IPv4 with options and
+//! fragment offsets, IPv6 with extension headers, UDP and TCP, DNS messages. Checksums are
+//! left zero: the XDP program does not read them.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
+pub const ETH_P_ARP: u16 = 0x0806;
+pub const TPID_8021Q: u16 = 0x8100;
+pub const TPID_8021AD: u16 = 0x88A8;
+
+/// A DNS query message (RFC 1035 §4.1) for `qname` (dotted, no trailing dot needed).
+pub fn dns_query(id: u16, qname: &str, qtype: u16) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0x00, 0x00]); // QR=0, opcode QUERY, RD=0
+    m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question
+    m.extend_from_slice(&wire_name(qname));
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes()); // IN
+    m
+}
+
+/// The same message as a response (QR=1, no records).
+pub fn dns_response(id: u16, qname: &str, qtype: u16) -> Vec<u8> {
+    let mut m = dns_query(id, qname, qtype);
+    m[2] |= 0x80;
+    m
+}
+
+/// Uncompressed wire format of a dotted name.
+pub fn wire_name(name: &str) -> Vec<u8> {
+    let mut w = Vec::new();
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        w.push(label.len() as u8);
+        w.extend_from_slice(label.as_bytes());
+    }
+    w.push(0);
+    w
+}
+
+/// Transport: protocol number and header + payload.
+pub struct L4 {
+    pub proto: u8,
+    pub bytes: Vec<u8>,
+}
+
+pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> L4 {
+    let mut b = Vec::new();
+    b.extend_from_slice(&sport.to_be_bytes());
+    b.extend_from_slice(&dport.to_be_bytes());
+    b.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    b.extend_from_slice(&[0, 0]);
+    b.extend_from_slice(payload);
+    L4 {
+        proto: 17,
+        bytes: b,
+    }
+}
+
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_PSH: u8 = 0x08;
+
+pub fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> L4 {
+    let mut b = Vec::new();
+    b.extend_from_slice(&sport.to_be_bytes());
+    b.extend_from_slice(&dport.to_be_bytes());
+    b.extend_from_slice(&1u32.to_be_bytes());
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.push(5 << 4); // data offset: 5 words
+    b.push(flags);
+    b.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+    b.extend_from_slice(payload);
+    L4 { proto: 6, bytes: b }
+}
+
+/// The network layer.
+#[derive(Clone)]
+pub enum L3 {
+    V4 {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        options: usize,
+        frag_offset: u16,
+    },
+    /// `ext`: extension header types (0 hop-by-hop, 43 routing, 44 fragment, 51 AH, 60
+    /// destination options) in order; `frag_offset` for a fragment header.
+    V6 {
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        ext: Vec<u8>,
+        frag_offset: u16,
+    },
+}
+
+impl L3 {
+    pub fn v4(src: &str, dst: &str) -> Self {
+        L3::V4 {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            options: 0,
+            frag_offset: 0,
+        }
+    }
+    pub fn v6(src: &str, dst: &str) -> Self {
+        L3::V6 {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            ext: vec![],
+            frag_offset: 0,
+        }
+    }
+    pub fn between(src: IpAddr, dst: IpAddr) -> Self {
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => L3::V4 {
+                src: s,
+                dst: d,
+                options: 0,
+                frag_offset: 0,
+            },
+            (IpAddr::V6(s), IpAddr::V6(d)) => L3::V6 {
+                src: s,
+                dst: d,
+                ext: vec![],
+                frag_offset: 0,
+            },
+            _ => panic!("mixed families"),
+        }
+    }
+}
+
+/// An Ethernet frame with `vlans` tags (TPID, VLAN id), the network layer and the transport.
+pub fn frame(vlans: &[(u16, u16)], l3: &L3, l4: &L4) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+    for (tpid, vid) in vlans {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    match l3 {
+        L3::V4 {
+            src,
+            dst,
+            options,
+            frag_offset,
+        } => {
+            assert!(options % 4 == 0 && *options <= 40);
+            f.extend_from_slice(&ETH_P_IPV4.to_be_bytes());
+            let ihl = 5 + options / 4;
+            f.push(0x40 | ihl as u8);
+            f.push(0);
+            f.extend_from_slice(&((ihl * 4 + l4.bytes.len()) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0]);
+            f.extend_from_slice(&(frag_offset & 0x1fff).to_be_bytes());
+            f.push(64);
+            f.push(l4.proto);
+            f.extend_from_slice(&[0, 0]);
+            f.extend_from_slice(&src.octets());
+            f.extend_from_slice(&dst.octets());
+            // Options: NOPs (type 1) then an end-of-options (type 0).
+            for i in 0..*options {
+                f.push(if i + 1 == *options { 0 } else { 1 });
+            }
+        }
+        L3::V6 {
+            src,
+            dst,
+            ext,
+            frag_offset,
+        } => {
+            f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+            let mut exts = Vec::new();
+            for (i, t) in ext.iter().enumerate() {
+                let next = ext.get(i + 1).copied().unwrap_or(l4.proto);
+                match t {
+                    44 => {
+                        exts.push(next);
+                        exts.push(0);
+                        exts.extend_from_slice(&(frag_offset << 3).to_be_bytes());
+                        exts.extend_from_slice(&[0, 0, 0, 1]);
+                    }
+                    51 => {
+                        // AH with 4 bytes of ICV: (1 + 2) * 4 = 12 bytes.
+                        exts.push(next);
+                        exts.push(1);
+                        exts.extend_from_slice(&[0; 10]);
+                    }
+                    _ => {
+                        // Hop-by-hop, routing, destination options: 8 bytes (PadN).
+                        exts.push(next);
+                        exts.push(0);
+                        exts.extend_from_slice(&[1, 4, 0, 0, 0, 0]);
+                    }
+                }
+            }
+            f.extend_from_slice(&[0x60, 0, 0, 0]);
+            f.extend_from_slice(&((exts.len() + l4.bytes.len()) as u16).to_be_bytes());
+            f.push(ext.first().copied().unwrap_or(l4.proto));
+            f.push(64);
+            f.extend_from_slice(&src.octets());
+            f.extend_from_slice(&dst.octets());
+            f.extend_from_slice(&exts);
+        }
+    }
+    f.extend_from_slice(&l4.bytes);
+    f
+}

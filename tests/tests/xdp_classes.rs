@@ -1,0 +1,662 @@
+//! The XDP program under BPF_PROG_TEST_RUN, one crafted packet per class: return code,
+//! counters and event contents asserted.
+
+use aya::programs::{TestRun, TestRunOptions};
+use nsdb::{
+    clock,
+    counters::Counters,
+    events,
+    loader::{Filter, Sizes},
+};
+use nsdb_common::{
+    action as a, counter as c, family as f, kind, mode, transport as t, verdict as v,
+};
+use nsdb_tests::packet::*;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+const CLIENT4: &str = "192.0.2.10";
+const REGISTERED4: &str = "198.51.100.53";
+const UNKNOWN4: &str = "198.51.100.99";
+const EXPIRED4: &str = "198.51.100.77";
+const EXEMPT4: &str = "203.0.113.53";
+const INTERNAL4: &str = "192.0.2.53";
+const CLIENT6: &str = "2001:db8:1::10";
+const REGISTERED6: &str = "2001:db8:ff::53";
+const UNKNOWN6: &str = "2001:db8:bad::99";
+const EXEMPT6: &str = "2001:db8:53::1";
+
+/// A loaded filter with one address of every kind, and its event ring buffer.
+struct Fixture {
+    filter: Filter,
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+}
+
+impl Fixture {
+    fn new(m: u32) -> Self {
+        let mut filter = Filter::load(Sizes {
+            allow_entries: 1024,
+        })
+        .expect("loading the XDP program");
+        filter.set_mode(m).unwrap();
+        filter
+            .add_internal("192.0.2.0/24".parse().unwrap())
+            .unwrap();
+        filter
+            .add_internal("2001:db8:1::/48".parse().unwrap())
+            .unwrap();
+        filter
+            .add_exempt(format!("{EXEMPT4}/32").parse().unwrap())
+            .unwrap();
+        filter
+            .add_exempt("2001:db8:53::/48".parse().unwrap())
+            .unwrap();
+        let hour = clock::boot_ns() + 3_600_000_000_000;
+        filter
+            .allow(REGISTERED4.parse().unwrap(), hour, kind::GLUE)
+            .unwrap();
+        filter
+            .allow(REGISTERED6.parse().unwrap(), hour, kind::GLUE)
+            .unwrap();
+        filter
+            .allow(EXPIRED4.parse().unwrap(), clock::boot_ns() - 1, kind::GLUE)
+            .unwrap();
+        let ring = filter.take_events().unwrap();
+        Self { filter, ring }
+    }
+
+    fn run(&self, pkt: &[u8]) -> u32 {
+        let opts = TestRunOptions {
+            data_in: Some(pkt),
+            repeat: 1,
+            ..Default::default()
+        };
+        self.filter
+            .program()
+            .test_run(opts)
+            .expect("BPF_PROG_TEST_RUN")
+            .return_value
+    }
+
+    fn counters(&self) -> Counters {
+        self.filter.counters().unwrap()
+    }
+
+    fn events(&mut self) -> Vec<events::Alert> {
+        let mut out = Vec::new();
+        while let Some(item) = self.ring.next() {
+            out.push(events::decode(&item).expect("a whole event record"));
+        }
+        out
+    }
+}
+
+fn udp_query(l3: &L3, vlans: &[(u16, u16)], id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    frame(vlans, l3, &udp(40000, 53, &dns_query(id, name, qtype)))
+}
+
+/// Asserts that exactly one query counter moved, by one, and nothing else but `others`.
+fn assert_only(cn: &Counters, query: Option<(u8, u8, u8, u8)>, others: &[u32]) {
+    for vi in 0..v::COUNT as u8 {
+        for ai in 0..a::COUNT as u8 {
+            for fi in 0..f::COUNT as u8 {
+                for ti in 0..t::COUNT as u8 {
+                    let want = u64::from(query == Some((vi, ai, fi, ti)));
+                    assert_eq!(
+                        cn.query(vi, ai, fi, ti),
+                        want,
+                        "query counter {}/{}/{}/{}",
+                        v::NAMES[vi as usize],
+                        a::NAMES[ai as usize],
+                        f::NAMES[fi as usize],
+                        t::NAMES[ti as usize]
+                    );
+                }
+            }
+        }
+    }
+    for i in c::QUERY_COUNTERS..c::COUNT {
+        let want = others.iter().filter(|o| **o == i).count() as u64;
+        assert_eq!(
+            cn.get(i),
+            want,
+            "counter {}",
+            c::OTHER_NAMES[(i - c::QUERY_COUNTERS) as usize]
+        );
+    }
+}
+
+#[test]
+fn registered_v4_query_passes_without_event() {
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&udp_query(
+            &L3::v4(CLIENT4, REGISTERED4),
+            &[],
+            1,
+            "www.example.test",
+            1
+        )),
+        XDP_PASS
+    );
+    assert_only(
+        &fx.counters(),
+        Some((v::REGISTERED, a::PASS, f::V4, t::UDP)),
+        &[],
+    );
+    assert!(fx.events().is_empty());
+}
+
+#[test]
+fn unknown_v4_query_monitor_passes_and_reports() {
+    let mut fx = Fixture::new(mode::MONITOR);
+    let pkt = udp_query(
+        &L3::v4(CLIENT4, UNKNOWN4),
+        &[],
+        0xBEEF,
+        "cmd.c2.example.test",
+        16,
+    );
+    assert_eq!(fx.run(&pkt), XDP_PASS);
+    assert_only(
+        &fx.counters(),
+        Some((v::UNKNOWN, a::PASS, f::V4, t::UDP)),
+        &[c::EVENTS_SENT],
+    );
+    let ev = fx.events();
+    assert_eq!(ev.len(), 1, "one event: {ev:?}");
+    let e = &ev[0];
+    assert_eq!(e.src_ip.to_string(), CLIENT4);
+    assert_eq!(e.dst_ip.to_string(), UNKNOWN4);
+    assert_eq!((e.src_port, e.dst_port), (40000, 53));
+    assert_eq!(e.proto, "udp");
+    assert_eq!(e.dns_id, 0xBEEF);
+    assert_eq!(e.qname, "cmd.c2.example.test");
+    assert_eq!(e.qtype, "TXT");
+    assert_eq!(e.verdict, "unknown");
+    assert_eq!(e.action, "pass");
+    // BPF_PROG_TEST_RUN runs on the loopback device.
+    assert_eq!(e.iface, "lo");
+}
+
+#[test]
+fn unknown_v4_query_enforce_drops_and_reports() {
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&udp_query(&L3::v4(CLIENT4, UNKNOWN4), &[], 7, "x.test", 1)),
+        XDP_DROP
+    );
+    assert_only(
+        &fx.counters(),
+        Some((v::UNKNOWN, a::DROP, f::V4, t::UDP)),
+        &[c::EVENTS_SENT],
+    );
+    let ev = fx.events();
+    assert_eq!(
+        (
+            ev[0].action.as_str(),
+            ev[0].qtype.as_str(),
+            ev[0].qname.as_str()
+        ),
+        ("drop", "A", "x.test")
+    );
+}
+
+#[test]
+fn expired_entry_counts_as_unknown() {
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&udp_query(&L3::v4(CLIENT4, EXPIRED4), &[], 7, "x.test", 1)),
+        XDP_DROP
+    );
+    assert_only(
+        &fx.counters(),
+        Some((v::UNKNOWN, a::DROP, f::V4, t::UDP)),
+        &[c::EVENTS_SENT],
+    );
+    assert_eq!(fx.events()[0].dst_ip.to_string(), EXPIRED4);
+}
+
+#[test]
+fn exempt_and_internal_destinations() {
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&udp_query(&L3::v4(CLIENT4, EXEMPT4), &[], 1, "a.test", 1)),
+        XDP_PASS
+    );
+    assert_only(
+        &fx.counters(),
+        Some((v::EXEMPT, a::PASS, f::V4, t::UDP)),
+        &[],
+    );
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&udp_query(&L3::v4(CLIENT4, INTERNAL4), &[], 1, "a.test", 1)),
+        XDP_PASS
+    );
+    assert_only(
+        &fx.counters(),
+        Some((v::INTERNAL, a::PASS, f::V4, t::UDP)),
+        &[],
+    );
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&udp_query(&L3::v6(CLIENT6, EXEMPT6), &[], 1, "a.test", 1)),
+        XDP_PASS
+    );
+    assert_only(
+        &fx.counters(),
+        Some((v::EXEMPT, a::PASS, f::V6, t::UDP)),
+        &[],
+    );
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&udp_query(
+            &L3::v6(CLIENT6, "2001:db8:1::53"),
+            &[],
+            1,
+            "a.test",
+            1
+        )),
+        XDP_PASS
+    );
+    assert_only(
+        &fx.counters(),
+        Some((v::INTERNAL, a::PASS, f::V6, t::UDP)),
+        &[],
+    );
+    assert!(fx.events().is_empty());
+}
+
+#[test]
+fn ipv6_registered_and_unknown_with_extension_headers() {
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&udp_query(
+            &L3::v6(CLIENT6, REGISTERED6),
+            &[],
+            1,
+            "a.test",
+            28
+        )),
+        XDP_PASS
+    );
+    assert_only(
+        &fx.counters(),
+        Some((v::REGISTERED, a::PASS, f::V6, t::UDP)),
+        &[],
+    );
+
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let l3 = L3::V6 {
+        src: CLIENT6.parse().unwrap(),
+        dst: UNKNOWN6.parse().unwrap(),
+        ext: vec![0, 60, 43, 44, 51],
+        frag_offset: 0,
+    };
+    assert_eq!(fx.run(&udp_query(&l3, &[], 9, "v6.c2.test", 16)), XDP_DROP);
+    assert_only(
+        &fx.counters(),
+        Some((v::UNKNOWN, a::DROP, f::V6, t::UDP)),
+        &[c::EVENTS_SENT],
+    );
+    let e = &fx.events()[0];
+    assert_eq!(
+        (e.dst_ip.to_string().as_str(), e.qname.as_str()),
+        (UNKNOWN6, "v6.c2.test")
+    );
+}
+
+#[test]
+fn fragments_and_long_extension_chains_pass() {
+    // A non-first IPv6 fragment has no UDP header to read.
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let l3 = L3::V6 {
+        src: CLIENT6.parse().unwrap(),
+        dst: UNKNOWN6.parse().unwrap(),
+        ext: vec![44],
+        frag_offset: 8,
+    };
+    assert_eq!(fx.run(&udp_query(&l3, &[], 1, "a.test", 1)), XDP_PASS);
+    assert_only(&fx.counters(), None, &[c::FRAGMENTS]);
+    // Likewise an IPv4 non-first fragment.
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let l3 = L3::V4 {
+        src: CLIENT4.parse().unwrap(),
+        dst: UNKNOWN4.parse().unwrap(),
+        options: 0,
+        frag_offset: 100,
+    };
+    assert_eq!(fx.run(&udp_query(&l3, &[], 1, "a.test", 1)), XDP_PASS);
+    assert_only(&fx.counters(), None, &[c::FRAGMENTS]);
+    // Nine extension headers: more than the program walks; passed and counted.
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let l3 = L3::V6 {
+        src: CLIENT6.parse().unwrap(),
+        dst: UNKNOWN6.parse().unwrap(),
+        ext: vec![60; 9],
+        frag_offset: 0,
+    };
+    assert_eq!(fx.run(&udp_query(&l3, &[], 1, "a.test", 1)), XDP_PASS);
+    assert_only(&fx.counters(), None, &[c::IPV6_EXT_LIMIT]);
+    assert!(fx.events().is_empty());
+}
+
+#[test]
+fn vlan_qinq_and_ipv4_options() {
+    for vlans in [
+        vec![(TPID_8021Q, 11)],
+        vec![(TPID_8021AD, 100), (TPID_8021Q, 11)],
+    ] {
+        let mut fx = Fixture::new(mode::ENFORCE);
+        assert_eq!(
+            fx.run(&udp_query(
+                &L3::v4(CLIENT4, UNKNOWN4),
+                &vlans,
+                1,
+                "a.test",
+                1
+            )),
+            XDP_DROP,
+            "{vlans:?}"
+        );
+        assert_only(
+            &fx.counters(),
+            Some((v::UNKNOWN, a::DROP, f::V4, t::UDP)),
+            &[c::EVENTS_SENT],
+        );
+        let mut fx = Fixture::new(mode::ENFORCE);
+        assert_eq!(
+            fx.run(&udp_query(
+                &L3::v4(CLIENT4, REGISTERED4),
+                &vlans,
+                1,
+                "a.test",
+                1
+            )),
+            XDP_PASS
+        );
+        assert_only(
+            &fx.counters(),
+            Some((v::REGISTERED, a::PASS, f::V4, t::UDP)),
+            &[],
+        );
+    }
+    // A VLAN tag cut short.
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let tagged = udp_query(
+        &L3::v4(CLIENT4, UNKNOWN4),
+        &[(TPID_8021Q, 5)],
+        1,
+        "a.test",
+        1,
+    );
+    assert_eq!(fx.run(&tagged[..16]), XDP_PASS);
+    assert_only(&fx.counters(), None, &[c::MALFORMED]);
+    // Three tags: more than the program parses; not IP as far as it can tell, passed.
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let three = [(TPID_8021AD, 1), (TPID_8021Q, 2), (TPID_8021Q, 3)];
+    assert_eq!(
+        fx.run(&udp_query(
+            &L3::v4(CLIENT4, UNKNOWN4),
+            &three,
+            1,
+            "a.test",
+            1
+        )),
+        XDP_PASS
+    );
+    assert_only(&fx.counters(), None, &[c::NOT_IP]);
+    // IPv4 with 40 bytes of options (IHL 15).
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let l3 = L3::V4 {
+        src: CLIENT4.parse().unwrap(),
+        dst: UNKNOWN4.parse().unwrap(),
+        options: 40,
+        frag_offset: 0,
+    };
+    assert_eq!(fx.run(&udp_query(&l3, &[], 5, "opt.test", 1)), XDP_DROP);
+    assert_only(
+        &fx.counters(),
+        Some((v::UNKNOWN, a::DROP, f::V4, t::UDP)),
+        &[c::EVENTS_SENT],
+    );
+    assert_eq!(fx.events()[0].qname, "opt.test");
+}
+
+#[test]
+fn tcp_syn_is_checked_other_segments_pass() {
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let syn = frame(
+        &[],
+        &L3::v4(CLIENT4, UNKNOWN4),
+        &tcp(40001, 53, TCP_SYN, &[]),
+    );
+    assert_eq!(fx.run(&syn), XDP_DROP);
+    assert_only(
+        &fx.counters(),
+        Some((v::UNKNOWN, a::DROP, f::V4, t::TCP)),
+        &[c::EVENTS_SENT],
+    );
+    let e = &fx.events()[0];
+    assert_eq!(
+        (
+            e.proto.as_str(),
+            e.qname.as_str(),
+            e.qtype.as_str(),
+            e.dst_port
+        ),
+        ("tcp", "", "", 53)
+    );
+
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let syn6 = frame(
+        &[],
+        &L3::v6(CLIENT6, REGISTERED6),
+        &tcp(40001, 53, TCP_SYN, &[]),
+    );
+    assert_eq!(fx.run(&syn6), XDP_PASS);
+    assert_only(
+        &fx.counters(),
+        Some((v::REGISTERED, a::PASS, f::V6, t::TCP)),
+        &[],
+    );
+
+    // A data segment of an established connection, and a SYN-ACK from a server: not checked.
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut msg = vec![0, 20];
+    msg.extend_from_slice(&dns_query(3, "a.test", 1));
+    assert_eq!(
+        fx.run(&frame(
+            &[],
+            &L3::v4(CLIENT4, UNKNOWN4),
+            &tcp(40001, 53, TCP_ACK | TCP_PSH, &msg)
+        )),
+        XDP_PASS
+    );
+    assert_eq!(
+        fx.run(&frame(
+            &[],
+            &L3::v4(UNKNOWN4, CLIENT4),
+            &tcp(53, 40001, TCP_SYN | TCP_ACK, &[])
+        )),
+        XDP_PASS
+    );
+    assert_only(&fx.counters(), None, &[c::TCP_OTHER, c::TCP_OTHER]);
+    assert!(fx.events().is_empty());
+}
+
+#[test]
+fn responses_and_non_dns_pass() {
+    let mut fx = Fixture::new(mode::ENFORCE);
+    let resp = frame(
+        &[],
+        &L3::v4(UNKNOWN4, CLIENT4),
+        &udp(53, 40000, &dns_response(1, "a.test", 1)),
+    );
+    assert_eq!(fx.run(&resp), XDP_PASS);
+    let ntp = frame(
+        &[],
+        &L3::v4(CLIENT4, UNKNOWN4),
+        &udp(40000, 123, &[0u8; 48]),
+    );
+    assert_eq!(fx.run(&ntp), XDP_PASS);
+    let mut arp = vec![0xff; 12];
+    arp.extend_from_slice(&ETH_P_ARP.to_be_bytes());
+    arp.extend_from_slice(&[0u8; 28]);
+    assert_eq!(fx.run(&arp), XDP_PASS);
+    // ICMP to an unknown address.
+    let icmp = frame(
+        &[],
+        &L3::v4(CLIENT4, UNKNOWN4),
+        &L4 {
+            proto: 1,
+            bytes: vec![8, 0, 0, 0, 0, 1, 0, 1],
+        },
+    );
+    assert_eq!(fx.run(&icmp), XDP_PASS);
+    assert_only(
+        &fx.counters(),
+        None,
+        &[c::RESPONSES, c::NOT_DNS, c::NOT_IP, c::NOT_DNS],
+    );
+    assert!(fx.events().is_empty());
+}
+
+#[test]
+fn truncated_headers_pass_as_malformed() {
+    let full = udp_query(&L3::v4(CLIENT4, UNKNOWN4), &[], 1, "a.test", 1);
+    // Cut inside IPv4, UDP and the DNS header (14 + 20 + 8 + 12 = 54). BPF_PROG_TEST_RUN
+    // refuses frames shorter than an Ethernet header, as no driver delivers them.
+    for cut in [20, 33, 40, 45, 50] {
+        let mut fx = Fixture::new(mode::ENFORCE);
+        assert_eq!(fx.run(&full[..cut]), XDP_PASS, "cut at {cut}");
+        assert_only(&fx.counters(), None, &[c::MALFORMED]);
+    }
+    let full6 = udp_query(&L3::v6(CLIENT6, UNKNOWN6), &[], 1, "a.test", 1);
+    for cut in [30, 60, 70] {
+        let mut fx = Fixture::new(mode::ENFORCE);
+        assert_eq!(fx.run(&full6[..cut]), XDP_PASS, "v6 cut at {cut}");
+        assert_only(&fx.counters(), None, &[c::MALFORMED]);
+    }
+    // A whole DNS header but the question cut short (root label, qtype, qclass and one byte of
+    // "test" missing): malformed, passed, still reported with what was there.
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(fx.run(&full[..full.len() - 6]), XDP_PASS);
+    assert_only(
+        &fx.counters(),
+        None,
+        &[c::MALFORMED, c::QNAME_TRUNCATED, c::EVENTS_SENT],
+    );
+    let e = &fx.events()[0];
+    assert_eq!((e.action.as_str(), e.qname.as_str()), ("pass", "a.tes…"));
+}
+
+#[test]
+fn garbage_after_udp_header_passes() {
+    // Port 53, QR=0, then bytes that are no DNS question (a compression pointer and junk).
+    let mut junk = vec![0x12, 0x34, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    junk.extend_from_slice(&[0xC0, 0x0C, 0xde, 0xad, 0xbe, 0xef, 0x99]);
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&frame(
+            &[],
+            &L3::v4(CLIENT4, UNKNOWN4),
+            &udp(40000, 53, &junk)
+        )),
+        XDP_PASS
+    );
+    assert_only(
+        &fx.counters(),
+        None,
+        &[c::MALFORMED, c::QNAME_TRUNCATED, c::EVENTS_SENT],
+    );
+    assert_eq!(fx.events()[0].action, "pass");
+    // Fewer than 12 bytes after the UDP header.
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&frame(
+            &[],
+            &L3::v4(CLIENT4, UNKNOWN4),
+            &udp(40000, 53, &[1, 2, 3])
+        )),
+        XDP_PASS
+    );
+    assert_only(&fx.counters(), None, &[c::MALFORMED]);
+}
+
+#[test]
+fn events_are_rate_limited_per_source_counters_exact() {
+    let mut fx = Fixture::new(mode::ENFORCE);
+    // One event per second after a burst of 5.
+    fx.filter.set_event_rate(1, 5).unwrap();
+    let pkt = udp_query(&L3::v4(CLIENT4, UNKNOWN4), &[], 1, "flood.test", 16);
+    for _ in 0..50 {
+        assert_eq!(fx.run(&pkt), XDP_DROP);
+    }
+    // Another source still gets its own events.
+    let other = udp_query(&L3::v4("192.0.2.11", UNKNOWN4), &[], 1, "flood.test", 16);
+    assert_eq!(fx.run(&other), XDP_DROP);
+    let cn = fx.counters();
+    assert_eq!(
+        cn.query(v::UNKNOWN, a::DROP, f::V4, t::UDP),
+        51,
+        "every packet counted"
+    );
+    assert_eq!(cn.get(c::EVENTS_SENT), 6);
+    assert_eq!(cn.get(c::EVENTS_RATE_LIMITED), 45);
+    let ev = fx.events();
+    assert_eq!(ev.len(), 6);
+    assert_eq!(
+        ev.iter()
+            .filter(|e| e.src_ip.to_string() == "192.0.2.11")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn maximal_name_and_over_long_name() {
+    // A 255-byte name (RFC 1035 §3.1 maximum): four 62-byte labels and a 5-byte one.
+    let long: Vec<String> = vec![
+        "a".repeat(62),
+        "b".repeat(62),
+        "c".repeat(62),
+        "d".repeat(62),
+        "e".repeat(1),
+    ];
+    let name = long.join(".");
+    assert_eq!(wire_name(&name).len(), 255);
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&udp_query(&L3::v4(CLIENT4, UNKNOWN4), &[], 1, &name, 16)),
+        XDP_DROP
+    );
+    assert_only(
+        &fx.counters(),
+        Some((v::UNKNOWN, a::DROP, f::V4, t::UDP)),
+        &[c::EVENTS_SENT],
+    );
+    let e = &fx.events()[0];
+    assert_eq!((e.qname.as_str(), e.qtype.as_str()), (name.as_str(), "TXT"));
+
+    // A name that runs past 256 bytes is not a valid name: malformed, passed.
+    let over: Vec<String> = (0..5).map(|_| "x".repeat(63)).collect();
+    let mut fx = Fixture::new(mode::ENFORCE);
+    assert_eq!(
+        fx.run(&udp_query(
+            &L3::v4(CLIENT4, UNKNOWN4),
+            &[],
+            1,
+            &over.join("."),
+            16
+        )),
+        XDP_PASS
+    );
+    assert_only(
+        &fx.counters(),
+        None,
+        &[c::MALFORMED, c::QNAME_TRUNCATED, c::EVENTS_SENT],
+    );
+}

@@ -1,0 +1,2 @@
+//! `cargo xtask`: set-up, run, test and bench for nsdb.
+fn main() {}
