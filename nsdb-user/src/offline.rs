@@ -120,10 +120,12 @@ pub fn read_all(
                 }
             };
             ex.frame(&frame, &mut |pkt| {
-                sum.dns_messages += 1;
                 if pkt.msg.len() < crate::wire::HEADER_LEN {
+                    // Not even a DNS header (snaplen-cut, or junk on port 53).
                     sum.runts += 1;
+                    return;
                 }
+                sum.dns_messages += 1;
                 let is_response = pkt.msg.get(2).is_some_and(|b| b & 0x80 != 0);
                 if is_response {
                     sum.responses += 1;
@@ -158,6 +160,10 @@ pub fn read_all(
         sum.bytes += map.len() as u64;
     }
     ex.finish(&mut |pkt| {
+        if pkt.msg.len() < crate::wire::HEADER_LEN {
+            sum.runts += 1;
+            return;
+        }
         sum.dns_messages += 1;
         let is_response = pkt.msg.get(2).is_some_and(|b| b & 0x80 != 0);
         if is_response {

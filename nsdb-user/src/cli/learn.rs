@@ -300,7 +300,7 @@ fn summary_to(
             writeln!(
                 o,
                 "malformed skipped {}  truncated (TC) {}  not NOERROR {}  bad headers {}  other ports {}",
-                st.malformed, st.truncated, st.not_noerror, c.bad_headers, c.other_ports
+                st.malformed + s.runts, st.truncated, st.not_noerror, c.bad_headers, c.other_ports
             )?;
             writeln!(
                 o,

@@ -692,9 +692,20 @@ impl Engine {
             qname: qn,
             qtype,
         };
+        // The names this response answers: the question and the CNAME chain from it (the NS
+        // records of a CNAME target's zone are as relevant as the question's, RFC 1034 §4.3.2).
+        let mut chain: Vec<&str> = vec![qn];
+        for _ in 0..MAX_CNAME_CHAIN {
+            let last = chain[chain.len() - 1];
+            match cnames.iter().find(|(o, _)| o == last) {
+                Some((_, t)) if !chain.contains(&t.as_str()) => chain.push(t),
+                _ => break,
+            }
+        }
         let mut taught = false;
         for n in &ns {
-            let in_query = self.cfg.bailiwick == Bailiwick::Off || wire::is_subdomain(qn, &n.zone);
+            let in_query = self.cfg.bailiwick == Bailiwick::Off
+                || chain.iter().any(|q| wire::is_subdomain(q, &n.zone));
             let in_server = self.may_teach(server_known.as_deref(), &n.zone, None);
             let matching: Vec<&GlueCand> = glue.iter().filter(|g| g.owner == n.target).collect();
             if !in_query || !in_server {
@@ -1301,7 +1312,7 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool) -> Result<Collected,
                     c.glue.push(g);
                 }
             }
-            (Section::Answer, wire::TYPE_CNAME) if want_answers => {
+            (Section::Answer, wire::TYPE_CNAME) => {
                 if c.cnames.len() >= MAX_CNAME_CHAIN * 4 {
                     continue;
                 }
