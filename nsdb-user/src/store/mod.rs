@@ -173,7 +173,8 @@ impl Store {
                 .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
                 .map_err(corrupt)?;
             if check != "ok" {
-                return Err(StoreError::Corrupt(p, check));
+                let one_line = check.split_whitespace().collect::<Vec<_>>().join(" ");
+                return Err(StoreError::Corrupt(p, one_line));
             }
             let app: i32 = conn
                 .query_row("PRAGMA application_id", [], |r| r.get(0))
