@@ -1,0 +1,72 @@
+//! `cargo xtask bench`: every benchmark, each figure next to its alternative in the same run,
+//! reported as ratios. Writes target/bench/report.md and target/bench/report.json.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+/// Runs a release tool that prints one JSON object on stdout.
+fn json_tool(root: &Path, bin: &str, args: &[&str]) -> Result<Value> {
+    let path = root.join("target/release").join(bin);
+    let out = Command::new(&path).args(args).output().with_context(|| format!("running {}", path.display()))?;
+    if !out.status.success() {
+        bail!("{} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{} printed no JSON", path.display()))
+}
+
+fn xdp_markdown(v: &Value) -> String {
+    let mut s = format!(
+        "## 1. Kernel cost per packet\n\nCPU: {}. Tool: {}. Repeat: {}. No-op XDP program: {:.1} ns/run.\n\n\
+         | packet class | ns/packet | × no-op | goal | met |\n|---|---:|---:|---:|:--:|\n",
+        v["cpu"].as_str().unwrap_or("?"),
+        v["tool"].as_str().unwrap_or("?"),
+        v["repeat"],
+        v["noop_ns"].as_f64().unwrap_or(0.0)
+    );
+    for c in v["classes"].as_array().into_iter().flatten() {
+        s += &format!(
+            "| {} | {:.1} | {:.2} | ≤ {} | {} |\n",
+            c["name"].as_str().unwrap_or("?"),
+            c["ns"].as_f64().unwrap_or(0.0),
+            c["ratio"].as_f64().unwrap_or(0.0),
+            c["goal"],
+            if c["met"].as_bool() == Some(true) { "yes" } else { "**no**" }
+        );
+    }
+    let sc = &v["allow_map_scale"];
+    if !sc.is_null() {
+        s += &format!(
+            "\n## 2. Allow-map scale\n\nRegistered-query check with 1,000 vs 1,000,000 learned addresses (LRU hash maps):\n\n\
+             | family | ns at 1,000 | ns at 1,000,000 | ratio | goal |\n|---|---:|---:|---:|---:|\n\
+             | IPv4 | {:.1} | {:.1} | {:.2} | ≤ 1.3 |\n| IPv6 | {:.1} | {:.1} | {:.2} | ≤ 1.3 |\n",
+            sc["v4_ns_small"].as_f64().unwrap_or(0.0),
+            sc["v4_ns_big"].as_f64().unwrap_or(0.0),
+            sc["v4_ratio"].as_f64().unwrap_or(0.0),
+            sc["v6_ns_small"].as_f64().unwrap_or(0.0),
+            sc["v6_ns_big"].as_f64().unwrap_or(0.0),
+            sc["v6_ratio"].as_f64().unwrap_or(0.0),
+        );
+    }
+    s
+}
+
+pub fn run(root: &Path, quick: bool) -> Result<()> {
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let q: &[&str] = if quick { &["--quick"] } else { &[] };
+    eprintln!("bench: XDP program under BPF_PROG_TEST_RUN");
+    let xdp = json_tool(root, "nsdb-xdp-bench", q)?;
+    let mut md = String::from("# nsdb benchmark report\n\n");
+    if quick {
+        md += "_Quick smoke run: fewer repeats; figures are indicative only._\n\n";
+    }
+    md += &xdp_markdown(&xdp);
+    let report = json!({ "quick": quick, "xdp": xdp });
+    std::fs::write(dir.join("report.md"), &md)?;
+    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    println!("{md}");
+    eprintln!("bench: wrote {}", dir.join("report.md").display());
+    Ok(())
+}
