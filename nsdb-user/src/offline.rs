@@ -140,6 +140,7 @@ pub fn read_all(
             });
             n += 1;
             if n & 0xffff == 0 {
+                map.release_before(rd.offset());
                 tick();
                 if stop_requested() {
                     break;

@@ -462,6 +462,25 @@ pub enum Mapped {
     Map(memmap2::Mmap),
 }
 
+impl Mapped {
+    /// Tell the kernel the pages before `offset` will not be read again, so that the resident
+    /// memory of a long read stays flat instead of growing with the file (file-backed pages of
+    /// a mapping count in RSS until they are dropped). Nothing borrowed from those pages may
+    /// still be in use; the readers copy what they keep (reassembly buffers).
+    pub fn release_before(&self, offset: usize) {
+        const PAGE: usize = 4096;
+        let len = offset / PAGE * PAGE;
+        if let Mapped::Map(m) = self {
+            if len > 0 && len <= m.len() {
+                // SAFETY: a read-only, file-backed mapping: MADV_DONTNEED only drops the page
+                // cache references; a later access faults the same file data back in.
+                let _ =
+                    unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
+            }
+        }
+    }
+}
+
 impl std::ops::Deref for Mapped {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

@@ -71,7 +71,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
         &mut |m| {
             if m.is_response {
                 if replay {
-                    engine.on_response(m.ts_ms, m.pkt.src, m.pkt.dst, m.pkt.msg);
+                    engine.on_response_count(m.ts_ms, m.pkt.src, m.pkt.dst, m.pkt.msg);
                 }
                 return;
             }

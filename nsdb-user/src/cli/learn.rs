@@ -109,6 +109,11 @@ pub struct LearnArgs {
     /// whose responses taught something). Example: --all-queries
     #[arg(long)]
     pub all_queries: bool,
+    /// Record an ns_db row for every sighting of an NS record, as the paper's prototype did
+    /// (default: the first sighting of each (zone, NS name, address); the history table counts
+    /// every sighting either way). Example: --all-ns-rows
+    #[arg(long)]
+    pub all_ns_rows: bool,
     /// Write one JSON line per candidate (zone, NS name, address) with the verdict on it
     /// (learned, unsolicited, out_of_bailiwick, ...). Example: --explain decisions.jsonl
     #[arg(long, value_name = "FILE")]
@@ -152,6 +157,7 @@ pub fn run(args: LearnArgs) -> Result<()> {
     cfg.exceptions.extend(store.exceptions()?);
     cfg.record_rows = true;
     cfg.record_all_queries = args.all_queries;
+    cfg.record_all_ns_rows = args.all_ns_rows;
     cfg.explain = args.explain.is_some();
     let mut engine = Engine::new(cfg);
     let restored = restore(&mut engine, &store)?;
@@ -167,6 +173,7 @@ pub fn run(args: LearnArgs) -> Result<()> {
     let mut write_err: Option<anyhow::Error> = None;
     let ports = args.engine.ports();
     let engine_cell = std::cell::RefCell::new(&mut engine);
+    let mut last_batch = std::time::Instant::now();
     let (summary, errors) = offline::read_all(
         &args.pcaps,
         &ports,
@@ -174,16 +181,23 @@ pub fn run(args: LearnArgs) -> Result<()> {
         &mut |m| {
             let mut e = engine_cell.borrow_mut();
             if m.is_response {
-                e.on_response(m.ts_ms, m.pkt.src, m.pkt.dst, m.pkt.msg);
+                e.on_response_count(m.ts_ms, m.pkt.src, m.pkt.dst, m.pkt.msg);
             } else {
                 e.on_query(m.ts_ms, m.pkt.src, m.pkt.dst, m.pkt.msg);
             }
         },
         &mut || {
             let mut e = engine_cell.borrow_mut();
-            let rows = e.take_rows();
-            if let Err(err) = writer.push(rows) {
-                write_err.get_or_insert(err.into());
+            // Batches: rows leave the engine once a second (a crash loses at most that), and
+            // a history entry seen many times in that second is written once.
+            if last_batch.elapsed() >= std::time::Duration::from_secs(1)
+                || offline::stop_requested()
+            {
+                last_batch = std::time::Instant::now();
+                let rows = e.take_rows();
+                if let Err(err) = writer.push(rows) {
+                    write_err.get_or_insert(err.into());
+                }
             }
             if let Some(w) = explain.as_mut() {
                 for d in e.take_decisions() {
@@ -300,7 +314,11 @@ fn summary_to(
             writeln!(
                 o,
                 "malformed skipped {}  truncated (TC) {}  not NOERROR {}  bad headers {}  other ports {}",
-                st.malformed + s.runts, st.truncated, st.not_noerror, c.bad_headers, c.other_ports
+                st.malformed + s.runts,
+                st.truncated,
+                st.not_noerror,
+                c.bad_headers,
+                c.other_ports
             )?;
             writeln!(
                 o,

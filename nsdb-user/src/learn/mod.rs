@@ -72,6 +72,10 @@ pub struct LearnConfig {
     /// Record every query in query_db (the paper does); otherwise only queries whose response
     /// taught something.
     pub record_all_queries: bool,
+    /// Record an ns_db row for every sighting (the paper's prototype); otherwise only for the
+    /// first sighting of each (zone, NS name, address) and of each glue-less (zone, NS name).
+    /// Either way the history table counts every sighting.
+    pub record_all_ns_rows: bool,
     /// Keep a [`Decision`] for every candidate (zone, NS, address), for `--explain`.
     pub explain: bool,
 }
@@ -90,6 +94,7 @@ impl Default for LearnConfig {
             exceptions: Vec::new(),
             record_rows: false,
             record_all_queries: false,
+            record_all_ns_rows: false,
             explain: false,
         }
     }
@@ -244,7 +249,10 @@ pub struct NsRow {
 pub struct Rows {
     pub queries: Vec<QueryRow>,
     pub ns: Vec<NsRow>,
+    /// One history entry per changed (zone, NS name, address), with its current state.
     pub learned: Vec<Learned>,
+    /// Sighting count of each entry of `learned` (same index).
+    pub counts: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -268,6 +276,8 @@ struct Entry {
     expires: u64,
     ttl: u32,
     source: Source,
+    /// Changed since the last `take_rows`.
+    dirty: bool,
 }
 
 #[derive(Debug, Default)]
@@ -336,6 +346,15 @@ pub struct Engine {
     pending: FastMap<u32, Vec<PendingNs>>,
     pending_sweep_at: u64,
     rows: Rows,
+    /// History entries changed since the last `take_rows`.
+    dirty: Vec<(u32, u32, IpAddr)>,
+    /// (zone, NS name) pairs seen glue-less (for the one-row-per-first-sighting rule).
+    glueless_seen: FastMap<(u32, u32), ()>,
+    /// Whether `learn_with` builds [`Learned`] values for the caller.
+    collect: bool,
+    out: Vec<Learned>,
+    /// NS rows pushed while handling the current response.
+    ns_rows_now: usize,
     decisions: Vec<Decision>,
     root_zone: u32,
 }
@@ -391,6 +410,11 @@ impl Engine {
             pending: FastMap::default(),
             pending_sweep_at: 0,
             rows: Rows::default(),
+            dirty: Vec::new(),
+            glueless_seen: FastMap::default(),
+            collect: true,
+            out: Vec::new(),
+            ns_rows_now: 0,
             decisions: Vec::new(),
             root_zone: 0,
             cfg,
@@ -409,6 +433,7 @@ impl Engine {
                     expires: u64::MAX,
                     ttl: roots::ROOT_HINTS_TTL,
                     source: Source::RootHints,
+                    dirty: false,
                 },
             );
         }
@@ -435,7 +460,27 @@ impl Engine {
 
     /// Rows (query_db, ns_db, learned triples) produced since the last call.
     pub fn take_rows(&mut self) -> Rows {
-        std::mem::take(&mut self.rows)
+        let mut rows = std::mem::take(&mut self.rows);
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(e) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            e.dirty = false;
+            let e = *e;
+            rows.learned.push(Learned {
+                zone: self.names.name(key.0).to_string(),
+                ns_name: self.names.name(key.1).to_string(),
+                addr: key.2,
+                expires_ms: e.expires,
+                ttl: e.ttl,
+                learned_ms: e.last_seen,
+                source: e.source,
+                first_seen_ms: e.first_seen,
+            });
+            // The store keeps absolute counts (see `Store::write`).
+            rows.counts.push(e.count);
+        }
+        rows
     }
 
     /// Decisions recorded since the last call (only with `explain`).
@@ -481,6 +526,7 @@ impl Engine {
                 expires,
                 ttl,
                 source,
+                dirty: false,
             },
         );
     }
@@ -570,13 +616,35 @@ impl Engine {
         dst: SocketAddr,
         msg: &[u8],
     ) -> Vec<Learned> {
+        self.collect = true;
+        self.respond(ts_ms, src, dst, msg);
+        std::mem::take(&mut self.out)
+    }
+
+    /// Like [`Engine::on_response`] without building the returned values (offline learning,
+    /// where the history rows come from [`Engine::take_rows`]). Returns how many (zone, NS,
+    /// address) entries the response taught or refreshed.
+    pub fn on_response_count(
+        &mut self,
+        ts_ms: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        msg: &[u8],
+    ) -> usize {
+        self.collect = false;
+        let before = self.stats.learned + self.stats.refreshed;
+        self.respond(ts_ms, src, dst, msg);
+        (self.stats.learned + self.stats.refreshed - before) as usize
+    }
+
+    fn respond(&mut self, ts_ms: u64, src: SocketAddr, dst: SocketAddr, msg: &[u8]) {
         self.stats.responses += 1;
-        let mut out = Vec::new();
+        self.ns_rows_now = 0;
         let m = match Message::parse(msg) {
             Ok(m) => m,
             Err(_) => {
                 self.stats.malformed += 1;
-                return out;
+                return;
             }
         };
         let mut qname = NameBuf::default();
@@ -584,7 +652,7 @@ impl Engine {
             Some(q) if wire::read_name(msg, q.name_off, &mut qname).is_ok() => (q.qtype, q.qclass),
             Some(_) => {
                 self.stats.malformed += 1;
-                return out;
+                return;
             }
             None => (0, 0),
         };
@@ -613,7 +681,7 @@ impl Engine {
             if self.cfg.explain {
                 self.explain_all(ts_ms, src, dst, &m, v);
             }
-            return out;
+            return;
         }
         let qinfo = self.inflight.remove(&key).expect("checked above");
         self.stats.paired += 1;
@@ -632,7 +700,7 @@ impl Engine {
             if self.cfg.explain {
                 self.explain_all(ts_ms, src, dst, &m, v);
             }
-            return out;
+            return;
         }
 
         // Collect NS records, glue, and answers (for glue-less lookups).
@@ -649,7 +717,7 @@ impl Engine {
                 if self.cfg.explain {
                     self.explain_cands(ts_ms, src, dst, h.id, &partial, "malformed");
                 }
-                return out;
+                return;
             }
         };
         let Collected {
@@ -681,7 +749,7 @@ impl Engine {
                     );
                 }
             }
-            return out;
+            return;
         }
         let ctx = RespCtx {
             ts_ms,
@@ -702,7 +770,6 @@ impl Engine {
                 _ => break,
             }
         }
-        let mut taught = false;
         for n in &ns {
             let in_query = self.cfg.bailiwick == Bailiwick::Off
                 || chain.iter().any(|q| wire::is_subdomain(q, &n.zone));
@@ -742,13 +809,11 @@ impl Engine {
                     continue;
                 }
                 any = true;
-                let l = self.learn(&ctx, &n.zone, &n.target, n.ttl, g.addr, g.ttl, Source::Glue);
-                out.push(l);
+                self.learn(&ctx, &n.zone, &n.target, n.ttl, g.addr, g.ttl, Source::Glue);
             }
             if !any {
                 // Glue-less (or all glue rejected): wait for a lookup of the NS name, and use
                 // what the history already knows about it.
-                taught = true;
                 self.add_pending(&ctx, &n.zone, &n.target, n.ttl);
                 let known: Vec<IpAddr> = self
                     .names
@@ -762,16 +827,14 @@ impl Engine {
                     })
                     .unwrap_or_default();
                 for a in known {
-                    let l = self.learn(&ctx, &n.zone, &n.target, n.ttl, a, n.ttl, Source::KnownNs);
-                    out.push(l);
+                    self.learn(&ctx, &n.zone, &n.target, n.ttl, a, n.ttl, Source::KnownNs);
                 }
             }
         }
         if want_answers {
-            let resolved = self.resolve_glueless(&ctx, server_known.as_deref(), &answers, &cnames);
-            out.extend(resolved);
+            self.resolve_glueless(&ctx, server_known.as_deref(), &answers, &cnames);
         }
-        if (taught || !out.is_empty()) && self.cfg.record_rows && !self.cfg.record_all_queries {
+        if self.ns_rows_now > 0 && self.cfg.record_rows && !self.cfg.record_all_queries {
             self.rows.queries.push(QueryRow {
                 querytime: qinfo.ts_ms,
                 queryid: h.id,
@@ -780,39 +843,34 @@ impl Engine {
                 server: src,
             });
         }
-        if self.cfg.record_rows {
-            self.rows.learned.extend(out.iter().cloned());
-        }
         if ts_ms >= self.pending_sweep_at {
             self.sweep_pending(ts_ms);
         }
-        out
     }
 
     /// The zones `server` serves, if it is registered (unexpired) at `now`. Roots and
     /// exceptions serve the whole tree.
-    fn server_known(&self, server: IpAddr, now: u64) -> Option<Vec<String>> {
+    fn server_known(&self, server: IpAddr, now: u64) -> Option<Vec<u32>> {
         if self.cfg.exceptions.iter().any(|n| n.contains(&server)) {
-            return Some(vec![".".into()]);
+            return Some(vec![self.root_zone]);
         }
         let a = self.by_addr.get(&server)?;
         if a.expires < now {
             return None;
         }
-        Some(
-            a.serves
-                .iter()
-                .map(|(z, _)| self.names.name(*z).to_string())
-                .collect(),
-        )
+        let mut zones: Vec<u32> = a.serves.iter().map(|(z, _)| *z).collect();
+        zones.dedup();
+        Some(zones)
     }
 
     /// May a server with zones `known` (None: unknown server) teach about `name`?
     /// `delegated`: the zone of the NS record, for glue from unknown servers.
-    fn may_teach(&self, known: Option<&[String]>, name: &str, delegated: Option<&str>) -> bool {
+    fn may_teach(&self, known: Option<&[u32]>, name: &str, delegated: Option<&str>) -> bool {
         match (self.cfg.bailiwick, known) {
             (Bailiwick::Off, _) => true,
-            (_, Some(zones)) => zones.iter().any(|z| wire::is_subdomain(name, z)),
+            (_, Some(zones)) => zones
+                .iter()
+                .any(|z| wire::is_subdomain(name, self.names.name(*z))),
             (Bailiwick::Strict, None) => false,
             (Bailiwick::Auto, None) => match delegated {
                 // NS owner from an unknown server: checked against the query name already.
@@ -847,8 +905,10 @@ impl Engine {
         if self.cfg.explain {
             self.decide(ctx, zone, target, None, "pending_glueless");
         }
-        if self.cfg.record_rows {
+        let first = self.glueless_seen.insert((z, t), ()).is_none();
+        if self.cfg.record_rows && (first || self.cfg.record_all_ns_rows) {
             // Paper §4: the NS row is registered at once with empty glue columns.
+            self.ns_rows_now += 1;
             self.rows.ns.push(NsRow {
                 querytime: ctx.querytime,
                 queryid: ctx.id,
@@ -869,16 +929,15 @@ impl Engine {
     fn resolve_glueless(
         &mut self,
         ctx: &RespCtx<'_>,
-        known: Option<&[String]>,
+        known: Option<&[u32]>,
         answers: &[GlueCand],
         cnames: &[(String, String)],
-    ) -> Vec<Learned> {
-        let mut out = Vec::new();
+    ) {
         let Some(t) = self.names.get(ctx.qname) else {
-            return out;
+            return;
         };
         let Some(pend) = self.pending.get(&t).cloned() else {
-            return out;
+            return;
         };
         // Follow CNAMEs from the NS name (bounded), then take its A/AAAA answers.
         let mut chain = vec![ctx.qname.to_string()];
@@ -894,7 +953,7 @@ impl Engine {
             .filter(|a| chain.contains(&a.owner))
             .collect();
         if addrs.is_empty() {
-            return out;
+            return;
         }
         let in_bailiwick = self.may_teach(known, ctx.qname, Some("."));
         for p in pend {
@@ -928,9 +987,9 @@ impl Engine {
             let qn = self.names.name(p.queryname).to_string();
             for a in &addrs {
                 self.stats.glueless_resolved += 1;
-                let l = self.learn_with(
+                self.learn_with(
                     &pctx,
-                    &qn,
+                    Some(&qn),
                     p.res_time,
                     &zone,
                     ctx.qname,
@@ -939,10 +998,8 @@ impl Engine {
                     a.ttl,
                     Source::GluelessLookup,
                 );
-                out.push(l);
             }
         }
-        out
     }
 
     fn sweep_pending(&mut self, now: u64) {
@@ -967,16 +1024,18 @@ impl Engine {
         addr: IpAddr,
         addr_ttl: u32,
         source: Source,
-    ) -> Learned {
-        let qn = queryname(ctx.qname, ctx.qtype);
-        self.learn_with(ctx, &qn, ctx.ts_ms, zone, ns, nsttl, addr, addr_ttl, source)
+    ) {
+        self.learn_with(
+            ctx, None, ctx.ts_ms, zone, ns, nsttl, addr, addr_ttl, source,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
     fn learn_with(
         &mut self,
         ctx: &RespCtx<'_>,
-        queryname: &str,
+        // The paper's queryname column; None: built from `ctx` when a row is recorded.
+        qn: Option<&str>,
         res_time: u64,
         zone: &str,
         ns: &str,
@@ -984,7 +1043,7 @@ impl Engine {
         addr: IpAddr,
         addr_ttl: u32,
         source: Source,
-    ) -> Learned {
+    ) {
         let now = ctx.ts_ms;
         let ttl = nsttl
             .min(addr_ttl)
@@ -1003,6 +1062,10 @@ impl Engine {
                 }
                 self.stats.refreshed += 1;
                 let fs = e.first_seen;
+                if !e.dirty {
+                    e.dirty = true;
+                    self.dirty.push(key);
+                }
                 let a = self.by_addr.entry(addr).or_default();
                 a.expires = a.expires.max(expires);
                 (fs, "refreshed")
@@ -1020,8 +1083,10 @@ impl Engine {
                         expires,
                         ttl,
                         source,
+                        dirty: true,
                     },
                 );
+                self.dirty.push(key);
                 (now, "learned")
             }
         };
@@ -1035,11 +1100,15 @@ impl Engine {
             };
             self.decide(ctx, zone, ns, Some(addr), v);
         }
-        if self.cfg.record_rows {
+        if self.cfg.record_rows && (verdict == "learned" || self.cfg.record_all_ns_rows) {
+            self.ns_rows_now += 1;
             self.rows.ns.push(NsRow {
                 querytime: ctx.querytime,
                 queryid: ctx.id,
-                queryname: queryname.to_string(),
+                queryname: match qn {
+                    Some(q) => q.to_string(),
+                    None => queryname(ctx.qname, ctx.qtype),
+                },
                 res_time,
                 zname: zone.to_string(),
                 nsttl,
@@ -1051,15 +1120,17 @@ impl Engine {
                 expires_ms: expires,
             });
         }
-        Learned {
-            zone: zone.to_string(),
-            ns_name: ns.to_string(),
-            addr,
-            expires_ms: expires,
-            ttl,
-            learned_ms: now,
-            source,
-            first_seen_ms: first_seen,
+        if self.collect {
+            self.out.push(Learned {
+                zone: zone.to_string(),
+                ns_name: ns.to_string(),
+                addr,
+                expires_ms: expires,
+                ttl,
+                learned_ms: now,
+                source,
+                first_seen_ms: first_seen,
+            });
         }
     }
 

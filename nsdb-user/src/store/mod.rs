@@ -222,12 +222,29 @@ impl Store {
         }
     }
 
-    /// Write a batch of rows in one transaction.
+    /// Write a batch of rows in one transaction; each `learned` value is one sighting (the
+    /// history count goes up by one), as returned by [`crate::learn::Engine::on_response`].
     pub fn write(
         &mut self,
         queries: &[QueryRow],
         ns: &[NsRow],
         learned: &[Learned],
+    ) -> Result<(), StoreError> {
+        self.write_inner(queries, ns, learned, None)
+    }
+
+    /// Write what [`crate::learn::Engine::take_rows`] produced: history entries carry their
+    /// absolute sighting counts.
+    pub fn write_rows(&mut self, rows: &Rows) -> Result<(), StoreError> {
+        self.write_inner(&rows.queries, &rows.ns, &rows.learned, Some(&rows.counts))
+    }
+
+    fn write_inner(
+        &mut self,
+        queries: &[QueryRow],
+        ns: &[NsRow],
+        learned: &[Learned],
+        counts: Option<&[u64]>,
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sq = |e| StoreError::Sqlite {
@@ -279,16 +296,18 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO history (zone, ns_name, addr, first_seen, last_seen, count,
                        expires, ttl, source)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?7, ?8)
                      ON CONFLICT (zone, ns_name, addr) DO UPDATE SET
                        first_seen = min(first_seen, excluded.first_seen),
                        last_seen = max(last_seen, excluded.last_seen),
-                       count = count + 1,
+                       count = CASE WHEN ?10 THEN max(count, excluded.count) ELSE count + 1 END,
                        expires = max(expires, excluded.expires),
                        ttl = excluded.ttl",
                 )
                 .map_err(sq)?;
-            for l in learned {
+            for (i, l) in learned.iter().enumerate() {
+                let absolute = counts.is_some_and(|c| i < c.len());
+                let count = counts.and_then(|c| c.get(i)).copied().unwrap_or(1);
                 h.execute(params![
                     l.zone,
                     l.ns_name,
@@ -297,7 +316,9 @@ impl Store {
                     clamp_i64(l.learned_ms),
                     clamp_i64(l.expires_ms),
                     l.ttl,
-                    l.source.as_str()
+                    l.source.as_str(),
+                    clamp_i64(count),
+                    absolute
                 ])
                 .map_err(sq)?;
             }
@@ -541,7 +562,11 @@ impl Writer {
     pub fn push(&mut self, mut rows: Rows) -> Result<(), StoreError> {
         self.pending.queries.append(&mut rows.queries);
         self.pending.ns.append(&mut rows.ns);
+        // Keep `counts` aligned with `learned` (values without a count are one sighting).
+        self.pending.counts.resize(self.pending.learned.len(), 1);
+        rows.counts.resize(rows.learned.len(), 1);
         self.pending.learned.append(&mut rows.learned);
+        self.pending.counts.append(&mut rows.counts);
         self.tick()
     }
 
@@ -560,7 +585,7 @@ impl Writer {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.pending);
-        self.store.write(&rows.queries, &rows.ns, &rows.learned)
+        self.store.write_rows(&rows)
     }
 
     /// Flush and checkpoint; returns the store.
