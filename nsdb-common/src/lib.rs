@@ -55,7 +55,8 @@ pub mod kind {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AllowEntry {
-    /// CLOCK_BOOTTIME nanoseconds after which the entry counts as absent. `u64::MAX`: never.
+    /// CLOCK_MONOTONIC_COARSE nanoseconds after which the entry counts as absent.
+    /// `u64::MAX`: never.
     pub expires_ns: u64,
     /// One of [`kind`].
     pub kind: u8,

@@ -23,24 +23,27 @@ use nsdb_common::{
     DEFAULT_INTERNAL_ENTRIES, DEFAULT_RATE_ENTRIES, QNAME_MAX, counter,
 };
 
+// Address keys are raw words of the packet (network byte order), byte for byte the same as
+// the `[u8; 4]` / `[u8; 16]` keys userspace writes.
+
 /// Learned and root name-server addresses (IPv4), with their expiry.
 #[map]
-static ALLOW_V4: LruHashMap<[u8; 4], AllowEntry> =
+static ALLOW_V4: LruHashMap<u32, AllowEntry> =
     LruHashMap::with_max_entries(DEFAULT_ALLOW_ENTRIES, 0);
 /// Learned and root name-server addresses (IPv6), with their expiry.
 #[map]
-static ALLOW_V6: LruHashMap<[u8; 16], AllowEntry> =
+static ALLOW_V6: LruHashMap<[u32; 4], AllowEntry> =
     LruHashMap::with_max_entries(DEFAULT_ALLOW_ENTRIES, 0);
 /// The operator's exceptions (prefixes always allowed, e.g. public resolvers).
 #[map]
-static EXEMPT_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(DEFAULT_EXEMPT_ENTRIES, 0);
+static EXEMPT_V4: LpmTrie<u32, u8> = LpmTrie::with_max_entries(DEFAULT_EXEMPT_ENTRIES, 0);
 #[map]
-static EXEMPT_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(DEFAULT_EXEMPT_ENTRIES, 0);
+static EXEMPT_V6: LpmTrie<[u32; 4], u8> = LpmTrie::with_max_entries(DEFAULT_EXEMPT_ENTRIES, 0);
 /// The organisation's own prefixes: queries to them are not checked.
 #[map]
-static INTERNAL_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(DEFAULT_INTERNAL_ENTRIES, 0);
+static INTERNAL_V4: LpmTrie<u32, u8> = LpmTrie::with_max_entries(DEFAULT_INTERNAL_ENTRIES, 0);
 #[map]
-static INTERNAL_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(DEFAULT_INTERNAL_ENTRIES, 0);
+static INTERNAL_V6: LpmTrie<[u32; 4], u8> = LpmTrie::with_max_entries(DEFAULT_INTERNAL_ENTRIES, 0);
 /// Element 0: the [`Config`].
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -52,7 +55,7 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_EVENTS_BYTES, 0);
 /// Event rate limiting per source address: the GCRA "theoretical arrival time" (boot ns).
 #[map]
-static RATE: LruHashMap<[u8; 16], u64> = LruHashMap::with_max_entries(DEFAULT_RATE_ENTRIES, 0);
+static RATE: LruHashMap<[u32; 4], u64> = LruHashMap::with_max_entries(DEFAULT_RATE_ENTRIES, 0);
 
 /// Per-CPU scratch space for the question name of an unknown-destination query.
 #[map]

@@ -1,5 +1,12 @@
-//! Clocks. The XDP program stamps events and expiries with CLOCK_BOOTTIME (bpf_ktime_get_boot_ns);
-//! userspace converts with the same clock, so both agree across suspend and wall-clock changes.
+//! Clocks shared with the XDP program.
+//!
+//! - Events are stamped with CLOCK_BOOTTIME (`bpf_ktime_get_boot_ns`), converted here to wall
+//!   time for alerts.
+//! - Allow-map expiries are CLOCK_MONOTONIC_COARSE (`bpf_ktime_get_coarse_ns`): the hot path
+//!   reads it for every registered query, and it costs a fraction of the precise clocks.
+//!   Userspace computes expiries with the same clock, so an entry written as expired is seen
+//!   expired by the program at once. (A gateway does not suspend; if one did, entries would
+//!   live longer by the time it slept.)
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +26,11 @@ pub fn boot_ns() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME)
 }
 
+/// CLOCK_MONOTONIC_COARSE now, in ns: the clock of allow-map expiries.
+pub fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE)
+}
+
 /// Wall-clock time of a CLOCK_BOOTTIME stamp.
 pub fn boot_to_wall(boot_ns_stamp: u64) -> SystemTime {
     let now_boot = boot_ns();
@@ -30,19 +42,19 @@ pub fn boot_to_wall(boot_ns_stamp: u64) -> SystemTime {
     }
 }
 
-/// CLOCK_BOOTTIME stamp of a wall-clock time in Unix milliseconds (saturating at 0 and
-/// `u64::MAX - 1`; `u64::MAX` means "never expires" in the maps).
-pub fn wall_ms_to_boot(unix_ms: u64) -> u64 {
-    let now_boot = boot_ns();
+/// Allow-map expiry (CLOCK_MONOTONIC_COARSE) of a wall-clock time in Unix milliseconds
+/// (saturating at 0 and `u64::MAX - 1`; `u64::MAX` means "never expires" in the maps).
+pub fn wall_ms_to_mono(unix_ms: u64) -> u64 {
+    let now_mono = mono_ns();
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64;
     let delta_ns = unix_ms.abs_diff(now_ms).saturating_mul(1_000_000);
     if unix_ms >= now_ms {
-        now_boot.saturating_add(delta_ns).min(u64::MAX - 1)
+        now_mono.saturating_add(delta_ns).min(u64::MAX - 1)
     } else {
-        now_boot.saturating_sub(delta_ns)
+        now_mono.saturating_sub(delta_ns)
     }
 }
 

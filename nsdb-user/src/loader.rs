@@ -204,7 +204,8 @@ impl Filter {
         self.write_config()
     }
 
-    /// Allows `addr` as a name server until `expires_ns` (CLOCK_BOOTTIME; `u64::MAX`: forever).
+    /// Allows `addr` as a name server until `expires_ns` (CLOCK_MONOTONIC_COARSE, see
+    /// [`crate::clock::mono_ns`]; `u64::MAX`: forever).
     pub fn allow(&mut self, addr: IpAddr, expires_ns: u64, kind: u8) -> Result<(), LoadError> {
         let e = AllowEntry::new(expires_ns, kind);
         match addr {

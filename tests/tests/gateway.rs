@@ -28,9 +28,10 @@ struct Net {
 fn zone() -> Zone<'static> {
     Zone {
         name: "nsdb.test.",
-        text: "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 198.51.100.53\n\
+        text:
+            "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 198.51.100.53\n\
                www A 198.51.100.80\nwww AAAA 2001:db8:2::80\nc2 TXT \"sleep 3600\"\n"
-            .to_string(),
+                .to_string(),
     }
 }
 
@@ -39,28 +40,51 @@ fn net() -> Net {
     let cli = Netns::new("cli");
     let gw = Netns::new("gw");
     let srv = Netns::new("srv");
-    veth(&cli, "c0", &["192.0.2.10/24", "2001:db8:1::10/64"], &gw, "g0", &["192.0.2.1/24", "2001:db8:1::1/64"]);
+    veth(
+        &cli,
+        "c0",
+        &["192.0.2.10/24", "2001:db8:1::10/64"],
+        &gw,
+        "g0",
+        &["192.0.2.1/24", "2001:db8:1::1/64"],
+    );
     veth(
         &gw,
         "g1",
         &["198.51.100.1/24", "2001:db8:2::1/64"],
         &srv,
         "s0",
-        &["198.51.100.53/24", "198.51.100.54/24", "2001:db8:2::53/64", "2001:db8:2::54/64"],
+        &[
+            "198.51.100.53/24",
+            "198.51.100.54/24",
+            "2001:db8:2::53/64",
+            "2001:db8:2::54/64",
+        ],
     );
     gw.forwarding();
     cli.ip(&["route", "add", "default", "via", "192.0.2.1"]);
     cli.ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"]);
     srv.ip(&["route", "add", "default", "via", "198.51.100.1"]);
     srv.ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"]);
-    let nsd = Nsd::start(&srv, tmp.path(), &[KNOWN, UNKNOWN, KNOWN6, UNKNOWN6], &[zone()]);
+    let nsd = Nsd::start(
+        &srv,
+        tmp.path(),
+        &[KNOWN, UNKNOWN, KNOWN6, UNKNOWN6],
+        &[zone()],
+    );
     // The known server is a "root server" for nsdb: allowed without having been learned.
     std::fs::write(
         tmp.path().join("root.hints"),
         format!(".  3600000 NS ns1.nsdb.test.\nns1.nsdb.test. 3600000 A {KNOWN}\nns1.nsdb.test. 3600000 AAAA {KNOWN6}\n"),
     )
     .unwrap();
-    Net { cli, gw, srv, _nsd: nsd, tmp }
+    Net {
+        cli,
+        gw,
+        srv,
+        _nsd: nsd,
+        tmp,
+    }
 }
 
 fn start(n: &Net, mode: &str, alerts: &Path) -> Daemon {
@@ -68,9 +92,20 @@ fn start(n: &Net, mode: &str, alerts: &Path) -> Daemon {
     Daemon::start(
         &n.gw,
         &[
-            "--iface", "g0", "--iface", "g1", "--mode", mode, "--internal", "192.0.2.0/24",
-            "--internal", "2001:db8:1::/64", "--root-hints", hints.to_str().unwrap(),
-            "--alerts", alerts.to_str().unwrap(),
+            "--iface",
+            "g0",
+            "--iface",
+            "g1",
+            "--mode",
+            mode,
+            "--internal",
+            "192.0.2.0/24",
+            "--internal",
+            "2001:db8:1::/64",
+            "--root-hints",
+            hints.to_str().unwrap(),
+            "--alerts",
+            alerts.to_str().unwrap(),
         ],
     )
 }
@@ -78,11 +113,18 @@ fn start(n: &Net, mode: &str, alerts: &Path) -> Daemon {
 /// The DNS id dig printed for its query.
 fn dig_id(out: &str) -> u64 {
     let at = out.find("id: ").expect("dig prints the id");
-    out[at + 4..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    out[at + 4..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn n(c: &serde_json::Value, key: &str) -> u64 {
-    c[key].as_u64().unwrap_or_else(|| panic!("no counter {key} in {c}"))
+    c[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {key} in {c}"))
 }
 
 #[test]
@@ -93,7 +135,8 @@ fn monitor_mode_counts_registered_and_alerts_on_unknown() {
 
     let ok = dig(&net.cli, KNOWN, "www.nsdb.test", "A", 3).expect("the known server answers");
     assert!(ok.contains("198.51.100.80"), "{ok}");
-    let bad = dig(&net.cli, UNKNOWN, "c2.nsdb.test", "TXT", 3).expect("monitor mode passes everything");
+    let bad =
+        dig(&net.cli, UNKNOWN, "c2.nsdb.test", "TXT", 3).expect("monitor mode passes everything");
     assert!(bad.contains("sleep 3600"), "{bad}");
     let id = dig_id(&bad);
 
@@ -101,7 +144,11 @@ fn monitor_mode_counts_registered_and_alerts_on_unknown() {
     assert_eq!(n(&c, "query_registered_pass_ipv4_udp"), 1, "{c}");
     assert_eq!(n(&c, "query_unknown_pass_ipv4_udp"), 1, "{c}");
     assert_eq!(n(&c, "query_unknown_drop_ipv4_udp"), 0, "{c}");
-    assert_eq!(n(&c, "responses"), 2, "two answers came back through g1: {c}");
+    assert_eq!(
+        n(&c, "responses"),
+        2,
+        "two answers came back through g1: {c}"
+    );
     assert_eq!(n(&c, "events_sent"), 1, "{c}");
 
     let a = read_alerts(&alerts);
@@ -127,12 +174,22 @@ fn enforce_mode_drops_unknown_and_keeps_answering_known() {
     let alerts = net.tmp.path().join("alerts.json");
     let d = start(&net, "enforce", &alerts);
 
-    assert!(dig(&net.cli, KNOWN, "www.nsdb.test", "A", 3).is_some(), "the known server answers");
-    assert!(dig(&net.cli, UNKNOWN, "c2.nsdb.test", "TXT", 2).is_none(), "the unknown server must get nothing");
+    assert!(
+        dig(&net.cli, KNOWN, "www.nsdb.test", "A", 3).is_some(),
+        "the known server answers"
+    );
+    assert!(
+        dig(&net.cli, UNKNOWN, "c2.nsdb.test", "TXT", 2).is_none(),
+        "the unknown server must get nothing"
+    );
     // IPv6 too.
-    let ok6 = dig(&net.cli, KNOWN6, "www.nsdb.test", "AAAA", 3).expect("the known server answers over IPv6");
+    let ok6 = dig(&net.cli, KNOWN6, "www.nsdb.test", "AAAA", 3)
+        .expect("the known server answers over IPv6");
     assert!(ok6.contains("2001:db8:2::80"), "{ok6}");
-    assert!(dig(&net.cli, UNKNOWN6, "c2.nsdb.test", "TXT", 2).is_none(), "unknown over IPv6 dropped");
+    assert!(
+        dig(&net.cli, UNKNOWN6, "c2.nsdb.test", "TXT", 2).is_none(),
+        "unknown over IPv6 dropped"
+    );
     // The known server still answers after the drops.
     assert!(dig(&net.cli, KNOWN, "www.nsdb.test", "A", 3).is_some());
 
@@ -145,8 +202,14 @@ fn enforce_mode_drops_unknown_and_keeps_answering_known() {
 
     let a = read_alerts(&alerts);
     assert_eq!(a.len(), 2, "{a:?}");
-    assert_eq!((a[0]["dst_ip"].as_str(), a[0]["action"].as_str()), (Some(UNKNOWN), Some("drop")));
-    assert_eq!((a[1]["dst_ip"].as_str(), a[1]["src_ip"].as_str()), (Some(UNKNOWN6), Some(CLIENT6)));
+    assert_eq!(
+        (a[0]["dst_ip"].as_str(), a[0]["action"].as_str()),
+        (Some(UNKNOWN), Some("drop"))
+    );
+    assert_eq!(
+        (a[1]["dst_ip"].as_str(), a[1]["src_ip"].as_str()),
+        (Some(UNKNOWN6), Some(CLIENT6))
+    );
 }
 
 #[test]
@@ -157,18 +220,38 @@ fn enforce_mode_checks_tcp_connections() {
     let tcp = |server: &str| {
         let out = net
             .cli
-            .cmd(&["dig", &format!("@{server}"), "www.nsdb.test", "A", "+tcp", "+tries=1", "+time=3"])
+            .cmd(&[
+                "dig",
+                &format!("@{server}"),
+                "www.nsdb.test",
+                "A",
+                "+tcp",
+                "+tries=1",
+                "+time=3",
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).contains("198.51.100.80")
     };
     assert!(tcp(KNOWN), "DNS over TCP to the known server works");
-    assert!(!tcp(UNKNOWN), "the TCP handshake to the unknown server is dropped");
+    assert!(
+        !tcp(UNKNOWN),
+        "the TCP handshake to the unknown server is dropped"
+    );
     let c = d.stop();
-    assert_eq!(n(&c, "query_registered_pass_ipv4_tcp"), 1, "one SYN to the known server: {c}");
+    assert_eq!(
+        n(&c, "query_registered_pass_ipv4_tcp"),
+        1,
+        "one SYN to the known server: {c}"
+    );
     assert!(n(&c, "query_unknown_drop_ipv4_tcp") >= 1, "{c}");
     let a = read_alerts(&alerts);
-    assert!(!a.is_empty() && a.iter().all(|a| a["proto"] == "tcp" && a["dst_ip"] == UNKNOWN), "{a:?}");
+    assert!(
+        !a.is_empty()
+            && a.iter()
+                .all(|a| a["proto"] == "tcp" && a["dst_ip"] == UNKNOWN),
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -177,9 +260,13 @@ fn non_dns_traffic_is_never_dropped() {
     let alerts = net.tmp.path().join("alerts.json");
     let d = start(&net, "enforce", &alerts);
     // ICMP to the unknown address goes through in enforce mode.
-    net.cli.run(&["ping", "-c", "2", "-i", "0.2", "-W", "2", UNKNOWN]);
+    net.cli
+        .run(&["ping", "-c", "2", "-i", "0.2", "-W", "2", UNKNOWN]);
     let c = d.stop();
-    assert!(n(&c, "not_dns") >= 4, "echo requests and replies counted: {c}");
+    assert!(
+        n(&c, "not_dns") >= 4,
+        "echo requests and replies counted: {c}"
+    );
     assert_eq!(n(&c, "query_unknown_drop_ipv4_udp"), 0);
     assert!(read_alerts(&alerts).is_empty());
     let _ = &net.srv;
@@ -204,11 +291,17 @@ fn bad_flags_fail_with_one_line_and_attach_nothing() {
     let missing = tmp.path().join("missing.txt");
     let (lines, err) = run(&["--iface", "lo", "--allow", missing.to_str().unwrap()]);
     assert_eq!(lines, 1, "{err}");
-    assert!(err.contains("cannot read allow file") && err.contains("missing.txt"), "{err}");
+    assert!(
+        err.contains("cannot read allow file") && err.contains("missing.txt"),
+        "{err}"
+    );
     let bad_allow = tmp.path().join("allow.txt");
     std::fs::write(&bad_allow, "8.8.8.8\n300.1.1.1\n").unwrap();
     let (_, err) = run(&["--iface", "lo", "--allow", bad_allow.to_str().unwrap()]);
-    assert!(err.contains("allow.txt:2") && err.contains("300.1.1.1"), "{err}");
+    assert!(
+        err.contains("allow.txt:2") && err.contains("300.1.1.1"),
+        "{err}"
+    );
     let (_, err) = run(&["--iface", "lo", "--internal", "10.0.0.0/33"]);
     assert!(err.contains("10.0.0.0/33"), "{err}");
     let (_, err) = run(&["--iface", "lo", "--mode", "block"]);

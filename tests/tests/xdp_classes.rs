@@ -52,7 +52,7 @@ impl Fixture {
         filter
             .add_exempt("2001:db8:53::/48".parse().unwrap())
             .unwrap();
-        let hour = clock::boot_ns() + 3_600_000_000_000;
+        let hour = clock::mono_ns() + 3_600_000_000_000;
         filter
             .allow(REGISTERED4.parse().unwrap(), hour, kind::GLUE)
             .unwrap();
@@ -60,7 +60,7 @@ impl Fixture {
             .allow(REGISTERED6.parse().unwrap(), hour, kind::GLUE)
             .unwrap();
         filter
-            .allow(EXPIRED4.parse().unwrap(), clock::boot_ns() - 1, kind::GLUE)
+            .allow(EXPIRED4.parse().unwrap(), clock::mono_ns() - 1, kind::GLUE)
             .unwrap();
         let ring = filter.take_events().unwrap();
         Self { filter, ring }

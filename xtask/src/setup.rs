@@ -34,7 +34,10 @@ pub fn run() -> Result<()> {
 }
 
 fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed with {}", out.status);
     }
@@ -45,13 +48,32 @@ fn nightly_rust_src() -> Result<()> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         eprintln!("setup: installing the nightly toolchain (builds the XDP program)");
-        status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
-    let installed =
-        output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        eprintln!("setup: adding rust-src to nightly (core is built from source for the BPF target)");
-        status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        eprintln!(
+            "setup: adding rust-src to nightly (core is built from source for the BPF target)"
+        );
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     } else {
         eprintln!("setup: nightly rust-src present");
     }
@@ -71,15 +93,23 @@ fn nightly_llvm_major() -> Result<String> {
 fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        })
 }
 
 fn bpf_linker() -> Result<()> {
     let major = nightly_llvm_major()?;
     // A stamp next to the binary records which LLVM it was built against.
     let stamp = cargo_home().join("nsdb-bpf-linker.llvm");
-    let have = Command::new("bpf-linker").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    let stamped = std::fs::read_to_string(&stamp).map(|s| s.trim() == major).unwrap_or(false);
+    let have = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let stamped = std::fs::read_to_string(&stamp)
+        .map(|s| s.trim() == major)
+        .unwrap_or(false);
     if have && stamped {
         eprintln!("setup: bpf-linker present (LLVM {major})");
         return Ok(());
@@ -103,7 +133,13 @@ fn bpf_linker() -> Result<()> {
     }
     status(
         Command::new("cargo")
-            .args(["install", "--force", "bpf-linker", "--no-default-features", "--features"])
+            .args([
+                "install",
+                "--force",
+                "bpf-linker",
+                "--no-default-features",
+                "--features",
+            ])
             .arg(format!("llvm-{major}"))
             .env("LLVM_PREFIX", &prefix),
     )?;

@@ -77,7 +77,7 @@ pub fn restore_history(
     for (addr, expires_ms) in &live {
         filter.allow(
             *addr,
-            crate::clock::wall_ms_to_boot(*expires_ms),
+            crate::clock::wall_ms_to_mono(*expires_ms),
             nsdb_common::kind::GLUE,
         )?;
     }

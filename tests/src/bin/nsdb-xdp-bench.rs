@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use nsdb::{clock, loader::{Filter, Sizes}};
+use nsdb::{
+    clock,
+    loader::{Filter, Sizes},
+};
 use nsdb_common::{kind, mode};
 use nsdb_tests::packet::*;
 use serde_json::json;
@@ -15,7 +18,11 @@ fn time(prog: &Xdp, pkt: &[u8], repeat: u32) -> Duration {
     // Best of three: the machine is shared; the minimum is the least disturbed figure.
     (0..3)
         .map(|_| {
-            let opts = TestRunOptions { data_in: Some(pkt), repeat, ..Default::default() };
+            let opts = TestRunOptions {
+                data_in: Some(pkt),
+                repeat,
+                ..Default::default()
+            };
             prog.test_run(opts).expect("BPF_PROG_TEST_RUN").duration
         })
         .min()
@@ -26,46 +33,109 @@ fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
 fn filter(allow: u32, fill: u32) -> Filter {
-    let mut f = Filter::load(Sizes { allow_entries: allow.max(1024) }).expect("loading the XDP program");
+    let mut f = Filter::load(Sizes {
+        allow_entries: allow.max(1024),
+    })
+    .expect("loading the XDP program");
     f.set_mode(mode::ENFORCE).unwrap();
     f.set_event_rate(10, 20).unwrap();
     f.add_internal("192.0.2.0/24".parse().unwrap()).unwrap();
     f.add_exempt("203.0.113.53/32".parse().unwrap()).unwrap();
-    let hour = clock::boot_ns() + 3_600_000_000_000;
+    let hour = clock::mono_ns() + 3_600_000_000_000;
     // `fill` learned addresses in 198.18.0.0/15, plus the ones the packets use.
     for i in 0..fill {
-        let a = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0)) + i % (1 << 17));
+        let a = std::net::Ipv4Addr::from(
+            u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0)) + i % (1 << 17),
+        );
         let addr = if i < (1 << 17) {
             std::net::IpAddr::V4(a)
         } else {
-            std::net::IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i)))
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
+            ))
         };
         f.allow(addr, hour, kind::GLUE).unwrap();
     }
-    f.allow("198.51.100.53".parse().unwrap(), hour, kind::GLUE).unwrap();
-    f.allow("2001:db8:ff::53".parse().unwrap(), hour, kind::GLUE).unwrap();
+    f.allow("198.51.100.53".parse().unwrap(), hour, kind::GLUE)
+        .unwrap();
+    f.allow("2001:db8:ff::53".parse().unwrap(), hour, kind::GLUE)
+        .unwrap();
     f
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let repeat: u32 = if quick { 100_000 } else { 1_000_000 };
-    let q = |dst: &str| frame(&[], &L3::v4("192.0.2.10", dst), &udp(40000, 53, &dns_query(1, "www.example.test", 1)));
+    let q = |dst: &str| {
+        frame(
+            &[],
+            &L3::v4("192.0.2.10", dst),
+            &udp(40000, 53, &dns_query(1, "www.example.test", 1)),
+        )
+    };
     let classes: Vec<(&str, Vec<u8>, f64)> = vec![
-        ("non-DNS UDP (port 443)", frame(&[], &L3::v4("192.0.2.10", "198.51.100.99"), &udp(40000, 443, &[0u8; 64])), 1.2),
-        ("non-IP (ARP)", { let mut a = vec![0xffu8; 12]; a.extend_from_slice(&ETH_P_ARP.to_be_bytes()); a.extend_from_slice(&[0; 28]); a }, 1.2),
+        (
+            "non-DNS UDP (port 443)",
+            frame(
+                &[],
+                &L3::v4("192.0.2.10", "198.51.100.99"),
+                &udp(40000, 443, &[0u8; 64]),
+            ),
+            1.2,
+        ),
+        (
+            "non-IP (ARP)",
+            {
+                let mut a = vec![0xffu8; 12];
+                a.extend_from_slice(&ETH_P_ARP.to_be_bytes());
+                a.extend_from_slice(&[0; 28]);
+                a
+            },
+            1.2,
+        ),
         ("DNS query, registered (IPv4)", q("198.51.100.53"), 2.0),
-        ("DNS query, registered (IPv6)", frame(&[], &L3::v6("2001:db8:1::10", "2001:db8:ff::53"), &udp(40000, 53, &dns_query(1, "www.example.test", 28))), 2.0),
-        ("DNS query, unknown, dropped (rate-limited event)", q("198.51.100.99"), 2.0),
+        (
+            "DNS query, registered (IPv6)",
+            frame(
+                &[],
+                &L3::v6("2001:db8:1::10", "2001:db8:ff::53"),
+                &udp(40000, 53, &dns_query(1, "www.example.test", 28)),
+            ),
+            2.0,
+        ),
+        (
+            "DNS query, unknown, dropped (rate-limited event)",
+            q("198.51.100.99"),
+            2.0,
+        ),
         ("DNS query, exempt", q("203.0.113.53"), 2.0),
         ("DNS query, internal", q("192.0.2.53"), 2.0),
-        ("TCP SYN to port 53, registered", frame(&[], &L3::v4("192.0.2.10", "198.51.100.53"), &tcp(40001, 53, TCP_SYN, &[])), 2.0),
-        ("DNS response", frame(&[], &L3::v4("198.51.100.53", "192.0.2.10"), &udp(53, 40000, &dns_response(1, "www.example.test", 1))), 2.0),
+        (
+            "TCP SYN to port 53, registered",
+            frame(
+                &[],
+                &L3::v4("192.0.2.10", "198.51.100.53"),
+                &tcp(40001, 53, TCP_SYN, &[]),
+            ),
+            2.0,
+        ),
+        (
+            "DNS response",
+            frame(
+                &[],
+                &L3::v4("198.51.100.53", "192.0.2.10"),
+                &udp(53, 40000, &dns_response(1, "www.example.test", 1)),
+            ),
+            2.0,
+        ),
     ];
     let f = filter(1024, 1000);
     let noop = f.noop_program();
@@ -77,7 +147,8 @@ fn main() {
         noop_runs.push(time(noop, pkt, repeat));
         rows.push((name.to_string(), d.as_nanos() as f64, *goal));
     }
-    let noop_ns = noop_runs.iter().map(|d| d.as_nanos() as f64).sum::<f64>() / noop_runs.len() as f64;
+    let noop_ns =
+        noop_runs.iter().map(|d| d.as_nanos() as f64).sum::<f64>() / noop_runs.len() as f64;
     let classes_json: Vec<_> = rows
         .iter()
         .map(|(name, ns, goal)| json!({"name": name, "ns": ns, "ratio": ns / noop_ns, "goal": goal, "met": ns / noop_ns <= *goal}))

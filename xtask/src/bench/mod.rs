@@ -9,11 +9,19 @@ use serde_json::{Value, json};
 /// Runs a release tool that prints one JSON object on stdout.
 fn json_tool(root: &Path, bin: &str, args: &[&str]) -> Result<Value> {
     let path = root.join("target/release").join(bin);
-    let out = Command::new(&path).args(args).output().with_context(|| format!("running {}", path.display()))?;
+    let out = Command::new(&path)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", path.display()))?;
     if !out.status.success() {
-        bail!("{} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    serde_json::from_slice(&out.stdout).with_context(|| format!("{} printed no JSON", path.display()))
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{} printed no JSON", path.display()))
 }
 
 fn xdp_markdown(v: &Value) -> String {
@@ -32,7 +40,11 @@ fn xdp_markdown(v: &Value) -> String {
             c["ns"].as_f64().unwrap_or(0.0),
             c["ratio"].as_f64().unwrap_or(0.0),
             c["goal"],
-            if c["met"].as_bool() == Some(true) { "yes" } else { "**no**" }
+            if c["met"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "**no**"
+            }
         );
     }
     let sc = &v["allow_map_scale"];
@@ -65,7 +77,10 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
     md += &xdp_markdown(&xdp);
     let report = json!({ "quick": quick, "xdp": xdp });
     std::fs::write(dir.join("report.md"), &md)?;
-    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     println!("{md}");
     eprintln!("bench: wrote {}", dir.join("report.md").display());
     Ok(())
