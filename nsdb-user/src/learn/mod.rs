@@ -284,9 +284,32 @@ struct Entry {
 struct AddrInfo {
     /// Latest expiry over the address's entries.
     expires: u64,
-    /// (zone id, NS id) pairs this address serves.
+    /// (zone id, NS id) pairs this address serves, in the order learned.
     serves: Vec<(u32, u32)>,
+    /// The zone ids of `serves`, sorted and deduplicated (a big provider's address serves
+    /// many zones: bailiwick checks must not scan them all).
+    zones: Vec<u32>,
 }
+
+impl AddrInfo {
+    fn serves_zone(&self, z: u32) -> bool {
+        self.zones.binary_search(&z).is_ok()
+    }
+}
+
+/// Who sent a response, for the bailiwick rule.
+#[derive(Debug, Clone, Copy)]
+enum ServerKind {
+    /// Not registered (or expired) at the response time.
+    Unknown,
+    /// An operator exception: trusted for the whole tree.
+    Everything,
+    /// Registered: serves the zones of `by_addr[ip]`.
+    Known(IpAddr),
+}
+
+/// Most entries of one address examined linearly; beyond it lookups go through the maps.
+const SMALL_SERVES: usize = 8;
 
 #[derive(Debug, Clone)]
 struct PendingNs {
@@ -534,8 +557,10 @@ impl Engine {
     fn insert_entry(&mut self, z: u32, n: u32, addr: IpAddr, e: Entry) {
         let a = self.by_addr.entry(addr).or_default();
         a.expires = a.expires.max(e.expires);
-        if !a.serves.contains(&(z, n)) {
-            a.serves.push((z, n));
+        // Only called for a (zone, NS, address) not yet in `entries`, so (z, n) is new here.
+        a.serves.push((z, n));
+        if let Err(i) = a.zones.binary_search(&z) {
+            a.zones.insert(i, z);
         }
         let v = self.by_ns.entry(n).or_default();
         if !v.contains(&addr) {
@@ -729,8 +754,8 @@ impl Engine {
         self.stats.ns_records += ns.len() as u64;
 
         let qn = qname.as_str();
-        let server_known = self.server_known(src.ip(), ts_ms);
-        if self.cfg.bailiwick == Bailiwick::Strict && server_known.is_none() {
+        let server_known = self.server_kind(src.ip(), ts_ms);
+        if self.cfg.bailiwick == Bailiwick::Strict && matches!(server_known, ServerKind::Unknown) {
             if !ns.is_empty() || want_answers {
                 self.stats.unknown_server += 1;
                 if self.cfg.explain {
@@ -762,8 +787,13 @@ impl Engine {
         };
         // The names this response answers: the question and the CNAME chain from it (the NS
         // records of a CNAME target's zone are as relevant as the question's, RFC 1034 §4.3.2).
-        let mut chain: Vec<&str> = vec![qn];
-        for _ in 0..MAX_CNAME_CHAIN {
+        let mut chain: Vec<&str> = Vec::new();
+        chain.push(qn);
+        for _ in 0..if cnames.is_empty() {
+            0
+        } else {
+            MAX_CNAME_CHAIN
+        } {
             let last = chain[chain.len() - 1];
             match cnames.iter().find(|(o, _)| o == last) {
                 Some((_, t)) if !chain.contains(&t.as_str()) => chain.push(t),
@@ -773,7 +803,7 @@ impl Engine {
         for n in &ns {
             let in_query = self.cfg.bailiwick == Bailiwick::Off
                 || chain.iter().any(|q| wire::is_subdomain(q, &n.zone));
-            let in_server = self.may_teach(server_known.as_deref(), &n.zone, None);
+            let in_server = self.may_teach(server_known, &n.zone, None);
             let matching: Vec<&GlueCand> = glue.iter().filter(|g| g.owner == n.target).collect();
             if !in_query || !in_server {
                 self.stats.out_of_bailiwick += 1;
@@ -795,7 +825,7 @@ impl Engine {
             let mut any = false;
             for g in matching {
                 self.stats.glue_addrs += 1;
-                if !self.may_teach(server_known.as_deref(), &g.owner, Some(&n.zone)) {
+                if !self.may_teach(server_known, &g.owner, Some(&n.zone)) {
                     self.stats.out_of_bailiwick += 1;
                     if self.cfg.explain {
                         self.decide(
@@ -832,7 +862,7 @@ impl Engine {
             }
         }
         if want_answers {
-            self.resolve_glueless(&ctx, server_known.as_deref(), &answers, &cnames);
+            self.resolve_glueless(&ctx, server_known, &answers, &cnames);
         }
         if self.ns_rows_now > 0 && self.cfg.record_rows && !self.cfg.record_all_queries {
             self.rows.queries.push(QueryRow {
@@ -848,31 +878,50 @@ impl Engine {
         }
     }
 
-    /// The zones `server` serves, if it is registered (unexpired) at `now`. Roots and
-    /// exceptions serve the whole tree.
-    fn server_known(&self, server: IpAddr, now: u64) -> Option<Vec<u32>> {
+    /// Is `server` registered (unexpired) at `now`? Exceptions serve the whole tree.
+    fn server_kind(&self, server: IpAddr, now: u64) -> ServerKind {
         if self.cfg.exceptions.iter().any(|n| n.contains(&server)) {
-            return Some(vec![self.root_zone]);
+            return ServerKind::Everything;
         }
-        let a = self.by_addr.get(&server)?;
-        if a.expires < now {
-            return None;
+        match self.by_addr.get(&server) {
+            Some(a) if a.expires >= now => ServerKind::Known(server),
+            _ => ServerKind::Unknown,
         }
-        let mut zones: Vec<u32> = a.serves.iter().map(|(z, _)| *z).collect();
-        zones.dedup();
-        Some(zones)
+    }
+
+    /// Does the address serve `name`'s zone or one of its ancestors?
+    fn serves_ancestor(&self, a: &AddrInfo, name: &str) -> bool {
+        if a.zones.len() <= SMALL_SERVES {
+            return a
+                .zones
+                .iter()
+                .any(|z| wire::is_subdomain(name, self.names.name(*z)));
+        }
+        // Walk the name's ancestors (at most 127 labels) and look each up.
+        let mut rest = name;
+        loop {
+            if self.names.get(rest).is_some_and(|z| a.serves_zone(z)) {
+                return true;
+            }
+            match rest.find('.') {
+                Some(i) if rest != "." => rest = &rest[i + 1..],
+                _ => break,
+            }
+        }
+        self.names.get(".").is_some_and(|z| a.serves_zone(z))
     }
 
     /// May a server with zones `known` (None: unknown server) teach about `name`?
     /// `delegated`: the zone of the NS record, for glue from unknown servers.
-    fn may_teach(&self, known: Option<&[u32]>, name: &str, delegated: Option<&str>) -> bool {
+    fn may_teach(&self, known: ServerKind, name: &str, delegated: Option<&str>) -> bool {
         match (self.cfg.bailiwick, known) {
-            (Bailiwick::Off, _) => true,
-            (_, Some(zones)) => zones
-                .iter()
-                .any(|z| wire::is_subdomain(name, self.names.name(*z))),
-            (Bailiwick::Strict, None) => false,
-            (Bailiwick::Auto, None) => match delegated {
+            (Bailiwick::Off, _) | (_, ServerKind::Everything) => true,
+            (_, ServerKind::Known(ip)) => self
+                .by_addr
+                .get(&ip)
+                .is_some_and(|a| self.serves_ancestor(a, name)),
+            (Bailiwick::Strict, ServerKind::Unknown) => false,
+            (Bailiwick::Auto, ServerKind::Unknown) => match delegated {
                 // NS owner from an unknown server: checked against the query name already.
                 None => true,
                 // Glue: inside the parent of the delegated zone.
@@ -929,7 +978,7 @@ impl Engine {
     fn resolve_glueless(
         &mut self,
         ctx: &RespCtx<'_>,
-        known: Option<&[u32]>,
+        known: ServerKind,
         answers: &[GlueCand],
         cnames: &[(String, String)],
     ) {
@@ -1049,8 +1098,22 @@ impl Engine {
             .min(addr_ttl)
             .clamp(self.cfg.min_ttl, self.cfg.max_ttl.max(self.cfg.min_ttl));
         let expires = now + ttl as u64 * 1000 + self.cfg.grace_ms;
-        let z = self.names.id(zone);
-        let n = self.names.id(ns);
+        // Fast path for a refresh: the address's own (zone, NS) list, compared as strings,
+        // spares two hash-map lookups of the names.
+        let known = self
+            .by_addr
+            .get(&addr)
+            .filter(|a| a.serves.len() <= SMALL_SERVES)
+            .and_then(|a| {
+                a.serves
+                    .iter()
+                    .find(|(z, n)| self.names.name(*n) == ns && self.names.name(*z) == zone)
+                    .copied()
+            });
+        let (z, n) = match known {
+            Some(ids) => ids,
+            None => (self.names.id(zone), self.names.id(ns)),
+        };
         let key = (z, n, addr);
         let (first_seen, verdict) = match self.entries.get_mut(&key) {
             Some(e) => {
@@ -1228,9 +1291,15 @@ impl Engine {
                 return None;
             }
         }
-        // Report the longest-lived entry that is valid now (the earliest seen among equals).
+        // Report the earliest-seen entry valid now, among the first few (an address of a big
+        // provider serves many zones; which one is reported does not change the verdict, which
+        // `a.expires` already decided). Only if none of those is valid are the rest examined.
         let mut best: Option<(&(u32, u32), Entry)> = None;
-        for zn in &a.serves {
+        let (head, tail) = a.serves.split_at(a.serves.len().min(64));
+        for zn in head.iter().chain(tail.iter()) {
+            if best.is_some() && std::ptr::eq(zn, tail.as_ptr()) {
+                break;
+            }
             let Some(e) = self.entries.get(&(zn.0, zn.1, addr)) else {
                 continue;
             };
@@ -1327,6 +1396,9 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool) -> Result<Collected,
     };
     let mut a = NameBuf::default();
     let mut b = NameBuf::default();
+    // NS records of one RRset share an owner, usually the same compression pointer: decode it
+    // once (`a` still holds it while `last_owner_ptr` matches).
+    let mut last_owner_ptr: Option<[u8; 2]> = None;
     for r in m.records() {
         let Ok(r) = r else { return Err(c) };
         if r.class != wire::CLASS_IN {
@@ -1337,9 +1409,16 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool) -> Result<Collected,
                 if c.ns.len() >= MAX_NS_PER_RESPONSE {
                     continue;
                 }
-                if wire::read_name(msg, r.name_off, &mut a).is_err()
-                    || r.target(msg, &mut b).is_err()
-                {
+                let ptr = msg
+                    .get(r.name_off..r.name_off + 2)
+                    .and_then(|p| <[u8; 2]>::try_from(p).ok())
+                    .filter(|p| p[0] & 0xc0 == 0xc0);
+                let same = ptr.is_some() && ptr == last_owner_ptr;
+                if !same && wire::read_name(msg, r.name_off, &mut a).is_err() {
+                    return Err(c);
+                }
+                last_owner_ptr = ptr;
+                if r.target(msg, &mut b).is_err() {
                     return Err(c);
                 }
                 c.ns.push(NsCand {
@@ -1369,6 +1448,7 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool) -> Result<Collected,
                 let Ok(Some(addr)) = r.addr(msg) else {
                     return Err(c);
                 };
+                last_owner_ptr = None;
                 if wire::read_name(msg, r.name_off, &mut a).is_err() {
                     return Err(c);
                 }
@@ -1387,6 +1467,7 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool) -> Result<Collected,
                 if c.cnames.len() >= MAX_CNAME_CHAIN * 4 {
                     continue;
                 }
+                last_owner_ptr = None;
                 if wire::read_name(msg, r.name_off, &mut a).is_err()
                     || r.target(msg, &mut b).is_err()
                 {

@@ -343,8 +343,8 @@ fn strict_mode_ignores_unknown_servers_and_off_mode_learns_everything() {
             sa(unknown),
             &query(1, "a.example.test", RecordType::A),
         );
-        // Auto: glue name ns.far.test is outside "test"? No: parent of example.test is test, so
-        // it is inside — Auto learns it. Strict does not. Off does.
+        // Auto: an unknown server is taken to serve the parent of the delegated zone ("test"),
+        // and ns.far.test is inside it. Strict: unknown servers teach nothing. Off: anything.
         let l = e.on_response(1, sa(unknown), sa(RESOLVER), &r);
         let expect = if mode == Bailiwick::Auto { 1 } else { expect };
         assert_eq!(l.len(), expect, "{mode:?}");
@@ -465,4 +465,74 @@ fn arbitrary_bytes_never_panic_the_engine() {
             Ok(())
         })
         .unwrap();
+}
+
+#[test]
+fn a_server_of_many_zones_is_held_to_them() {
+    // One provider address learned for 20 zones (more than the linear-scan limit).
+    let mut e = engine();
+    let provider = "192.0.2.53";
+    for i in 0..20u16 {
+        let q = format!("www.zone{i}.test");
+        e.on_query(
+            i as u64,
+            sa(RESOLVER),
+            sa(ROOT),
+            &query(i, &q, RecordType::A),
+        );
+        let z = format!("zone{i}.test");
+        let l = e.on_response(
+            i as u64,
+            sa(ROOT),
+            sa(RESOLVER),
+            &referral(
+                i,
+                &q,
+                RecordType::A,
+                &z,
+                &[("ns.provider.test", 3600)],
+                &[("ns.provider.test", provider, 3600)],
+            ),
+        );
+        assert_eq!(l.len(), 1, "zone{i}: {l:?}");
+    }
+    let server = "192.0.2.53:53";
+    // It may delegate below one of its zones...
+    e.on_query(
+        100,
+        sa(RESOLVER),
+        sa(server),
+        &query(500, "a.sub.zone15.test", RecordType::A),
+    );
+    let r = referral(
+        500,
+        "a.sub.zone15.test",
+        RecordType::A,
+        "sub.zone15.test",
+        &[("ns.sub.zone15.test", 3600)],
+        &[("ns.sub.zone15.test", "192.0.2.99", 3600)],
+    );
+    assert_eq!(e.on_response(101, sa(server), sa(RESOLVER), &r).len(), 1);
+    // ...but not below a zone it does not serve.
+    e.on_query(
+        100,
+        sa(RESOLVER),
+        sa(server),
+        &query(501, "a.sub.zone99.test", RecordType::A),
+    );
+    let r = referral(
+        501,
+        "a.sub.zone99.test",
+        RecordType::A,
+        "sub.zone99.test",
+        &[("ns.sub.zone99.test", 3600)],
+        &[("ns.sub.zone99.test", "192.0.2.98", 3600)],
+    );
+    assert!(e.on_response(101, sa(server), sa(RESOLVER), &r).is_empty());
+    assert_eq!(e.stats().out_of_bailiwick, 1);
+    // The check names the first zone it was learned for.
+    assert_eq!(
+        e.is_registered(ip(provider), 200).unwrap().zone,
+        "zone0.test"
+    );
 }

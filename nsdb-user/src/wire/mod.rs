@@ -98,32 +98,46 @@ impl Header {
 }
 
 /// A decoded name in lower-cased presentation form, held on the stack.
-#[derive(Clone)]
+///
+/// The buffer is not zeroed on creation (1 KiB per name on the hot path): only the first
+/// `len` bytes are ever read, and each of them was written by `push`.
 pub struct NameBuf {
     len: usize,
-    buf: [u8; NAME_TEXT_CAP],
+    buf: [std::mem::MaybeUninit<u8>; NAME_TEXT_CAP],
 }
 
 impl Default for NameBuf {
     fn default() -> Self {
         NameBuf {
             len: 0,
-            buf: [0; NAME_TEXT_CAP],
+            buf: [std::mem::MaybeUninit::uninit(); NAME_TEXT_CAP],
         }
+    }
+}
+
+impl Clone for NameBuf {
+    fn clone(&self) -> Self {
+        let mut n = NameBuf::default();
+        n.buf[..self.len].copy_from_slice(&self.buf[..self.len]);
+        n.len = self.len;
+        n
     }
 }
 
 impl NameBuf {
     pub fn as_str(&self) -> &str {
-        // Only ASCII is ever written (see `push_label_byte`).
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or(".")
+        // SAFETY: bytes 0..len were all initialised by `push`.
+        let bytes = unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.len) };
+        // Only ASCII is ever written (see `push_label_byte`), so this never fails.
+        std::str::from_utf8(bytes).unwrap_or(".")
     }
     fn clear(&mut self) {
         self.len = 0;
     }
+    #[inline]
     fn push(&mut self, b: u8) {
         // Cannot overflow: at most 255 wire bytes, each expands to at most 4 text bytes.
-        self.buf[self.len] = b;
+        self.buf[self.len] = std::mem::MaybeUninit::new(b);
         self.len += 1;
     }
     fn push_label_byte(&mut self, b: u8) {
