@@ -366,7 +366,8 @@ pub struct Engine {
     by_addr: FastMap<IpAddr, AddrInfo>,
     /// Addresses known per NS name.
     by_ns: FastMap<u32, Vec<IpAddr>>,
-    pending: FastMap<u32, Vec<PendingNs>>,
+    /// Glue-less NS names awaiting an address lookup, by name hash (see `name_hash`).
+    pending: FastMap<u64, Vec<PendingNs>>,
     pending_sweep_at: u64,
     rows: Rows,
     /// History entries changed since the last `take_rows`.
@@ -386,6 +387,8 @@ pub struct Engine {
 struct NsCand {
     zone: String,
     target: String,
+    /// `name_hash` of the target.
+    target_hash: u64,
     ttl: u32,
 }
 struct GlueCand {
@@ -394,10 +397,19 @@ struct GlueCand {
     ttl: u32,
 }
 
-fn hash_question(name: &str, qtype: u16, qclass: u16) -> u64 {
+/// Case-insensitive hash of the name at `off`, from its wire labels (no text is built).
+fn name_hash(msg: &[u8], off: usize) -> Result<u64, wire::WireError> {
     use std::hash::{BuildHasher, Hasher};
     let mut h = hash::FastBuild.build_hasher();
-    h.write(name.as_bytes());
+    wire::hash_name(msg, off, &mut h)?;
+    Ok(h.finish())
+}
+
+/// The question's identity for pairing (RFC 5452 §9.1: name, type and class must match).
+fn question_hash(name_hash: u64, qtype: u16, qclass: u16) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = hash::FastBuild.build_hasher();
+    h.write_u64(name_hash);
     h.write_u16(qtype);
     h.write_u16(qclass);
     h.finish()
@@ -577,15 +589,14 @@ impl Engine {
             self.stats.malformed += 1;
             return;
         };
-        let mut name = NameBuf::default();
         let Some(q) = m.question() else {
             // No question: nothing a response could be paired on (RFC 9619 requires one).
             return;
         };
-        if wire::read_name(msg, q.name_off, &mut name).is_err() {
+        let Ok(nh) = name_hash(msg, q.name_off) else {
             self.stats.malformed += 1;
             return;
-        }
+        };
         let key = QKey {
             client: src,
             server: dst,
@@ -593,7 +604,7 @@ impl Engine {
         };
         let info = QInfo {
             ts_ms,
-            qhash: hash_question(name.as_str(), q.qtype, q.qclass),
+            qhash: question_hash(nh, q.qtype, q.qclass),
         };
         if self.inflight.len() >= self.cfg.max_inflight && !self.inflight.contains_key(&key) {
             // Drop the oldest query still in flight.
@@ -608,6 +619,8 @@ impl Engine {
         self.inflight.insert(key, info);
         self.inflight_order.push_back((ts_ms, key));
         if self.cfg.record_rows && self.cfg.record_all_queries {
+            let mut name = NameBuf::default();
+            let _ = wire::read_name(msg, q.name_off, &mut name);
             self.rows.queries.push(QueryRow {
                 querytime: ts_ms,
                 queryid: m.header.id,
@@ -672,14 +685,15 @@ impl Engine {
                 return;
             }
         };
-        let mut qname = NameBuf::default();
-        let (qtype, qclass) = match m.question() {
-            Some(q) if wire::read_name(msg, q.name_off, &mut qname).is_ok() => (q.qtype, q.qclass),
-            Some(_) => {
-                self.stats.malformed += 1;
-                return;
-            }
-            None => (0, 0),
+        let (qtype, qclass, qname_off, qname_hash) = match m.question() {
+            Some(q) => match name_hash(msg, q.name_off) {
+                Ok(h) => (q.qtype, q.qclass, q.name_off, h),
+                Err(_) => {
+                    self.stats.malformed += 1;
+                    return;
+                }
+            },
+            None => (0, 0, 0, 0),
         };
         let key = QKey {
             client: dst,
@@ -692,7 +706,7 @@ impl Engine {
                 let _ = i;
                 Some("question_mismatch")
             }
-            Some(i) if i.qhash != hash_question(qname.as_str(), qtype, qclass) => {
+            Some(i) if i.qhash != question_hash(qname_hash, qtype, qclass) => {
                 Some("question_mismatch")
             }
             Some(_) => None,
@@ -730,11 +744,7 @@ impl Engine {
 
         // Collect NS records, glue, and answers (for glue-less lookups).
         let want_answers = (qtype == wire::TYPE_A || qtype == wire::TYPE_AAAA)
-            && !self.pending.is_empty()
-            && self
-                .names
-                .get(qname.as_str())
-                .is_some_and(|n| self.pending.contains_key(&n));
+            && self.pending.contains_key(&qname_hash);
         let collected = match collect(msg, &m, want_answers) {
             Ok(c) => c,
             Err(partial) => {
@@ -752,7 +762,18 @@ impl Engine {
             cnames,
         } = collected;
         self.stats.ns_records += ns.len() as u64;
-
+        if ns.is_empty() && !want_answers {
+            // A plain answer: nothing to learn (the common case).
+            if ts_ms >= self.pending_sweep_at {
+                self.sweep_pending(ts_ms);
+            }
+            return;
+        }
+        let mut qname = NameBuf::default();
+        if m.header.qdcount > 0 && wire::read_name(msg, qname_off, &mut qname).is_err() {
+            self.stats.malformed += 1;
+            return;
+        }
         let qn = qname.as_str();
         let server_known = self.server_kind(src.ip(), ts_ms);
         if self.cfg.bailiwick == Bailiwick::Strict && matches!(server_known, ServerKind::Unknown) {
@@ -777,6 +798,7 @@ impl Engine {
             return;
         }
         let ctx = RespCtx {
+            qname_hash: qname_hash,
             ts_ms,
             server: src,
             client: dst,
@@ -844,7 +866,7 @@ impl Engine {
             if !any {
                 // Glue-less (or all glue rejected): wait for a lookup of the NS name, and use
                 // what the history already knows about it.
-                self.add_pending(&ctx, &n.zone, &n.target, n.ttl);
+                self.add_pending(&ctx, &n.zone, &n.target, n.target_hash, n.ttl);
                 let known: Vec<IpAddr> = self
                     .names
                     .get(&n.target)
@@ -930,7 +952,14 @@ impl Engine {
         }
     }
 
-    fn add_pending(&mut self, ctx: &RespCtx<'_>, zone: &str, target: &str, nsttl: u32) {
+    fn add_pending(
+        &mut self,
+        ctx: &RespCtx<'_>,
+        zone: &str,
+        target: &str,
+        target_hash: u64,
+        nsttl: u32,
+    ) {
         let z = self.names.id(zone);
         let t = self.names.id(target);
         let qn = self.names.id(&queryname(ctx.qname, ctx.qtype));
@@ -945,7 +974,7 @@ impl Engine {
             res_time: ctx.ts_ms,
             server: ctx.server,
         };
-        let v = self.pending.entry(t).or_default();
+        let v = self.pending.entry(target_hash).or_default();
         if let Some(old) = v.iter_mut().find(|o| o.zone == z) {
             *old = p;
         } else {
@@ -982,10 +1011,7 @@ impl Engine {
         answers: &[GlueCand],
         cnames: &[(String, String)],
     ) {
-        let Some(t) = self.names.get(ctx.qname) else {
-            return;
-        };
-        let Some(pend) = self.pending.get(&t).cloned() else {
+        let Some(pend) = self.pending.get(&ctx.qname_hash).cloned() else {
             return;
         };
         // Follow CNAMEs from the NS name (bounded), then take its A/AAAA answers.
@@ -1025,6 +1051,7 @@ impl Engine {
                 continue;
             }
             let pctx = RespCtx {
+                qname_hash: ctx.qname_hash,
                 ts_ms: ctx.ts_ms,
                 server: p.server,
                 client: ctx.client,
@@ -1242,6 +1269,7 @@ impl Engine {
         verdict: &'static str,
     ) {
         let ctx = RespCtx {
+            qname_hash: 0,
             ts_ms,
             server: src,
             client: dst,
@@ -1368,6 +1396,8 @@ pub struct HistoryEntry<'a> {
 }
 
 struct RespCtx<'a> {
+    /// Hash of the question name (see `name_hash`).
+    qname_hash: u64,
     ts_ms: u64,
     server: SocketAddr,
     client: SocketAddr,
@@ -1421,9 +1451,13 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool) -> Result<Collected,
                 if r.target(msg, &mut b).is_err() {
                     return Err(c);
                 }
+                let Ok(target_hash) = name_hash(msg, r.rdata_off) else {
+                    return Err(c);
+                };
                 c.ns.push(NsCand {
                     zone: a.as_str().to_string(),
                     target: b.as_str().to_string(),
+                    target_hash,
                     ttl: r.ttl,
                 });
             }

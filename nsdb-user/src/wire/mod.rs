@@ -206,6 +206,55 @@ pub fn skip_name(msg: &[u8], mut off: usize) -> Result<usize, WireError> {
 /// past the name in place (i.e. past the first pointer if there is one).
 pub fn read_name(msg: &[u8], off: usize, out: &mut NameBuf) -> Result<usize, WireError> {
     out.clear();
+    let end = walk_name(msg, off, &mut |label| {
+        if out.len != 0 {
+            out.push(b'.');
+        }
+        for &b in label {
+            out.push_label_byte(b);
+        }
+    })?;
+    if out.len == 0 {
+        out.push(b'.');
+    }
+    Ok(end)
+}
+
+/// A 64-bit hash of the name at `off`, case-insensitive (RFC 4343), computed from the wire
+/// labels without building its text; equal names hash equally whatever their compression.
+/// Validated exactly as [`read_name`] validates. Returns (hash, offset past the name).
+pub fn hash_name(
+    msg: &[u8],
+    off: usize,
+    h: &mut impl std::hash::Hasher,
+) -> Result<usize, WireError> {
+    walk_name(msg, off, &mut |label| {
+        h.write_u8(label.len() as u8);
+        let mut chunk = [0u8; 8];
+        for c in label.chunks(8) {
+            chunk[..c.len()].copy_from_slice(c);
+            chunk[c.len()..].fill(0);
+            h.write_u64(u64::from_le_bytes(chunk) | ascii_upper_mask(&chunk));
+        }
+    })
+}
+
+/// 0x20 in each byte position that holds an ASCII upper-case letter (to lower-case 8 bytes at
+/// once by OR-ing).
+#[inline]
+fn ascii_upper_mask(b: &[u8; 8]) -> u64 {
+    let mut m = 0u64;
+    for (i, c) in b.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            m |= 0x20 << (8 * i);
+        }
+    }
+    m
+}
+
+/// Walk the labels of the name at `off`, following compression pointers, calling `label` for
+/// each; returns the offset just past the name in place.
+fn walk_name(msg: &[u8], off: usize, label: &mut dyn FnMut(&[u8])) -> Result<usize, WireError> {
     let mut pos = off;
     let mut end_in_place: Option<usize> = None;
     let mut wire_len = 0usize;
@@ -221,9 +270,6 @@ pub fn read_name(msg: &[u8], off: usize, out: &mut NameBuf) -> Result<usize, Wir
         match len & 0xc0 {
             0x00 => {
                 if len == 0 {
-                    if out.len == 0 {
-                        out.push(b'.');
-                    }
                     return Ok(end_in_place.unwrap_or(pos + 1));
                 }
                 let l = len as usize;
@@ -231,15 +277,10 @@ pub fn read_name(msg: &[u8], off: usize, out: &mut NameBuf) -> Result<usize, Wir
                 if wire_len + 1 > MAX_NAME_WIRE {
                     return Err(WireError::NameTooLong(off));
                 }
-                let Some(label) = msg.get(pos + 1..pos + 1 + l) else {
+                let Some(bytes) = msg.get(pos + 1..pos + 1 + l) else {
                     return Err(WireError::NameTruncated(pos));
                 };
-                if out.len != 0 {
-                    out.push(b'.');
-                }
-                for &b in label {
-                    out.push_label_byte(b);
-                }
+                label(bytes);
                 pos += 1 + l;
             }
             0xc0 => {
@@ -572,6 +613,32 @@ mod tests {
         assert_eq!(n.as_str(), "a\\046b.example");
         assert!(is_subdomain(n.as_str(), "example"));
         assert!(!is_subdomain(n.as_str(), "b.example"));
+    }
+
+    #[test]
+    fn name_hash_ignores_case_and_compression() {
+        use std::hash::{BuildHasher, Hasher};
+        let st = std::collections::hash_map::RandomState::new();
+        let hash = |m: &[u8], off| {
+            let mut h = st.build_hasher();
+            hash_name(m, off, &mut h).unwrap();
+            h.finish()
+        };
+        // "WWW.Example.com" at 12, then "www.example.COM" spelled out, then a pointer form.
+        let m = msg(
+            1,
+            0,
+            [0, 0, 0, 0],
+            b"\x03WWW\x07Example\x03com\x00\x03www\x07example\x03COM\x00\x03wWw\xc0\x10",
+        );
+        assert_eq!(hash(&m, 12), hash(&m, 29));
+        assert_eq!(hash(&m, 12), hash(&m, 46));
+        let other = msg(1, 0, [0, 0, 0, 0], b"\x03www\x07example\x03net\x00");
+        assert_ne!(hash(&m, 12), hash(&other, 12));
+        // Label boundaries matter: "ab.c" differs from "a.bc".
+        let a = msg(1, 0, [0, 0, 0, 0], b"\x02ab\x01c\x00");
+        let b = msg(1, 0, [0, 0, 0, 0], b"\x01a\x02bc\x00");
+        assert_ne!(hash(&a, 12), hash(&b, 12));
     }
 
     #[test]
