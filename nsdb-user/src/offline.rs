@@ -188,7 +188,7 @@ pub fn read_all(
 }
 
 fn draw(path: &Path, done: u64, total: u64, s: &ReadSummary, start: Instant) {
-    let pct = if total > 0 { done * 100 / total } else { 0 };
+    let pct = (done * 100).checked_div(total).unwrap_or(0);
     let width = 30;
     let filled = (pct as usize * width / 100).min(width);
     let rate = s.dns_messages as f64 / start.elapsed().as_secs_f64().max(1e-9);

@@ -83,11 +83,9 @@ fn tshark_triples(pcap: &Path) -> BTreeSet<Triple> {
                 for e in entries(&m[sec]) {
                     if field(e, "dns.resp.type") == Some("2")
                         && field(e, "dns.resp.class") == Some("0x0001")
+                        && let (Some(z), Some(t)) = (field(e, "dns.resp.name"), field(e, "dns.ns"))
                     {
-                        if let (Some(z), Some(t)) = (field(e, "dns.resp.name"), field(e, "dns.ns"))
-                        {
-                            ns.push((norm(z), norm(t)));
-                        }
+                        ns.push((norm(z), norm(t)));
                     }
                 }
             }

@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use hickory_proto::rr::RecordType;
 
-const RESOLVER: &str = "192.0.2.10:40000";
 const ROOT: &str = "198.41.0.4:53";
 
 /// `n` query/referral pairs, each teaching a different (zone, NS, address).

@@ -184,7 +184,7 @@ impl<'a> Reader<'a> {
             let be = *be;
             let btype = rd32(self.buf, off, be).ok_or(CaptureError::Truncated(off))?;
             let blen = rd32(self.buf, off + 4, be).ok_or(CaptureError::Truncated(off))? as usize;
-            if blen < 12 || blen % 4 != 0 || blen > MAX_BLOCK {
+            if blen < 12 || !blen.is_multiple_of(4) || blen > MAX_BLOCK {
                 return Err(CaptureError::Format(off, "bad pcapng block length"));
             }
             let block = self
@@ -205,15 +205,13 @@ impl<'a> Reader<'a> {
                             break;
                         }
                         let len = len as usize;
-                        if code == 9 && len >= 1 {
-                            if let Some(&r) = body.get(o + 4) {
-                                // if_tsresol: MSB clear = 10^-n, set = 2^-n. Clamp to 10^-9.
-                                units = if r & 0x80 == 0 {
-                                    10u64.pow((r as u32).min(9))
-                                } else {
-                                    1u64 << (r & 0x7f).min(30)
-                                };
-                            }
+                        if let (9, 1.., Some(&r)) = (code, len, body.get(o + 4)) {
+                            // if_tsresol: MSB clear = 10^-n, set = 2^-n. Clamp to 10^-9.
+                            units = if r & 0x80 == 0 {
+                                10u64.pow((r as u32).min(9))
+                            } else {
+                                1u64 << (r & 0x7f).min(30)
+                            };
                         }
                         o += 4 + len.div_ceil(4) * 4;
                     }

@@ -470,13 +470,13 @@ impl Mapped {
     pub fn release_before(&self, offset: usize) {
         const PAGE: usize = 4096;
         let len = offset / PAGE * PAGE;
-        if let Mapped::Map(m) = self {
-            if len > 0 && len <= m.len() {
-                // SAFETY: a read-only, file-backed mapping: MADV_DONTNEED only drops the page
-                // cache references; a later access faults the same file data back in.
-                let _ =
-                    unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
-            }
+        if let Mapped::Map(m) = self
+            && len > 0
+            && len <= m.len()
+        {
+            // SAFETY: a read-only, file-backed mapping: MADV_DONTNEED only drops the page
+            // cache references; a later access faults the same file data back in.
+            let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
         }
     }
 }

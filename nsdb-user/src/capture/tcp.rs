@@ -77,16 +77,14 @@ impl Reassembler {
             }
             if self.streams.len() >= MAX_STREAMS {
                 self.sweep(ts_us);
-                if self.streams.len() >= MAX_STREAMS {
-                    if let Some(k) = self
-                        .streams
-                        .iter()
-                        .min_by_key(|(_, d)| d.last_us)
-                        .map(|(k, _)| *k)
-                    {
-                        self.streams.remove(&k);
-                        self.stats.evicted += 1;
-                    }
+                let oldest = self
+                    .streams
+                    .iter()
+                    .min_by_key(|(_, d)| d.last_us)
+                    .map(|(k, _)| *k);
+                if let (true, Some(k)) = (self.streams.len() >= MAX_STREAMS, oldest) {
+                    self.streams.remove(&k);
+                    self.stats.evicted += 1;
                 }
             }
         }

@@ -99,10 +99,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
         &mut || {},
     );
     out.flush()?;
-    if let Some(e) = io_err {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e.into());
-        }
+    if let Some(e) = io_err
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
     }
     for e in &errors {
         eprintln!("nsdb: {e}");

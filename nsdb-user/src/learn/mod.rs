@@ -798,7 +798,7 @@ impl Engine {
             return;
         }
         let ctx = RespCtx {
-            qname_hash: qname_hash,
+            qname_hash,
             ts_ms,
             server: src,
             client: dst,
@@ -1314,10 +1314,8 @@ impl Engine {
             });
         }
         let a = self.by_addr.get(&addr)?;
-        if let Some(now) = now {
-            if a.expires < now {
-                return None;
-            }
+        if now.is_some_and(|now| a.expires < now) {
+            return None;
         }
         // Report the earliest-seen entry valid now, among the first few (an address of a big
         // provider serves many zones; which one is reported does not change the verdict, which
