@@ -381,6 +381,8 @@ pub struct Engine {
     ns_rows_now: usize,
     decisions: Vec<Decision>,
     root_zone: u32,
+    /// Buffers reused by every response (see [`Collected`]).
+    scratch: Option<Box<Collected>>,
 }
 
 /// One NS record collected from a response.
@@ -452,6 +454,7 @@ impl Engine {
             ns_rows_now: 0,
             decisions: Vec::new(),
             root_zone: 0,
+            scratch: None,
             cfg,
         };
         e.root_zone = e.names.id(".");
@@ -676,6 +679,19 @@ impl Engine {
     }
 
     fn respond(&mut self, ts_ms: u64, src: SocketAddr, dst: SocketAddr, msg: &[u8]) {
+        let mut c = self.scratch.take().unwrap_or_default();
+        self.respond_with(ts_ms, src, dst, msg, &mut c);
+        self.scratch = Some(c);
+    }
+
+    fn respond_with(
+        &mut self,
+        ts_ms: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        msg: &[u8],
+        c: &mut Collected,
+    ) {
         self.stats.responses += 1;
         self.ns_rows_now = 0;
         let m = match Message::parse(msg) {
@@ -745,22 +761,14 @@ impl Engine {
         // Collect NS records, glue, and answers (for glue-less lookups).
         let want_answers = (qtype == wire::TYPE_A || qtype == wire::TYPE_AAAA)
             && self.pending.contains_key(&qname_hash);
-        let collected = match collect(msg, &m, want_answers) {
-            Ok(c) => c,
-            Err(partial) => {
-                self.stats.malformed += 1;
-                if self.cfg.explain {
-                    self.explain_cands(ts_ms, src, dst, h.id, &partial, "malformed");
-                }
-                return;
+        if collect(msg, &m, want_answers, c).is_err() {
+            self.stats.malformed += 1;
+            if self.cfg.explain {
+                self.explain_cands(ts_ms, src, dst, h.id, c.ns(), c.glue(), "malformed");
             }
-        };
-        let Collected {
-            ns,
-            glue,
-            answers,
-            cnames,
-        } = collected;
+            return;
+        }
+        let (ns, glue, answers, cnames) = (c.ns(), c.glue(), c.answers(), c.cnames());
         self.stats.ns_records += ns.len() as u64;
         if ns.is_empty() && !want_answers {
             // A plain answer: nothing to learn (the common case).
@@ -780,19 +788,7 @@ impl Engine {
             if !ns.is_empty() || want_answers {
                 self.stats.unknown_server += 1;
                 if self.cfg.explain {
-                    self.explain_cands(
-                        ts_ms,
-                        src,
-                        dst,
-                        h.id,
-                        &Collected {
-                            ns,
-                            glue,
-                            answers: vec![],
-                            cnames: vec![],
-                        },
-                        "unknown_server",
-                    );
+                    self.explain_cands(ts_ms, src, dst, h.id, ns, glue, "unknown_server");
                 }
             }
             return;
@@ -822,7 +818,7 @@ impl Engine {
                 _ => break,
             }
         }
-        for n in &ns {
+        for n in ns {
             let in_query = self.cfg.bailiwick == Bailiwick::Off
                 || chain.iter().any(|q| wire::is_subdomain(q, &n.zone));
             let in_server = self.may_teach(server_known, &n.zone, None);
@@ -1252,11 +1248,10 @@ impl Engine {
         m: &Message<'_>,
         verdict: &'static str,
     ) {
-        let c = match collect(m.buf, m, false) {
-            Ok(c) => c,
-            Err(p) => p,
-        };
-        self.explain_cands(ts_ms, src, dst, m.header.id, &c, verdict);
+        // Slow path (explain only): its own buffers; a malformed tail keeps what came before.
+        let mut c = Collected::default();
+        let _ = collect(m.buf, m, false, &mut c);
+        self.explain_cands(ts_ms, src, dst, m.header.id, c.ns(), c.glue(), verdict);
     }
 
     fn explain_cands(
@@ -1265,7 +1260,8 @@ impl Engine {
         src: SocketAddr,
         dst: SocketAddr,
         id: u16,
-        c: &Collected,
+        ns: &[NsCand],
+        glue: &[GlueCand],
         verdict: &'static str,
     ) {
         let ctx = RespCtx {
@@ -1278,9 +1274,9 @@ impl Engine {
             qname: "",
             qtype: 0,
         };
-        for n in &c.ns {
+        for n in ns {
             let mut any = false;
-            for g in c.glue.iter().filter(|g| g.owner == n.target) {
+            for g in glue.iter().filter(|g| g.owner == n.target) {
                 any = true;
                 self.decide(&ctx, &n.zone, &n.target, Some(g.addr), verdict);
             }
@@ -1405,36 +1401,108 @@ struct RespCtx<'a> {
     qtype: u16,
 }
 
+/// What one response holds, in buffers reused from response to response (their strings keep
+/// their capacity, so a steady stream of referrals allocates nothing here).
+#[derive(Default)]
 struct Collected {
     ns: Vec<NsCand>,
+    n_ns: usize,
     glue: Vec<GlueCand>,
+    n_glue: usize,
     answers: Vec<GlueCand>,
+    n_answers: usize,
     cnames: Vec<(String, String)>,
+    n_cnames: usize,
+}
+
+fn set(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
+}
+
+impl Collected {
+    fn reset(&mut self) {
+        self.n_ns = 0;
+        self.n_glue = 0;
+        self.n_answers = 0;
+        self.n_cnames = 0;
+    }
+    fn ns(&self) -> &[NsCand] {
+        &self.ns[..self.n_ns]
+    }
+    fn glue(&self) -> &[GlueCand] {
+        &self.glue[..self.n_glue]
+    }
+    fn answers(&self) -> &[GlueCand] {
+        &self.answers[..self.n_answers]
+    }
+    fn cnames(&self) -> &[(String, String)] {
+        &self.cnames[..self.n_cnames]
+    }
+    fn push_ns(&mut self, zone: &str, target: &str, target_hash: u64, ttl: u32) {
+        if self.n_ns == self.ns.len() {
+            self.ns.push(NsCand {
+                zone: String::new(),
+                target: String::new(),
+                target_hash: 0,
+                ttl: 0,
+            });
+        }
+        let n = &mut self.ns[self.n_ns];
+        set(&mut n.zone, zone);
+        set(&mut n.target, target);
+        n.target_hash = target_hash;
+        n.ttl = ttl;
+        self.n_ns += 1;
+    }
+    fn push_addr(&mut self, answer: bool, owner: &str, addr: IpAddr, ttl: u32) {
+        let (v, n) = if answer {
+            (&mut self.answers, &mut self.n_answers)
+        } else {
+            (&mut self.glue, &mut self.n_glue)
+        };
+        if *n == v.len() {
+            v.push(GlueCand {
+                owner: String::new(),
+                addr,
+                ttl,
+            });
+        }
+        let g = &mut v[*n];
+        set(&mut g.owner, owner);
+        g.addr = addr;
+        g.ttl = ttl;
+        *n += 1;
+    }
+    fn push_cname(&mut self, owner: &str, target: &str) {
+        if self.n_cnames == self.cnames.len() {
+            self.cnames.push((String::new(), String::new()));
+        }
+        let c = &mut self.cnames[self.n_cnames];
+        set(&mut c.0, owner);
+        set(&mut c.1, target);
+        self.n_cnames += 1;
+    }
 }
 
 /// Walk the records once: NS (answer + authority), A/AAAA in additional, and, if asked, A/AAAA
 /// and CNAME in the answer section. On a malformed record, returns what was collected so far as
 /// the error.
-fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool) -> Result<Collected, Collected> {
-    let mut c = Collected {
-        ns: Vec::new(),
-        glue: Vec::new(),
-        answers: Vec::new(),
-        cnames: Vec::new(),
-    };
+fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -> Result<(), ()> {
+    c.reset();
     let mut a = NameBuf::default();
     let mut b = NameBuf::default();
     // NS records of one RRset share an owner, usually the same compression pointer: decode it
     // once (`a` still holds it while `last_owner_ptr` matches).
     let mut last_owner_ptr: Option<[u8; 2]> = None;
     for r in m.records() {
-        let Ok(r) = r else { return Err(c) };
+        let Ok(r) = r else { return Err(()) };
         if r.class != wire::CLASS_IN {
             continue;
         }
         match (r.section, r.rtype) {
             (Section::Answer | Section::Authority, wire::TYPE_NS) => {
-                if c.ns.len() >= MAX_NS_PER_RESPONSE {
+                if c.n_ns >= MAX_NS_PER_RESPONSE {
                     continue;
                 }
                 let ptr = msg
@@ -1443,21 +1511,16 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool) -> Result<Collected,
                     .filter(|p| p[0] & 0xc0 == 0xc0);
                 let same = ptr.is_some() && ptr == last_owner_ptr;
                 if !same && wire::read_name(msg, r.name_off, &mut a).is_err() {
-                    return Err(c);
+                    return Err(());
                 }
                 last_owner_ptr = ptr;
                 if r.target(msg, &mut b).is_err() {
-                    return Err(c);
+                    return Err(());
                 }
                 let Ok(target_hash) = name_hash(msg, r.rdata_off) else {
-                    return Err(c);
+                    return Err(());
                 };
-                c.ns.push(NsCand {
-                    zone: a.as_str().to_string(),
-                    target: b.as_str().to_string(),
-                    target_hash,
-                    ttl: r.ttl,
-                });
+                c.push_ns(a.as_str(), b.as_str(), target_hash, r.ttl);
             }
             (Section::Additional, wire::TYPE_A | wire::TYPE_AAAA)
             | (Section::Answer, wire::TYPE_A | wire::TYPE_AAAA) => {
@@ -1465,53 +1528,39 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool) -> Result<Collected,
                 if is_answer && !want_answers {
                     // Still validate rdata so malformed answers are caught consistently.
                     if r.addr(msg).is_err() {
-                        return Err(c);
+                        return Err(());
                     }
                     continue;
                 }
-                let list_len = if is_answer {
-                    c.answers.len()
-                } else {
-                    c.glue.len()
-                };
+                let list_len = if is_answer { c.n_answers } else { c.n_glue };
                 if list_len >= MAX_GLUE_PER_RESPONSE {
                     continue;
                 }
                 let Ok(Some(addr)) = r.addr(msg) else {
-                    return Err(c);
+                    return Err(());
                 };
                 last_owner_ptr = None;
                 if wire::read_name(msg, r.name_off, &mut a).is_err() {
-                    return Err(c);
+                    return Err(());
                 }
-                let g = GlueCand {
-                    owner: a.as_str().to_string(),
-                    addr,
-                    ttl: r.ttl,
-                };
-                if is_answer {
-                    c.answers.push(g);
-                } else {
-                    c.glue.push(g);
-                }
+                c.push_addr(is_answer, a.as_str(), addr, r.ttl);
             }
             (Section::Answer, wire::TYPE_CNAME) => {
-                if c.cnames.len() >= MAX_CNAME_CHAIN * 4 {
+                if c.n_cnames >= MAX_CNAME_CHAIN * 4 {
                     continue;
                 }
                 last_owner_ptr = None;
                 if wire::read_name(msg, r.name_off, &mut a).is_err()
                     || r.target(msg, &mut b).is_err()
                 {
-                    return Err(c);
+                    return Err(());
                 }
-                c.cnames
-                    .push((a.as_str().to_string(), b.as_str().to_string()));
+                c.push_cname(a.as_str(), b.as_str());
             }
             _ => {}
         }
     }
-    Ok(c)
+    Ok(())
 }
 
 #[cfg(test)]
