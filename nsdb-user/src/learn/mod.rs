@@ -356,6 +356,12 @@ pub const MAX_GLUE_PER_RESPONSE: usize = 256;
 pub const MAX_CNAME_CHAIN: usize = 8;
 
 /// The learning engine. See the module documentation for the rules.
+///
+/// Use from a live daemon: `Engine::new(LearnConfig { record_rows: true, ..Default::default() })`,
+/// feed it `on_query` / `on_response` (the latter returns what each response taught, for the
+/// kernel maps), and once a second hand `take_rows()` to a [`crate::store::Writer`]
+/// (`push`, then `flush`/`finish` on shutdown). Seed it at start with
+/// [`Engine::restore`] from [`crate::store::Store::history`].
 pub struct Engine {
     cfg: LearnConfig,
     stats: Stats,
@@ -1148,7 +1154,7 @@ impl Engine {
                 }
                 self.stats.refreshed += 1;
                 let fs = e.first_seen;
-                if !e.dirty {
+                if !e.dirty && self.cfg.record_rows {
                     e.dirty = true;
                     self.dirty.push(key);
                 }
@@ -1169,10 +1175,12 @@ impl Engine {
                         expires,
                         ttl,
                         source,
-                        dirty: true,
+                        dirty: self.cfg.record_rows,
                     },
                 );
-                self.dirty.push(key);
+                if self.cfg.record_rows {
+                    self.dirty.push(key);
+                }
                 (now, "learned")
             }
         };

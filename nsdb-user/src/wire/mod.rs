@@ -128,8 +128,10 @@ impl NameBuf {
     pub fn as_str(&self) -> &str {
         // SAFETY: bytes 0..len were all initialised by `push`.
         let bytes = unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.len) };
-        // Only ASCII is ever written (see `push_label_byte`), so this never fails.
-        std::str::from_utf8(bytes).unwrap_or(".")
+        debug_assert!(bytes.is_ascii());
+        // SAFETY: only ASCII is ever pushed (letters, digits, `-_*.`, `\` and decimal digits
+        // of escapes, see `push_label`), and ASCII is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
     fn clear(&mut self) {
         self.len = 0;
@@ -140,15 +142,19 @@ impl NameBuf {
         self.buf[self.len] = std::mem::MaybeUninit::new(b);
         self.len += 1;
     }
-    fn push_label_byte(&mut self, b: u8) {
-        let b = b.to_ascii_lowercase();
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*' {
-            self.push(b);
-        } else {
-            self.push(b'\\');
-            self.push(b'0' + b / 100);
-            self.push(b'0' + (b / 10) % 10);
-            self.push(b'0' + b % 10);
+    #[inline]
+    fn push_label(&mut self, label: &[u8]) {
+        for &b in label {
+            let c = PLAIN[b as usize];
+            if c != 0 {
+                self.push(c);
+            } else {
+                let b = b.to_ascii_lowercase();
+                self.push(b'\\');
+                self.push(b'0' + b / 100);
+                self.push(b'0' + (b / 10) % 10);
+                self.push(b'0' + b % 10);
+            }
         }
     }
 }
@@ -158,6 +164,21 @@ impl fmt::Debug for NameBuf {
         write!(f, "{:?}", self.as_str())
     }
 }
+
+/// Label bytes written as themselves (lower-cased): letters, digits, `-`, `_`, `*`; 0 for the
+/// bytes written as `\DDD` (RFC 1035 §5.1).
+const PLAIN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*' {
+            t[i] = b.to_ascii_lowercase();
+        }
+        i += 1;
+    }
+    t
+};
 
 /// Is `name` equal to `zone` or below it? Both in the form produced by [`read_name`].
 pub fn is_subdomain(name: &str, zone: &str) -> bool {
@@ -206,13 +227,11 @@ pub fn skip_name(msg: &[u8], mut off: usize) -> Result<usize, WireError> {
 /// past the name in place (i.e. past the first pointer if there is one).
 pub fn read_name(msg: &[u8], off: usize, out: &mut NameBuf) -> Result<usize, WireError> {
     out.clear();
-    let end = walk_name(msg, off, &mut |label| {
+    let end = walk_name(msg, off, |label| {
         if out.len != 0 {
             out.push(b'.');
         }
-        for &b in label {
-            out.push_label_byte(b);
-        }
+        out.push_label(label);
     })?;
     if out.len == 0 {
         out.push(b'.');
@@ -228,33 +247,24 @@ pub fn hash_name(
     off: usize,
     h: &mut impl std::hash::Hasher,
 ) -> Result<usize, WireError> {
-    walk_name(msg, off, &mut |label| {
+    walk_name(msg, off, |label| {
         h.write_u8(label.len() as u8);
         let mut chunk = [0u8; 8];
         for c in label.chunks(8) {
             chunk[..c.len()].copy_from_slice(c);
             chunk[c.len()..].fill(0);
-            h.write_u64(u64::from_le_bytes(chunk) | ascii_upper_mask(&chunk));
+            for b in &mut chunk {
+                *b = b.to_ascii_lowercase();
+            }
+            h.write_u64(u64::from_le_bytes(chunk));
         }
     })
 }
 
-/// 0x20 in each byte position that holds an ASCII upper-case letter (to lower-case 8 bytes at
-/// once by OR-ing).
-#[inline]
-fn ascii_upper_mask(b: &[u8; 8]) -> u64 {
-    let mut m = 0u64;
-    for (i, c) in b.iter().enumerate() {
-        if c.is_ascii_uppercase() {
-            m |= 0x20 << (8 * i);
-        }
-    }
-    m
-}
-
 /// Walk the labels of the name at `off`, following compression pointers, calling `label` for
 /// each; returns the offset just past the name in place.
-fn walk_name(msg: &[u8], off: usize, label: &mut dyn FnMut(&[u8])) -> Result<usize, WireError> {
+#[inline]
+fn walk_name(msg: &[u8], off: usize, mut label: impl FnMut(&[u8])) -> Result<usize, WireError> {
     let mut pos = off;
     let mut end_in_place: Option<usize> = None;
     let mut wire_len = 0usize;
