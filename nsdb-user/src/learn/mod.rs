@@ -396,7 +396,8 @@ struct NsCand {
     zone: String,
     target: String,
     /// `name_hash` of the target.
-    target_hash: u64,
+    /// Offset of the target name in the message (hashed only when it is glue-less).
+    target_off: usize,
     ttl: u32,
 }
 struct GlueCand {
@@ -868,7 +869,9 @@ impl Engine {
             if !any {
                 // Glue-less (or all glue rejected): wait for a lookup of the NS name, and use
                 // what the history already knows about it.
-                self.add_pending(&ctx, &n.zone, &n.target, n.target_hash, n.ttl);
+                // Validated when collected, so the hash cannot fail here.
+                let target_hash = name_hash(msg, n.target_off).unwrap_or(0);
+                self.add_pending(&ctx, &n.zone, &n.target, target_hash, n.ttl);
                 let known: Vec<IpAddr> = self
                     .names
                     .get(&n.target)
@@ -1447,19 +1450,19 @@ impl Collected {
     fn cnames(&self) -> &[(String, String)] {
         &self.cnames[..self.n_cnames]
     }
-    fn push_ns(&mut self, zone: &str, target: &str, target_hash: u64, ttl: u32) {
+    fn push_ns(&mut self, zone: &str, target: &str, target_off: usize, ttl: u32) {
         if self.n_ns == self.ns.len() {
             self.ns.push(NsCand {
                 zone: String::new(),
                 target: String::new(),
-                target_hash: 0,
+                target_off: 0,
                 ttl: 0,
             });
         }
         let n = &mut self.ns[self.n_ns];
         set(&mut n.zone, zone);
         set(&mut n.target, target);
-        n.target_hash = target_hash;
+        n.target_off = target_off;
         n.ttl = ttl;
         self.n_ns += 1;
     }
@@ -1525,10 +1528,7 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
                 if r.target(msg, &mut b).is_err() {
                     return Err(());
                 }
-                let Ok(target_hash) = name_hash(msg, r.rdata_off) else {
-                    return Err(());
-                };
-                c.push_ns(a.as_str(), b.as_str(), target_hash, r.ttl);
+                c.push_ns(a.as_str(), b.as_str(), r.rdata_off, r.ttl);
             }
             (Section::Additional, wire::TYPE_A | wire::TYPE_AAAA)
             | (Section::Answer, wire::TYPE_A | wire::TYPE_AAAA) => {
