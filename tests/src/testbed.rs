@@ -98,6 +98,10 @@ pub const PUBLIC2_4: &str = "198.18.4.4";
 /// EDNS buffer, so NSD truncates and Unbound retries over TCP).
 pub const BIG_RRSET: usize = 100;
 
+/// The longest a [`Testbed::resolve_list`] batch may run; unanswered names then count as
+/// failures.
+pub const RESOLVE_DEADLINE: Duration = Duration::from_secs(40);
+
 /// One name the resolver must resolve, with its expected answer (sorted).
 #[derive(Clone, Debug)]
 pub struct Expect {
@@ -776,7 +780,8 @@ impl Testbed {
             .collect();
         std::fs::write(&batch, text).unwrap();
         let t0 = Instant::now();
-        let out = self
+        let out_path = self.tmp.path().join(crate::unique("batch-out"));
+        let mut child = self
             .lan
             .cmd(&[
                 "dig",
@@ -792,11 +797,30 @@ impl Testbed {
                 "-f",
                 batch.to_str().unwrap(),
             ])
-            .output()
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
             .expect("cannot run dig (apt-get install dnsutils)");
-        let took = t0.elapsed();
+        // A broken filter must not make the batch run for minutes (each lost name can cost
+        // dig 6 s): whatever has not been answered by the deadline counts as failed.
+        let pid = child.id() as i32;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = child.wait();
+            let _ = tx.send(Instant::now());
+        });
+        let took = match rx.recv_timeout(RESOLVE_DEADLINE) {
+            Ok(done) => done - t0,
+            Err(_) => {
+                // SAFETY: signalling our own child, not yet reaped (the waiter reaps it).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                t0.elapsed()
+            }
+        };
+        let _ = waiter.join();
         let _ = std::fs::remove_file(&batch);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&out_path);
         // (name, type) -> (status, answers of that type for that owner)
         let mut results: std::collections::HashMap<(String, String), (String, Vec<String>)> =
             Default::default();
