@@ -101,45 +101,74 @@ fn zone_ns(z: u32, zones: u32, glueless: bool) -> [(String, Ipv4Addr); 2] {
     }
 }
 
-/// A DNS message writer (no compression beyond pointing at the question name).
+const QNAME_PTR: [u8; 2] = [0xc0, 0x0c];
+
+/// A DNS message writer with name compression as authoritative servers do it (RFC 1035
+/// §4.1.4): every name is written as its labels up to the longest suffix already in the
+/// message, then a pointer to it.
 struct Msg {
     b: Vec<u8>,
     counts: [u16; 4],
+    /// Names (and all their suffixes) written so far, with their offsets.
+    seen: Vec<(String, u16)>,
 }
-
-const QNAME_PTR: [u8; 2] = [0xc0, 0x0c];
 
 impl Msg {
     fn new(id: u16, flags: u16, qname: &str, qtype: u16) -> Msg {
-        let mut b = Vec::with_capacity(256);
-        b.extend_from_slice(&id.to_be_bytes());
-        b.extend_from_slice(&flags.to_be_bytes());
-        b.extend_from_slice(&[0; 8]);
-        put_name(&mut b, qname);
-        b.extend_from_slice(&qtype.to_be_bytes());
-        b.extend_from_slice(&1u16.to_be_bytes());
-        Msg {
-            b,
+        let mut m = Msg {
+            b: Vec::with_capacity(256),
             counts: [1, 0, 0, 0],
-        }
+            seen: Vec::new(),
+        };
+        m.b.extend_from_slice(&id.to_be_bytes());
+        m.b.extend_from_slice(&flags.to_be_bytes());
+        m.b.extend_from_slice(&[0; 8]);
+        m.name(qname);
+        m.b.extend_from_slice(&qtype.to_be_bytes());
+        m.b.extend_from_slice(&1u16.to_be_bytes());
+        m
     }
-    fn rr(&mut self, sec: usize, owner: Option<&str>, rtype: u16, ttl: u32, rdata: &[u8]) {
+    /// Write `n` compressed.
+    fn name(&mut self, n: &str) {
+        let labels: Vec<&str> = n.split('.').filter(|l| !l.is_empty()).collect();
+        for i in 0..labels.len() {
+            let suffix = labels[i..].join(".");
+            if let Some((_, off)) = self.seen.iter().find(|(s, _)| *s == suffix) {
+                let p = 0xc000 | *off;
+                self.b.extend_from_slice(&p.to_be_bytes());
+                return;
+            }
+            if self.b.len() < 0x3fff {
+                self.seen.push((suffix, self.b.len() as u16));
+            }
+            self.b.push(labels[i].len() as u8);
+            self.b.extend_from_slice(labels[i].as_bytes());
+        }
+        self.b.push(0);
+    }
+    fn header(&mut self, sec: usize, owner: Option<&str>, rtype: u16, ttl: u32) {
         match owner {
-            Some(n) => put_name(&mut self.b, n),
+            Some(n) => self.name(n),
             None => self.b.extend_from_slice(&QNAME_PTR),
         }
         self.b.extend_from_slice(&rtype.to_be_bytes());
         self.b.extend_from_slice(&1u16.to_be_bytes());
         self.b.extend_from_slice(&ttl.to_be_bytes());
+        self.counts[sec] += 1;
+    }
+    fn rr(&mut self, sec: usize, owner: Option<&str>, rtype: u16, ttl: u32, rdata: &[u8]) {
+        self.header(sec, owner, rtype, ttl);
         self.b
             .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         self.b.extend_from_slice(rdata);
-        self.counts[sec] += 1;
     }
     fn ns(&mut self, sec: usize, zone: &str, target: &str, ttl: u32) {
-        let mut r = Vec::new();
-        put_name(&mut r, target);
-        self.rr(sec, Some(zone), 2, ttl, &r);
+        self.header(sec, Some(zone), 2, ttl);
+        let len_at = self.b.len();
+        self.b.extend_from_slice(&[0, 0]);
+        self.name(target);
+        let rdlen = (self.b.len() - len_at - 2) as u16;
+        self.b[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
     }
     fn a(&mut self, sec: usize, owner: Option<&str>, a: Ipv4Addr, ttl: u32) {
         self.rr(sec, owner, 1, ttl, &a.octets());

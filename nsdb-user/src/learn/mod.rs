@@ -1485,6 +1485,24 @@ impl Collected {
         g.ttl = ttl;
         *n += 1;
     }
+    /// Glue whose owner is the target of NS record `j` (same name, no decoding needed).
+    fn push_glue_of_ns(&mut self, j: usize, addr: IpAddr, ttl: u32) {
+        let Collected {
+            ns, glue, n_glue, ..
+        } = self;
+        if *n_glue == glue.len() {
+            glue.push(GlueCand {
+                owner: String::new(),
+                addr,
+                ttl,
+            });
+        }
+        let g = &mut glue[*n_glue];
+        set(&mut g.owner, &ns[j].target);
+        g.addr = addr;
+        g.ttl = ttl;
+        *n_glue += 1;
+    }
     fn push_cname(&mut self, owner: &str, target: &str) {
         if self.n_cnames == self.cnames.len() {
             self.cnames.push((String::new(), String::new()));
@@ -1548,6 +1566,20 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
                     return Err(());
                 };
                 last_owner_ptr = None;
+                // Glue owners are normally a bare pointer to an NS record's target (RFC 1035
+                // §4.1.4 compression as servers do it): reuse that decoded name. The pointer
+                // goes backwards to a name already validated, exactly as read_name would.
+                if !is_answer {
+                    let ptr = msg
+                        .get(r.name_off..r.name_off + 2)
+                        .filter(|p| p[0] & 0xc0 == 0xc0)
+                        .map(|p| (((p[0] & 0x3f) as usize) << 8) | p[1] as usize);
+                    if let Some(j) = ptr.and_then(|t| c.ns().iter().position(|n| n.target_off == t))
+                    {
+                        c.push_glue_of_ns(j, addr, r.ttl);
+                        continue;
+                    }
+                }
                 if wire::read_name(msg, r.name_off, &mut a).is_err() {
                     return Err(());
                 }

@@ -119,7 +119,7 @@ fn trace(tracegen: &Path, dir: &Path, megabytes: u64) -> Result<(PathBuf, PathBu
     let pcap = dir.join(format!("trace-{megabytes}MB.pcap"));
     let hints = dir.join("trace-root.hints");
     let stamp = dir.join(format!("trace-{megabytes}MB.json"));
-    let params = json!({ "megabytes": megabytes, "zones": 9000, "glueless_percent": 10, "seed": 1, "generator": 1 });
+    let params = json!({ "megabytes": megabytes, "zones": 9000, "glueless_percent": 10, "seed": 1, "generator": 2 });
     if let Ok(s) = std::fs::read_to_string(&stamp) {
         if let Ok(v) = serde_json::from_str::<Value>(&s) {
             if v["params"] == params && pcap.exists() && hints.exists() {
