@@ -322,8 +322,8 @@ fn morto_resolved_cc_queried_directly_is_unknown() {
     assert_eq!(n(&c, "query_unknown_pass_ipv6_udp"), 1, "{c}");
     assert_eq!(sum(&c, "query_unknown_"), 3, "{c}");
     assert!(
-        n(&c, "query_registered_pass_ipv4_udp") >= 3,
-        "Unbound's queries: {c}"
+        sum(&c, "query_registered_pass_") >= 3,
+        "Unbound's queries (root, test., over IPv4 or IPv6): {c}"
     );
 
     // Enforce mode, same history: the resolver still resolves the C&C's name, the direct
@@ -561,7 +561,7 @@ fn restart_with_the_same_db_keeps_learned_servers() {
     assert!(a.is_empty(), "no alert after the restart: {a:?}");
     assert_eq!(sum(&c2, "query_unknown_"), 0, "{c2}");
     assert!(
-        n(&c2, "query_registered_pass_ipv4_udp") >= 50,
+        sum(&c2, "query_registered_pass_") >= second.len() as u64,
         "the second round's queries went to the restored servers: {c2}"
     );
     assert!(n(&c2, "query_registered_pass_ipv6_udp") >= 10, "{c2}");
