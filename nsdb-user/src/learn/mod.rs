@@ -318,7 +318,9 @@ struct PendingNs {
     deadline: u64,
     querytime: u64,
     queryid: u16,
-    queryname: u32,
+    /// The paper's queryname of the referral's query (only kept when rows are recorded: query
+    /// names are not interned, or the name table would grow with the trace).
+    queryname: Box<str>,
     res_time: u64,
     server: SocketAddr,
 }
@@ -967,7 +969,11 @@ impl Engine {
     ) {
         let z = self.names.id(zone);
         let t = self.names.id(target);
-        let qn = self.names.id(&queryname(ctx.qname, ctx.qtype));
+        let qn: Box<str> = if self.cfg.record_rows {
+            queryname(ctx.qname, ctx.qtype).into()
+        } else {
+            Box::default()
+        };
         self.stats.glueless_pending += 1;
         let p = PendingNs {
             zone: z,
@@ -1065,7 +1071,7 @@ impl Engine {
                 qname: ctx.qname,
                 qtype: ctx.qtype,
             };
-            let qn = self.names.name(p.queryname).to_string();
+            let qn = p.queryname.to_string();
             for a in &addrs {
                 self.stats.glueless_resolved += 1;
                 self.learn_with(
