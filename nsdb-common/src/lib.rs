@@ -22,6 +22,9 @@ pub mod map {
     pub const COUNTERS: &str = "COUNTERS";
     pub const EVENTS: &str = "EVENTS";
     pub const RATE: &str = "RATE";
+    pub const INFLIGHT: &str = "INFLIGHT";
+    pub const PENDING_NS: &str = "PENDING_NS";
+    pub const RESPONSES: &str = "RESPONSES";
 }
 
 /// Program names in the object.
@@ -38,6 +41,12 @@ pub const DEFAULT_ALLOW_ENTRIES: u32 = 1 << 20;
 pub const DEFAULT_EXEMPT_ENTRIES: u32 = 4096;
 pub const DEFAULT_INTERNAL_ENTRIES: u32 = 1024;
 pub const DEFAULT_RATE_ENTRIES: u32 = 65536;
+/// Outstanding queries remembered for pairing responses (LRU: the oldest are forgotten).
+pub const DEFAULT_INFLIGHT_ENTRIES: u32 = 1 << 16;
+/// Glue-less NS names awaiting their address lookup.
+pub const DEFAULT_PENDING_ENTRIES: u32 = 1 << 14;
+/// Ring buffer size for paired responses handed to userspace.
+pub const DEFAULT_RESPONSES_BYTES: u32 = 1 << 24;
 /// Ring buffer size for unknown-query events (bytes, a power of two times the page size).
 pub const DEFAULT_EVENTS_BYTES: u32 = 1 << 22;
 
@@ -97,11 +106,20 @@ pub struct Config {
     pub _pad: u32,
     /// Minimum interval between two events for one source address (ns). 0: no limit.
     pub event_interval_ns: u64,
+    /// Number of names in PENDING_NS (0: the program skips hashing question names).
+    pub pending: u32,
+    /// Non-zero: learn referral glue in the kernel (the race-free path).
+    pub learn: u32,
+    /// TTL clamp for learned glue, seconds.
+    pub min_ttl_s: u32,
+    pub max_ttl_s: u32,
+    /// Added to every learned expiry (serve-stale, prefetch), ns.
+    pub grace_ns: u64,
     /// GCRA tolerance (ns): `event_interval_ns × (burst − 1)`, precomputed by userspace, so a
     /// source may send `burst` events at once before the interval applies.
     pub event_tolerance_ns: u64,
 }
-const _: () = assert!(size_of::<Config>() == 32);
+const _: () = assert!(size_of::<Config>() == 56);
 
 impl Config {
     pub const fn new() -> Self {
@@ -112,6 +130,11 @@ impl Config {
             _pad: 0,
             event_interval_ns: 0,
             event_tolerance_ns: 0,
+            pending: 0,
+            learn: 1,
+            min_ttl_s: 30,
+            max_ttl_s: 7 * 86400,
+            grace_ns: 60_000_000_000,
         }
     }
 }
@@ -208,7 +231,25 @@ pub mod counter {
     pub const QNAME_TRUNCATED: u32 = QUERY_COUNTERS + 10;
     /// Internal errors (a map lookup that cannot fail did). Passed.
     pub const INTERNAL_ERROR: u32 = QUERY_COUNTERS + 11;
-    pub const COUNT: u32 = QUERY_COUNTERS + 12;
+    /// Responses that answer a query the program saw leave (client, port, server, id).
+    pub const RESP_PAIRED: u32 = QUERY_COUNTERS + 12;
+    /// Responses that answer no outstanding query: unsolicited, late or spoofed. They teach
+    /// nothing.
+    pub const RESP_UNSOLICITED: u32 = QUERY_COUNTERS + 13;
+    /// Glue addresses the program added to the allow maps (new entries).
+    pub const GLUE_LEARNED: u32 = QUERY_COUNTERS + 14;
+    /// Glue addresses already allowed whose expiry the program extended.
+    pub const GLUE_REFRESHED: u32 = QUERY_COUNTERS + 15;
+    /// Addresses learned from the answer to a glue-less NS name's lookup (PENDING_NS hit).
+    pub const PENDING_LEARNED: u32 = QUERY_COUNTERS + 16;
+    /// Paired responses whose walk stopped at a bound (message longer than the copy, more
+    /// RRs than walked, malformed names). Userspace still learns from what it receives.
+    pub const RESP_WALK_LIMIT: u32 = QUERY_COUNTERS + 17;
+    /// Paired responses not handed to userspace because the ring buffer was full.
+    pub const RESP_LOST: u32 = QUERY_COUNTERS + 18;
+    /// Paired responses handed to userspace.
+    pub const RESP_SENT: u32 = QUERY_COUNTERS + 19;
+    pub const COUNT: u32 = QUERY_COUNTERS + 20;
 
     /// Names of the counters after the query counters, in index order.
     pub const OTHER_NAMES: [&str; (COUNT - QUERY_COUNTERS) as usize] = [
@@ -224,6 +265,14 @@ pub mod counter {
         "events_lost",
         "qname_truncated",
         "internal_error",
+        "responses_paired",
+        "responses_unsolicited",
+        "glue_learned_kernel",
+        "glue_refreshed_kernel",
+        "pending_learned_kernel",
+        "response_walk_limit",
+        "responses_lost",
+        "responses_sent",
     ];
 }
 
@@ -268,8 +317,81 @@ pub struct QueryEvent {
 }
 const _: () = assert!(size_of::<QueryEvent>() == 64 + QNAME_MAX);
 
+/// Key of the INFLIGHT map: one outstanding query.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InflightKey {
+    /// Addresses as in the packet (IPv4 in the first 4 bytes).
+    pub client: [u8; 16],
+    pub server: [u8; 16],
+    /// Client port and DNS id as they are on the wire (network byte order).
+    pub client_port: u16,
+    pub id: u16,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<InflightKey>() == 40);
+
+/// How many bytes of a paired response the RESPONSES ring buffer carries.
+pub const RESP_MSG_MAX: usize = 2048;
+
+/// Flags of [`ResponseEvent::flags`].
+pub mod resp_flag {
+    /// The message was longer than [`super::RESP_MSG_MAX`]: `msg` holds its beginning.
+    pub const TRUNCATED_COPY: u8 = 1;
+    /// The program learned glue from this response (userspace confirms or withdraws it).
+    pub const KERNEL_LEARNED: u8 = 2;
+    /// The question name was pending (a glue-less NS name) and its answer was learned.
+    pub const PENDING_HIT: u8 = 4;
+}
+
+/// A paired response, handed to userspace through the RESPONSES ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ResponseEvent {
+    /// CLOCK_BOOTTIME ns of the response.
+    pub ts_ns: u64,
+    /// CLOCK_MONOTONIC_COARSE ns of its query.
+    pub query_ts_ns: u64,
+    pub ifindex: u32,
+    pub family: u8,
+    /// [`resp_flag`] bits.
+    pub flags: u8,
+    /// How many addresses the program learned (new or refreshed) from it.
+    pub learned: u8,
+    pub _pad: u8,
+    pub client: [u8; 16],
+    pub server: [u8; 16],
+    /// Host byte order.
+    pub client_port: u16,
+    pub server_port: u16,
+    /// Bytes of the message in `msg`, and the message's length in the packet.
+    pub msg_len: u16,
+    pub orig_len: u16,
+    pub msg: [u8; RESP_MSG_MAX],
+}
+const _: () = assert!(size_of::<ResponseEvent>() == 64 + RESP_MSG_MAX);
+
+/// FNV-1a (64 bit) of a wire-format name, ASCII letters lower-cased (RFC 4343: names compare
+/// case-insensitively). The key of PENDING_NS; the XDP program computes the same over the
+/// question name of a response.
+pub const fn name_hash(wire: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < wire.len() {
+        let b = wire[i];
+        let b = if b >= b'A' && b <= b'Z' { b + 32 } else { b };
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
 #[cfg(feature = "user")]
 mod pod {
+    unsafe impl aya::Pod for InflightKey {}
+    unsafe impl aya::Pod for ResponseEvent {}
     use super::*;
     unsafe impl aya::Pod for AllowEntry {}
     unsafe impl aya::Pod for Config {}

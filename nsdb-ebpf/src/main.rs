@@ -11,6 +11,7 @@
 
 mod parse;
 mod query;
+mod response;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -20,8 +21,12 @@ use aya_ebpf::{
 };
 use nsdb_common::{
     AllowEntry, Config, DEFAULT_ALLOW_ENTRIES, DEFAULT_EVENTS_BYTES, DEFAULT_EXEMPT_ENTRIES,
-    DEFAULT_INTERNAL_ENTRIES, DEFAULT_RATE_ENTRIES, QNAME_MAX, counter,
+    DEFAULT_INFLIGHT_ENTRIES, DEFAULT_INTERNAL_ENTRIES, DEFAULT_PENDING_ENTRIES,
+    DEFAULT_RATE_ENTRIES, DEFAULT_RESPONSES_BYTES, InflightKey, QNAME_MAX, RESP_MSG_MAX, counter,
 };
+
+/// BPF_F_NO_COMMON_LRU: per-CPU LRU lists, cheaper inserts from many CPUs.
+const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 
 // Address keys are raw words of the packet (network byte order), byte for byte the same as
 // the `[u8; 4]` / `[u8; 16]` keys userspace writes.
@@ -56,6 +61,25 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_EVENTS_BYTES, 0);
 /// Event rate limiting per source address: the GCRA "theoretical arrival time" (boot ns).
 #[map]
 static RATE: LruHashMap<[u32; 4], u64> = LruHashMap::with_max_entries(DEFAULT_RATE_ENTRIES, 0);
+
+/// Outstanding queries (client, client port, server, DNS id) → CLOCK_MONOTONIC_COARSE ns, for
+/// pairing responses. LRU: the oldest are forgotten first.
+#[map]
+static INFLIGHT: LruHashMap<InflightKey, u64> =
+    LruHashMap::with_max_entries(DEFAULT_INFLIGHT_ENTRIES, BPF_F_NO_COMMON_LRU);
+/// Glue-less NS names (`nsdb_common::name_hash`) whose address lookup is expected →
+/// CLOCK_MONOTONIC_COARSE expiry. Written by userspace.
+#[map]
+static PENDING_NS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(DEFAULT_PENDING_ENTRIES, 0);
+/// Paired responses for userspace (`nsdb_common::ResponseEvent`).
+#[map]
+static RESPONSES: RingBuf = RingBuf::with_byte_size(DEFAULT_RESPONSES_BYTES, 0);
+/// Per-CPU state of the walk over the response being learned from.
+#[map]
+static STATE: PerCpuArray<response::WalkState> = PerCpuArray::with_max_entries(1, 0);
+/// Per-CPU copy of the response being walked.
+#[map]
+static MSG: PerCpuArray<[u8; RESP_MSG_MAX]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU scratch space for the question name of an unknown-destination query.
 #[map]

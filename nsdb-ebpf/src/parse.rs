@@ -7,7 +7,7 @@ use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use network_types::{eth::EthHdr, tcp::TcpHdr, udp::UdpHdr};
 use nsdb_common::{DNS_PORT, counter, family, transport};
 
-use crate::{count, query};
+use crate::{count, query, response};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -228,6 +228,9 @@ fn udp(ctx: &XdpContext, flow: &Flow) -> Result<u32, ()> {
     if flags & 0x80 != 0 {
         // QR=1: a response (RFC 1035 §4.1.1).
         count(counter::RESPONSES);
+        if sport == DNS_PORT {
+            return Ok(response::handle(ctx, flow, sport, dport, id.to_be(), dns));
+        }
         return Ok(xdp_action::XDP_PASS);
     }
     if dport != DNS_PORT {

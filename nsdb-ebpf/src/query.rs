@@ -13,7 +13,7 @@ use nsdb_common::{
 
 use crate::{
     ALLOW_V4, ALLOW_V6, CONFIG, EVENTS, EXEMPT_V4, EXEMPT_V6, INTERNAL_V4, INTERNAL_V6, RATE,
-    SCRATCH, count, parse::Flow,
+    SCRATCH, count, parse::Flow, response,
 };
 
 /// At most 127 labels fit in a 255-byte name (RFC 1035 §3.1); walking 128 covers every valid
@@ -54,6 +54,9 @@ pub fn check(
             flow.family,
             transport,
         ));
+        if transport == transport::UDP {
+            response::remember(flow, sport, dns_id.to_be());
+        }
         return xdp_action::XDP_PASS;
     }
     // Unknown destination: the slow path. Read the question for the report; a UDP "query"
@@ -88,6 +91,10 @@ pub fn check(
     report(
         ctx, cfg, flow, transport, sport, dport, dns_id, &q, scratch, act,
     );
+    if act == action::PASS && transport == transport::UDP {
+        // Monitor mode (or a malformed query): it leaves, so its response may teach.
+        response::remember(flow, sport, dns_id.to_be());
+    }
     if act == action::DROP {
         xdp_action::XDP_DROP
     } else {

@@ -151,12 +151,12 @@ pub fn qtype_name(t: u16) -> String {
     s.to_string()
 }
 
-/// Reads events from the ring buffer as they arrive.
-pub struct EventReader {
+/// Reads a ring buffer of the program as records arrive.
+pub struct RingReader {
     ring: AsyncFd<RingBuf<MapData>>,
 }
 
-impl EventReader {
+impl RingReader {
     pub fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
         // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long
         // as the AsyncFd owns the ring buffer.
@@ -165,29 +165,22 @@ impl EventReader {
         Ok(Self { ring })
     }
 
-    /// Waits for events and hands each decoded alert to `f`; returns how many records were
-    /// malformed (shorter than an event) in this batch.
-    pub async fn next_batch(&mut self, mut f: impl FnMut(Alert)) -> std::io::Result<u64> {
+    /// Waits until records are there, then hands each to `f`.
+    pub async fn next_batch(&mut self, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
-        let mut bad = 0;
         while let Some(item) = ring.next() {
-            match decode(&item) {
-                Some(a) => f(a),
-                None => bad += 1,
-            }
+            f(&item);
         }
         guard.clear_ready();
-        Ok(bad)
+        Ok(())
     }
 
-    /// Decodes whatever is in the ring buffer now, without waiting.
-    pub fn drain(&mut self, mut f: impl FnMut(Alert)) {
+    /// Hands whatever is in the ring buffer now to `f`, without waiting.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            if let Some(a) = decode(&item) {
-                f(a);
-            }
+            f(&item);
         }
     }
 

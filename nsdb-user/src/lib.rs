@@ -11,6 +11,7 @@ pub mod clock;
 pub mod counters;
 pub mod events;
 pub mod learn;
+pub mod live;
 pub mod loader;
 pub mod offline;
 pub mod roots;

@@ -84,6 +84,8 @@ pub struct Filter {
     config: Array<MapData, Config>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
+    responses: Option<RingBuf<MapData>>,
+    pending: HashMap<MapData, u64, u64>,
     cfg: Config,
     /// Interfaces attached to, by name.
     attached: Vec<String>,
@@ -123,6 +125,10 @@ impl Filter {
         let counters =
             PerCpuArray::try_from(take(map::COUNTERS)?).map_err(map_err(map::COUNTERS))?;
         let events = RingBuf::try_from(take(map::EVENTS)?).map_err(map_err(map::EVENTS))?;
+        let responses =
+            RingBuf::try_from(take(map::RESPONSES)?).map_err(map_err(map::RESPONSES))?;
+        let pending =
+            HashMap::try_from(take(map::PENDING_NS)?).map_err(map_err(map::PENDING_NS))?;
         let mut filter = Self {
             ebpf,
             allow_v4,
@@ -134,6 +140,8 @@ impl Filter {
             config,
             counters,
             events: Some(events),
+            responses: Some(responses),
+            pending,
             cfg: Config::new(),
             attached: Vec::new(),
         };
@@ -252,6 +260,78 @@ impl Filter {
             *v = per_cpu.iter().sum();
         }
         Ok(Counters::from_raw(values))
+    }
+
+    /// Turns in-kernel learning of referral glue on or off, with the TTL clamp and grace the
+    /// program applies (the same as the learning engine's).
+    pub fn set_learning(
+        &mut self,
+        on: bool,
+        min_ttl_s: u32,
+        max_ttl_s: u32,
+        grace_ns: u64,
+    ) -> Result<(), LoadError> {
+        self.cfg.learn = u32::from(on);
+        self.cfg.min_ttl_s = min_ttl_s;
+        self.cfg.max_ttl_s = max_ttl_s.max(min_ttl_s);
+        self.cfg.grace_ns = grace_ns;
+        self.write_config()
+    }
+
+    /// Marks a glue-less NS name (wire format) as expected until `expires_ns`
+    /// (CLOCK_MONOTONIC_COARSE): the program learns the addresses in the answer to its lookup.
+    pub fn add_pending(&mut self, wire_name: &[u8], expires_ns: u64) -> Result<(), LoadError> {
+        self.pending
+            .insert(nsdb_common::name_hash(wire_name), expires_ns, 0)
+            .map_err(map_err(map::PENDING_NS))?;
+        if self.cfg.pending == 0 {
+            self.cfg.pending = 1;
+            self.write_config()?;
+        }
+        Ok(())
+    }
+
+    /// Removes expired pending names; when none is left the program stops hashing question
+    /// names. Returns how many remain.
+    pub fn sweep_pending(&mut self, now_ns: u64) -> Result<usize, LoadError> {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter_map(|r| r.ok())
+            .filter(|(_, exp)| *exp <= now_ns)
+            .map(|(k, _)| k)
+            .collect();
+        for k in expired {
+            let _ = self.pending.remove(&k);
+        }
+        let left = self.pending.keys().count();
+        if left == 0 && self.cfg.pending != 0 {
+            self.cfg.pending = 0;
+            self.write_config()?;
+        }
+        Ok(left)
+    }
+
+    /// Every allow entry (IPv4 and IPv6) with its value.
+    pub fn allow_entries(&self) -> Vec<(IpAddr, AllowEntry)> {
+        let mut out: Vec<(IpAddr, AllowEntry)> = self
+            .allow_v4
+            .iter()
+            .filter_map(|r| r.ok())
+            .map(|(k, v)| (IpAddr::V4(Ipv4Addr::from(k)), v))
+            .collect();
+        out.extend(
+            self.allow_v6
+                .iter()
+                .filter_map(|r| r.ok())
+                .map(|(k, v)| (IpAddr::V6(Ipv6Addr::from(k)), v)),
+        );
+        out
+    }
+
+    /// Takes the paired-response ring buffer (once) for the live learner.
+    pub fn take_responses(&mut self) -> Option<RingBuf<MapData>> {
+        self.responses.take()
     }
 
     /// Takes the event ring buffer (once) for the event reader.

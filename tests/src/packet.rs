@@ -210,3 +210,79 @@ pub fn frame(vlans: &[(u16, u16)], l3: &L3, l4: &L4) -> Vec<u8> {
     f.extend_from_slice(&l4.bytes);
     f
 }
+
+/// A resource record for [`dns_message`]: owner, type, TTL, rdata.
+pub struct Rr {
+    pub name: String,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: Vec<u8>,
+}
+
+impl Rr {
+    pub fn ns(zone: &str, ttl: u32, target: &str) -> Self {
+        Rr {
+            name: zone.into(),
+            rtype: 2,
+            ttl,
+            rdata: wire_name(target),
+        }
+    }
+    pub fn a(name: &str, ttl: u32, addr: &str) -> Self {
+        let a: std::net::Ipv4Addr = addr.parse().unwrap();
+        Rr {
+            name: name.into(),
+            rtype: 1,
+            ttl,
+            rdata: a.octets().to_vec(),
+        }
+    }
+    pub fn aaaa(name: &str, ttl: u32, addr: &str) -> Self {
+        let a: std::net::Ipv6Addr = addr.parse().unwrap();
+        Rr {
+            name: name.into(),
+            rtype: 28,
+            ttl,
+            rdata: a.octets().to_vec(),
+        }
+    }
+}
+
+/// A response (QR=1, RCODE 0) to `qname`/`qtype` with the given sections. Owner names equal
+/// to the question name are written as a compression pointer to it (RFC 1035 §4.1.4), as
+/// servers do; others in full.
+pub fn dns_message(
+    id: u16,
+    qname: &str,
+    qtype: u16,
+    answer: &[Rr],
+    authority: &[Rr],
+    additional: &[Rr],
+) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0x80, 0x00]);
+    for n in [1usize, answer.len(), authority.len(), additional.len()] {
+        m.extend_from_slice(&(n as u16).to_be_bytes());
+    }
+    m.extend_from_slice(&wire_name(qname));
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    for rr in answer.iter().chain(authority).chain(additional) {
+        if rr
+            .name
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(qname.trim_end_matches('.'))
+        {
+            m.extend_from_slice(&[0xC0, 0x0C]);
+        } else {
+            m.extend_from_slice(&wire_name(&rr.name));
+        }
+        m.extend_from_slice(&rr.rtype.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        m.extend_from_slice(&rr.ttl.to_be_bytes());
+        m.extend_from_slice(&(rr.rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(&rr.rdata);
+    }
+    m
+}

@@ -153,7 +153,13 @@ impl Daemon {
     }
 
     /// SIGTERM, wait, and return the final counters it printed.
-    pub fn stop(mut self) -> serde_json::Value {
+    pub fn stop(self) -> serde_json::Value {
+        self.stop_report()["final_counters"].clone()
+    }
+
+    /// SIGTERM, wait, and return the whole exit report: `final_counters`, `live` (what live
+    /// learning did), `engine` (the learning engine's counters), `learn_latency_us`.
+    pub fn stop_report(mut self) -> serde_json::Value {
         let mut child = self.child.take().unwrap();
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -164,10 +170,9 @@ impl Daemon {
         assert!(status.success(), "nsdb exited with {status}: {text}");
         let line = text
             .lines()
-            .find(|l| l.starts_with("{\"final_counters\""))
+            .find(|l| l.starts_with('{') && l.contains("\"final_counters\""))
             .unwrap_or_else(|| panic!("no final counters printed: {text}"));
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        v["final_counters"].clone()
+        serde_json::from_str(line).unwrap()
     }
 }
 

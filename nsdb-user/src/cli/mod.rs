@@ -64,17 +64,20 @@ pub fn init_logging() {
 /// is attached, so that a restart raises no false alerts. Returns how many were restored.
 pub fn restore_history(
     filter: &mut crate::loader::Filter,
-    db: &std::path::Path,
+    store: &crate::store::Store,
 ) -> anyhow::Result<usize> {
-    use anyhow::Context as _;
-    let store = crate::store::Store::open(db)
-        .with_context(|| format!("opening history database {}", db.display()))?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64;
     let live = store.unexpired(now_ms)?;
     for (addr, expires_ms) in &live {
+        if filter
+            .allowed(*addr)
+            .is_some_and(|e| e.kind == nsdb_common::kind::ROOT)
+        {
+            continue;
+        }
         filter.allow(
             *addr,
             crate::clock::wall_ms_to_mono(*expires_ms),

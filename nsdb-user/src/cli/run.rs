@@ -7,12 +7,16 @@ use ipnet::IpNet;
 use nsdb_common::{kind, mode};
 use tokio::signal::unix::{SignalKind, signal};
 
+use aya::maps::{MapData, RingBuf};
+
 use crate::{
     alerts::AlertSink,
     allowlist,
-    events::EventReader,
+    events::{self, RingReader},
+    learn::Engine,
+    live::{self, LiveLearner},
     loader::{self, AttachMode, Filter, Sizes},
-    roots,
+    store::{Store, Writer},
 };
 
 /// Filtering mode.
@@ -59,11 +63,6 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
 
-    /// Root hints file in named.root format, replacing the built-in IANA root servers.
-    /// Example: --root-hints /usr/share/dns/root.hints
-    #[arg(long, value_name = "FILE")]
-    pub root_hints: Option<PathBuf>,
-
     /// auto: native XDP, falling back to generic mode with a warning; native or generic: only
     /// that. Example: --xdp-mode generic
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
@@ -84,6 +83,15 @@ pub struct RunArgs {
     #[arg(long, default_value_t = nsdb_common::DEFAULT_ALLOW_ENTRIES, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub allow_entries: u32,
+
+    /// Learn only in userspace, not in the XDP program (for comparison: the program then no
+    /// longer has referral glue in the map before the resolver's next query).
+    /// Example: --no-kernel-learning
+    #[arg(long)]
+    pub no_kernel_learning: bool,
+
+    #[command(flatten)]
+    pub engine: crate::cli::learn::EngineFlags,
 }
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
@@ -98,20 +106,24 @@ pub fn run(args: RunArgs) -> Result<()> {
             anyhow::bail!("interface {iface:?} does not exist");
         }
     }
-    let exempt = match &args.allow {
+    let mut exempt = match &args.allow {
         Some(p) => allowlist::load(p)?,
         None => Vec::new(),
     };
-    let hints = match &args.root_hints {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read root hints {}", p.display()))?;
-            roots::parse_named_root(&text).with_context(|| format!("root hints {}", p.display()))?
-        }
-        None => roots::builtin(),
-    };
+    let mut learn_cfg = args.engine.config()?;
+    exempt.extend(learn_cfg.exceptions.iter().copied());
+    learn_cfg.exceptions = exempt.clone();
+    learn_cfg.record_rows = args.db.is_some();
+    let hints = learn_cfg.root_hints.clone();
     let mut sink = AlertSink::open(&args.alerts)
         .with_context(|| format!("cannot open alert log {}", args.alerts))?;
+    let store = match &args.db {
+        Some(db) => Some(
+            Store::open(db)
+                .with_context(|| format!("opening history database {}", db.display()))?,
+        ),
+        None => None,
+    };
 
     let mut filter = Filter::load(Sizes {
         allow_entries: args.allow_entries,
@@ -121,6 +133,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         Mode::Enforce => mode::ENFORCE,
     })?;
     filter.set_event_rate(args.event_rate, args.event_burst)?;
+    filter.set_learning(
+        !args.no_kernel_learning,
+        learn_cfg.min_ttl,
+        learn_cfg.max_ttl,
+        learn_cfg.grace_ms.saturating_mul(1_000_000),
+    )?;
     for net in &args.internal {
         filter.add_internal(*net)?;
     }
@@ -130,11 +148,17 @@ pub fn run(args: RunArgs) -> Result<()> {
     for h in &hints {
         filter.allow(h.addr, u64::MAX, kind::ROOT)?;
     }
-    let restored = match &args.db {
-        Some(db) => crate::cli::restore_history(&mut filter, db)?,
-        None => 0,
-    };
-    let ring = filter.take_events().expect("events are taken once, here");
+    let mut engine = Engine::new(learn_cfg);
+    let mut restored = 0;
+    if let Some(store) = &store {
+        crate::cli::learn::restore(&mut engine, store)?;
+        restored = crate::cli::restore_history(&mut filter, store)?;
+    }
+    let mut live = LiveLearner::new(engine, store.map(Writer::new));
+    let events = filter.take_events().expect("events are taken once, here");
+    let responses = filter
+        .take_responses()
+        .expect("responses are taken once, here");
     let attached = filter.attach_all(&args.ifaces, args.xdp_mode)?;
     for (iface, how) in &attached {
         tracing::info!(iface = %iface, xdp = how, "attached");
@@ -152,46 +176,73 @@ pub fn run(args: RunArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(event_loop(ring, &mut sink))?;
+    let loop_result = rt.block_on(event_loop(
+        events,
+        responses,
+        &mut sink,
+        &mut filter,
+        &mut live,
+    ));
 
     // Detach first (dropping the links), then report what was seen.
     let counters = filter.counters()?;
+    let stats = live.stats;
+    let latency = live.latency_percentiles();
+    let engine_stats = live.engine().stats();
     drop(filter);
     tracing::info!("detached");
+    let finished = live.finish();
     eprintln!(
         "{}",
-        serde_json::json!({ "final_counters": counters.to_json() })
+        serde_json::json!({
+            "final_counters": counters.to_json(),
+            "live": stats,
+            "engine": engine_stats,
+            "learn_latency_us": latency.map(|(p50, p99)| serde_json::json!({"p50": p50, "p99": p99})),
+        })
     );
+    loop_result?;
+    finished.context("saving the history database")?;
     Ok(())
 }
 
 async fn event_loop(
-    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    events: RingBuf<MapData>,
+    responses: RingBuf<MapData>,
     sink: &mut AlertSink,
+    filter: &mut Filter,
+    live: &mut LiveLearner,
 ) -> Result<()> {
-    let mut reader = EventReader::new(ring).context("watching the event ring buffer")?;
+    let mut events = RingReader::new(events).context("watching the event ring buffer")?;
+    let mut responses = RingReader::new(responses).context("watching the response ring buffer")?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut bad_events = 0u64;
     let mut write_err = None;
+    let mut on_event = |bytes: &[u8], sink: &mut AlertSink| match events::decode(bytes) {
+        Some(a) => {
+            if let Err(e) = sink.write(&a) {
+                write_err.get_or_insert(e);
+            }
+        }
+        None => bad_events += 1,
+    };
     loop {
         tokio::select! {
-            r = reader.next_batch(|a| {
-                if let Err(e) = sink.write(&a) {
-                    write_err.get_or_insert(e);
-                }
-            }) => {
-                let bad = r?;
-                if bad > 0 {
-                    tracing::warn!(records = bad, "malformed event records skipped");
-                }
-                if let Some(e) = write_err.take() {
-                    tracing::error!(error = %e, "writing alerts failed");
-                }
+            r = responses.next_batch(|bytes| match live::decode(bytes) {
+                Some(ev) => live.on_response(filter, &ev),
+                None => live.stats.bad_records += 1,
+            }) => r?,
+            r = events.next_batch(|bytes| on_event(bytes, sink)) => {
+                r?;
                 if let Err(e) = sink.flush() {
                     tracing::error!(error = %e, "flushing alerts failed");
                 }
             }
+            _ = tick.tick() => live.tick(filter),
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sighup.recv() => {
@@ -202,9 +253,18 @@ async fn event_loop(
             }
         }
     }
-    reader.drain(|a| {
-        let _ = sink.write(&a);
+    responses.drain(|bytes| {
+        if let Some(ev) = live::decode(bytes) {
+            live.on_response(filter, &ev);
+        }
     });
+    events.drain(|bytes| on_event(bytes, sink));
     sink.flush()?;
+    if let Some(e) = write_err {
+        tracing::error!(error = %e, "writing alerts failed");
+    }
+    if bad_events > 0 {
+        tracing::warn!(records = bad_events, "malformed event records skipped");
+    }
     Ok(())
 }

@@ -1,0 +1,517 @@
+//! DNS responses: pairing with the queries the program saw leave, learning referral glue in
+//! the kernel before the resolver can use it, and handing paired responses to userspace.
+//!
+//! Why here and not only in userspace: a resolver sends its next query to a freshly learned
+//! name server about 100 µs after the referral arrives; in enforce mode the glue must be in
+//! the allow map before that, so the program writes it while processing the referral itself.
+//! Userspace still does the full learning (NS names, bailiwick, glue-less follow-ups) and
+//! withdraws what it rejects.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_loop, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
+use nsdb_common::{
+    AllowEntry, Config, InflightKey, RESP_MSG_MAX, ResponseEvent, counter, kind, resp_flag,
+};
+
+use crate::{
+    ALLOW_V4, ALLOW_V6, CONFIG, INFLIGHT, MSG, PENDING_NS, RESPONSES, STATE, count, parse::Flow,
+};
+
+/// RRs walked in one response (answer + authority + additional). A root referral with 13 NS,
+/// 13 A and 13 AAAA records and an OPT record has 40.
+const MAX_RRS: u32 = 64;
+/// Labels followed in one owner name (RFC 1035 §3.1: at most 127 in 255 bytes).
+const MAX_LABELS: usize = 128;
+const MASK: usize = RESP_MSG_MAX - 1;
+
+const TYPE_A: u16 = 1;
+const TYPE_NS: u16 = 2;
+const TYPE_AAAA: u16 = 28;
+const CLASS_IN: u16 = 1;
+
+/// The key of the query this response answers.
+#[inline(always)]
+pub fn inflight_key(
+    family: u8,
+    client: &[u32; 4],
+    server: &[u32; 4],
+    port: u16,
+    id: u16,
+) -> InflightKey {
+    // SAFETY: [u32; 4] and [u8; 16] have the same size; the bytes are the packet's.
+    unsafe {
+        InflightKey {
+            client: core::mem::transmute::<[u32; 4], [u8; 16]>(*client),
+            server: core::mem::transmute::<[u32; 4], [u8; 16]>(*server),
+            client_port: port,
+            id,
+            family,
+            _pad: [0; 3],
+        }
+    }
+}
+
+#[inline(always)]
+fn u16_at(b: &[u8; RESP_MSG_MAX], off: usize) -> u16 {
+    u16::from_be_bytes([b[off & MASK], b[(off + 1) & MASK]])
+}
+
+#[inline(always)]
+fn u32_at(b: &[u8; RESP_MSG_MAX], off: usize) -> u32 {
+    u32::from_be_bytes([
+        b[off & MASK],
+        b[(off + 1) & MASK],
+        b[(off + 2) & MASK],
+        b[(off + 3) & MASK],
+    ])
+}
+
+/// The state of a walk over one response, in a per-CPU map rather than on the stack: the
+/// verifier treats map values as unknown numbers, so it checks each bpf_loop callback once
+/// instead of once per distinct value a stack slot could hold.
+#[repr(C)]
+pub struct WalkState {
+    /// Next RR's offset, the copy's length, answer and authority counts.
+    off: u32,
+    len: u32,
+    an: u32,
+    ns: u32,
+    /// An NS record was seen in the answer or authority section.
+    have_ns: u32,
+    /// The question name was pending: learn the answer's addresses.
+    pending: u32,
+    learned: u32,
+    /// The walk stopped early (malformed, or ran past the copy).
+    stopped: u32,
+    /// Name skip: offset, and 0 running / 1 done / 2 malformed.
+    s_off: u32,
+    s_done: u32,
+    /// Question-name hash: next byte, next label-length byte, end (0 until found), hash.
+    q_pos: u32,
+    q_label: u32,
+    q_end: u32,
+    _pad: u32,
+    q_hash: u64,
+}
+
+/// One label of a name (RFC 1035 §4.1.4: labels ending in a zero byte or in a 2-byte
+/// compression pointer).
+extern "C" fn skip_label(_i: u64, _ctx: *mut c_void) -> i64 {
+    let (Some(st), Some(b)) = (STATE.get_ptr_mut(0), MSG.get_ptr(0)) else {
+        return 1;
+    };
+    // SAFETY: this CPU's walk state and scratch copy of the message.
+    let (st, b) = unsafe { (&mut *st, &*b) };
+    let o = st.s_off as usize;
+    if o >= st.len as usize {
+        st.s_done = 2;
+        return 1;
+    }
+    let c = b[o & MASK] as u32;
+    if c == 0 {
+        st.s_off += 1;
+        st.s_done = 1;
+        return 1;
+    }
+    if c & 0xC0 == 0xC0 {
+        st.s_off += 2;
+        st.s_done = 1;
+        return 1;
+    }
+    if c & 0xC0 != 0 {
+        // Extended label types (RFC 6891 §5) are not used in practice: malformed.
+        st.s_done = 2;
+        return 1;
+    }
+    st.s_off += c + 1;
+    0
+}
+
+/// Reads a field of the walk state. The callbacks reach the state through the map, behind
+/// the compiler's back: around bpf_loop calls every access is volatile, so that no store is
+/// delayed past a call and no load is taken from before one.
+macro_rules! get {
+    ($st:expr, $f:ident) => {
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*$st).$f)) }
+    };
+}
+macro_rules! set {
+    ($st:expr, $f:ident, $v:expr) => {
+        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*$st).$f), $v) }
+    };
+}
+
+/// Offset just past the name at `off`; `None` if it is malformed or runs past the copy.
+#[inline(always)]
+fn skip_name(st: *mut WalkState, off: u32) -> Option<u32> {
+    set!(st, s_off, off);
+    set!(st, s_done, 0);
+    // SAFETY: the callback has the signature bpf_loop expects and takes no context.
+    unsafe {
+        bpf_loop(
+            MAX_LABELS as u32,
+            skip_label as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    if get!(st, s_done) == 1 {
+        Some(get!(st, s_off))
+    } else {
+        None
+    }
+}
+
+/// Expiry of a learned address: now + TTL clamped to the configured range, plus the grace.
+#[inline(always)]
+fn expiry(cfg: &Config, ttl: u32, now: u64) -> u64 {
+    let ttl = if ttl < cfg.min_ttl_s {
+        cfg.min_ttl_s
+    } else if ttl > cfg.max_ttl_s {
+        cfg.max_ttl_s
+    } else {
+        ttl
+    };
+    now + ttl as u64 * 1_000_000_000 + cfg.grace_ns
+}
+
+/// Allows an address until `expires`; only writes when that extends what is there. Returns
+/// true if it learned or refreshed something.
+#[inline(always)]
+fn learn_v4(addr: u32, expires: u64) -> bool {
+    // SAFETY: the value is copied out at once; a concurrent update only makes us write again.
+    match unsafe { ALLOW_V4.get(addr) } {
+        Some(e) if e.kind == kind::ROOT || e.expires_ns >= expires => false,
+        Some(e) => {
+            let _ = ALLOW_V4.insert(addr, AllowEntry::new(expires, e.kind), 0);
+            count(counter::GLUE_REFRESHED);
+            true
+        }
+        None => {
+            let _ = ALLOW_V4.insert(addr, AllowEntry::new(expires, kind::KERNEL_GLUE), 0);
+            count(counter::GLUE_LEARNED);
+            true
+        }
+    }
+}
+
+#[inline(always)]
+fn learn_v6(addr: [u32; 4], expires: u64) -> bool {
+    match unsafe { ALLOW_V6.get(addr) } {
+        Some(e) if e.kind == kind::ROOT || e.expires_ns >= expires => false,
+        Some(e) => {
+            let _ = ALLOW_V6.insert(addr, AllowEntry::new(expires, e.kind), 0);
+            count(counter::GLUE_REFRESHED);
+            true
+        }
+        None => {
+            let _ = ALLOW_V6.insert(addr, AllowEntry::new(expires, kind::KERNEL_GLUE), 0);
+            count(counter::GLUE_LEARNED);
+            true
+        }
+    }
+}
+
+/// One resource record per call.
+extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
+    let (Some(st), Some(b), Some(cfg)) = (STATE.get_ptr_mut(0), MSG.get_ptr(0), CONFIG.get(0))
+    else {
+        return 1;
+    };
+    // SAFETY: this CPU's walk state and scratch copy of the message.
+    let (st, b) = unsafe { (&mut *st, &*b) };
+    let len = st.len as usize;
+    let start = st.off;
+    let Some(off) = skip_name(st, start) else {
+        st.stopped = 1;
+        return 1;
+    };
+    let off = off as usize;
+    if off + 10 > len {
+        st.stopped = 1;
+        return 1;
+    }
+    let rtype = u16_at(b, off);
+    let class = u16_at(b, off + 2);
+    let ttl = u32_at(b, off + 4);
+    let rdlen = u16_at(b, off + 8) as usize;
+    let rdata = off + 10;
+    if rdata + rdlen > len {
+        st.stopped = 1;
+        return 1;
+    }
+    let i = index as u32;
+    let answer = i < st.an;
+    let additional = i >= st.an + st.ns;
+    if !additional && rtype == TYPE_NS {
+        st.have_ns = 1;
+    }
+    // Referral glue (RFC 1034 §4.2.1): addresses in the additional section of a response
+    // carrying NS records; and the answer to a pending glue-less NS name's lookup.
+    let take =
+        class == CLASS_IN && ((additional && st.have_ns != 0) || (answer && st.pending != 0));
+    if take {
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        let exp = expiry(cfg, ttl, now);
+        if rtype == TYPE_A && rdlen == 4 {
+            let a = [
+                b[rdata & MASK],
+                b[(rdata + 1) & MASK],
+                b[(rdata + 2) & MASK],
+                b[(rdata + 3) & MASK],
+            ];
+            if learn_v4(u32::from_ne_bytes(a), exp) {
+                st.learned += 1;
+            }
+        } else if rtype == TYPE_AAAA && rdlen == 16 {
+            let mut a = [0u32; 4];
+            for (k, w) in a.iter_mut().enumerate() {
+                let o = rdata + k * 4;
+                *w = u32::from_ne_bytes([
+                    b[o & MASK],
+                    b[(o + 1) & MASK],
+                    b[(o + 2) & MASK],
+                    b[(o + 3) & MASK],
+                ]);
+            }
+            if learn_v6(a, exp) {
+                st.learned += 1;
+            }
+        }
+    }
+    st.off = (rdata + rdlen) as u32;
+    0
+}
+
+/// One byte of the question name, hashed: FNV-1a of the lower-cased wire name, the
+/// PENDING_NS key (`nsdb_common::name_hash`).
+extern "C" fn qname_byte(_i: u64, _ctx: *mut c_void) -> i64 {
+    let (Some(st), Some(b)) = (STATE.get_ptr_mut(0), MSG.get_ptr(0)) else {
+        return 1;
+    };
+    // SAFETY: this CPU's walk state and scratch copy of the message.
+    let (st, b) = unsafe { (&mut *st, &*b) };
+    let o = st.q_pos as usize;
+    if o >= st.len as usize {
+        return 1;
+    }
+    let c = b[o & MASK];
+    if st.q_pos == st.q_label {
+        if c & 0xC0 != 0 {
+            return 1;
+        }
+        st.q_label = st.q_pos + c as u32 + 1;
+    }
+    let l = if c.is_ascii_uppercase() { c + 32 } else { c };
+    st.q_hash = (st.q_hash ^ l as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    st.q_pos += 1;
+    if c == 0 && st.q_pos == st.q_label {
+        st.q_end = st.q_pos;
+        return 1;
+    }
+    0
+}
+
+/// Handles a UDP DNS response (QR=1) from port 53 whose message starts at `dns`.
+#[inline(always)]
+pub fn handle(
+    ctx: &XdpContext,
+    flow: &Flow,
+    sport: u16,
+    dport: u16,
+    id_raw: u16,
+    dns: usize,
+) -> u32 {
+    let key = inflight_key(flow.family, &flow.dst, &flow.src, dport.to_be(), id_raw);
+    let query_ts = match unsafe { INFLIGHT.get(&key) } {
+        Some(t) => *t,
+        None => {
+            count(counter::RESP_UNSOLICITED);
+            return xdp_action::XDP_PASS;
+        }
+    };
+    // One response per query: a second (replayed or spoofed) copy teaches nothing.
+    let _ = INFLIGHT.remove(&key);
+    count(counter::RESP_PAIRED);
+    let Some(cfg) = CONFIG.get(0) else {
+        count(counter::INTERNAL_ERROR);
+        return xdp_action::XDP_PASS;
+    };
+    let total = ctx.data_end().saturating_sub(ctx.data() + dns);
+    let len = if total > RESP_MSG_MAX {
+        RESP_MSG_MAX
+    } else {
+        total
+    };
+    if len < 12 {
+        return xdp_action::XDP_PASS;
+    }
+    // As in query.rs: restate 1..=RESP_MSG_MAX in a form the verifier tracks.
+    let len = ((core::hint::black_box(len) - 1) & MASK) + 1;
+    let mut flags = if total > RESP_MSG_MAX {
+        resp_flag::TRUNCATED_COPY
+    } else {
+        0
+    };
+    let mut learned = 0u32;
+    if cfg.learn != 0 {
+        if let (Some(b), Some(st)) = (MSG.get_ptr_mut(0), STATE.get_ptr_mut(0)) {
+            // SAFETY: this CPU's scratch buffer; `len` fits it.
+            let b = unsafe { &mut *b };
+            let rc = unsafe {
+                bpf_xdp_load_bytes(ctx.ctx, dns as u32, b.as_mut_ptr().cast(), len as u32)
+            };
+            if rc == 0 {
+                walk_message(cfg, st, b, len);
+                learned = get!(st, learned);
+                if get!(st, stopped) != 0 || total > RESP_MSG_MAX {
+                    count(counter::RESP_WALK_LIMIT);
+                }
+                if get!(st, pending) != 0 {
+                    flags |= resp_flag::PENDING_HIT;
+                }
+                if learned != 0 {
+                    flags |= resp_flag::KERNEL_LEARNED;
+                }
+            }
+        }
+    }
+    send(
+        ctx, flow, sport, dport, dns, len, total, query_ts, flags, learned,
+    );
+    xdp_action::XDP_PASS
+}
+
+/// Walks the copy of a paired response in MSG, learning what it carries; the outcome is left
+/// in the walk state (`learned`, `pending`, `stopped`).
+#[inline(always)]
+fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: usize) {
+    let qd = u16_at(b, 4);
+    let an = u16_at(b, 6) as u32;
+    let ns = u16_at(b, 8) as u32;
+    let ar = u16_at(b, 10) as u32;
+    let init = WalkState {
+        off: 0,
+        len: len as u32,
+        an,
+        ns,
+        have_ns: 0,
+        pending: 0,
+        learned: 0,
+        stopped: 0,
+        s_off: 0,
+        s_done: 0,
+        q_pos: 12,
+        q_label: 12,
+        q_end: 0,
+        _pad: 0,
+        q_hash: 0xcbf2_9ce4_8422_2325,
+    };
+    // SAFETY: `st` is this CPU's walk state (see `get!`).
+    unsafe { core::ptr::write_volatile(st, init) };
+    // Exactly one question in practice (RFC 9619); anything else is not walked.
+    if qd != 1 {
+        set!(st, stopped, 1);
+        return;
+    }
+    // The question name: at most 255 bytes (RFC 1035 §3.1). Hashed byte by byte only when
+    // glue-less NS names are pending; otherwise skipped label by label.
+    let qend = if cfg.pending != 0 {
+        // SAFETY: the callback has the signature bpf_loop expects and takes no context.
+        unsafe { bpf_loop(256, qname_byte as *mut c_void, core::ptr::null_mut(), 0) };
+        let end = get!(st, q_end);
+        if end == 0 {
+            None
+        } else {
+            let h = get!(st, q_hash);
+            if let Some(exp) = unsafe { PENDING_NS.get(h) } {
+                if unsafe { bpf_ktime_get_coarse_ns() } < *exp {
+                    set!(st, pending, 1);
+                    count(counter::PENDING_LEARNED);
+                }
+            }
+            Some(end)
+        }
+    } else {
+        skip_name(st, 12)
+    };
+    let Some(qend) = qend else {
+        set!(st, stopped, 1);
+        return;
+    };
+    set!(st, off, qend + 4);
+    let total = an + ns + ar;
+    if total > MAX_RRS {
+        set!(st, stopped, 1);
+    }
+    let n = if total > MAX_RRS { MAX_RRS } else { total };
+    if n > 0 {
+        // SAFETY: the callback has the signature bpf_loop expects and takes no context.
+        unsafe { bpf_loop(n, walk_rr as *mut c_void, core::ptr::null_mut(), 0) };
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn send(
+    ctx: &XdpContext,
+    flow: &Flow,
+    sport: u16,
+    dport: u16,
+    dns: usize,
+    len: usize,
+    total: usize,
+    query_ts: u64,
+    flags: u8,
+    learned: u32,
+) {
+    let Some(mut entry) = RESPONSES.reserve::<ResponseEvent>(0) else {
+        count(counter::RESP_LOST);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: a reserved, exclusively owned ring-buffer record of the right size; `len` is in
+    // 1..=RESP_MSG_MAX, the size of `msg`.
+    let rc = unsafe {
+        (*ev).ts_ns = bpf_ktime_get_boot_ns();
+        (*ev).query_ts_ns = query_ts;
+        (*ev).ifindex = (*ctx.ctx).ingress_ifindex;
+        (*ev).family = flow.family;
+        (*ev).flags = flags;
+        (*ev).learned = if learned > 255 { 255 } else { learned as u8 };
+        (*ev)._pad = 0;
+        (*ev).client = core::mem::transmute::<[u32; 4], [u8; 16]>(flow.dst);
+        (*ev).server = core::mem::transmute::<[u32; 4], [u8; 16]>(flow.src);
+        (*ev).client_port = dport;
+        (*ev).server_port = sport;
+        (*ev).msg_len = len as u16;
+        (*ev).orig_len = if total > 0xffff { 0xffff } else { total as u16 };
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            dns as u32,
+            (*ev).msg.as_mut_ptr().cast(),
+            len as u32,
+        )
+    };
+    if rc != 0 {
+        entry.discard(0);
+        count(counter::RESP_LOST);
+        return;
+    }
+    entry.submit(0);
+    count(counter::RESP_SENT);
+}
+
+/// Remembers an outbound query for pairing its response.
+#[inline(always)]
+pub fn remember(flow: &Flow, sport: u16, id_raw: u16) {
+    let key = inflight_key(flow.family, &flow.src, &flow.dst, sport.to_be(), id_raw);
+    // The coarse clock: this runs for every passed query.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let _ = INFLIGHT.insert(&key, now, 0);
+}

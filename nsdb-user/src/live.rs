@@ -1,0 +1,307 @@
+//! Live learning: paired responses from the XDP program go through the same learning engine
+//! as offline captures; what it learns goes into the allow maps and the history database.
+//!
+//! The program has already learned referral glue by itself (race-free); here userspace
+//! confirms it (setting the engine's expiry), withdraws what the engine rejects (out of
+//! bailiwick, not an NS of the referral), marks glue-less NS names as pending so that the
+//! program learns their addresses from the lookup's answer, and ages entries out.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashSet},
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use nsdb_common::{ResponseEvent, kind, resp_flag};
+
+use crate::{
+    clock,
+    learn::{Engine, Learned},
+    loader::{self, Filter},
+    store::Writer,
+    wire::{self, Message, NameBuf, Section},
+};
+
+/// What live learning did, for logs and metrics.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct LiveStats {
+    /// Paired responses received from the program.
+    pub responses: u64,
+    /// Responses too short to hold a DNS message.
+    pub bad_records: u64,
+    /// Addresses the engine learned or refreshed and userspace wrote to the maps.
+    pub allowed: u64,
+    /// Addresses the program learned that the engine rejected, removed from the maps.
+    pub withdrawn: u64,
+    /// Glue-less NS names marked as pending for the program.
+    pub pending_marked: u64,
+    /// Entries removed from the maps because they expired.
+    pub expired: u64,
+    /// Database write errors (learning goes on in memory).
+    pub db_errors: u64,
+}
+
+/// The live learner, driven by the daemon's event loop.
+pub struct LiveLearner {
+    engine: Engine,
+    writer: Option<Writer>,
+    /// Map entries userspace wrote, by expiry (CLOCK_MONOTONIC_COARSE ns), for aging.
+    expiries: BinaryHeap<Reverse<(u64, IpAddr)>>,
+    last_full_sweep: Instant,
+    /// Learning latency samples: response arrival (boot ns) to map update, in µs.
+    latencies_us: Vec<u64>,
+    pub stats: LiveStats,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// Wall-clock Unix ms of a CLOCK_MONOTONIC_COARSE stamp.
+fn mono_to_unix_ms(mono_ns: u64) -> u64 {
+    let now_mono = clock::mono_ns();
+    let now_ms = unix_ms(SystemTime::now());
+    now_ms.saturating_sub(now_mono.saturating_sub(mono_ns) / 1_000_000)
+}
+
+/// Wire format of a presentation-format name (as the wire parser prints it).
+fn to_wire(name: &str) -> Vec<u8> {
+    let mut w = Vec::with_capacity(name.len() + 2);
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        let l = &label.as_bytes()[..label.len().min(63)];
+        w.push(l.len() as u8);
+        w.extend_from_slice(l);
+    }
+    w.push(0);
+    w
+}
+
+impl LiveLearner {
+    pub fn new(engine: Engine, writer: Option<Writer>) -> Self {
+        Self {
+            engine,
+            writer,
+            expiries: BinaryHeap::new(),
+            last_full_sweep: Instant::now(),
+            latencies_us: Vec::new(),
+            stats: LiveStats::default(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Allows an address the engine learned, until the engine's expiry.
+    fn allow(&mut self, filter: &mut Filter, l: &Learned) {
+        let exp = clock::wall_ms_to_mono(l.expires_ms);
+        let current = filter.allowed(l.addr);
+        if current.is_some_and(|e| e.kind == kind::ROOT) {
+            return;
+        }
+        if let Err(e) = filter.allow(l.addr, exp, kind::GLUE) {
+            tracing::error!(addr = %l.addr, error = %e, "cannot write the allow map");
+            return;
+        }
+        self.expiries.push(Reverse((exp, l.addr)));
+        self.stats.allowed += 1;
+    }
+
+    /// One paired response from the program.
+    pub fn on_response(&mut self, filter: &mut Filter, ev: &ResponseEvent) {
+        self.stats.responses += 1;
+        let len = usize::from(ev.msg_len).min(ev.msg.len());
+        let msg = &ev.msg[..len];
+        if len < 12 {
+            self.stats.bad_records += 1;
+            return;
+        }
+        let client = SocketAddr::new(loader::event_addr(ev.family, &ev.client), ev.client_port);
+        let server = SocketAddr::new(loader::event_addr(ev.family, &ev.server), ev.server_port);
+        let ts_ms = unix_ms(clock::boot_to_wall(ev.ts_ns));
+        let query_ms = mono_to_unix_ms(ev.query_ts_ns).min(ts_ms);
+        // The program paired this response with the query it saw leave; the query carried the
+        // same id and question, so the response stands in for it here.
+        self.engine.on_query(query_ms, client, server, msg);
+        let learned = self.engine.on_response(ts_ms, server, client, msg);
+        let mut taught: HashSet<IpAddr> = HashSet::new();
+        for l in &learned {
+            taught.insert(l.addr);
+            self.allow(filter, l);
+        }
+        if !learned.is_empty() {
+            let lat = clock::boot_ns().saturating_sub(ev.ts_ns) / 1000;
+            if self.latencies_us.len() < 1 << 20 {
+                self.latencies_us.push(lat);
+            }
+        }
+        if ev.flags & resp_flag::KERNEL_LEARNED != 0 {
+            self.withdraw_rejected(
+                filter,
+                msg,
+                ev.flags & resp_flag::PENDING_HIT != 0,
+                &taught,
+                ts_ms,
+            );
+        }
+        self.mark_glueless(filter, msg);
+        if let Some(w) = &mut self.writer {
+            if let Err(e) = w.push(self.engine.take_rows()) {
+                self.stats.db_errors += 1;
+                tracing::error!(error = %e, "writing the history database failed; learning goes on in memory");
+            }
+        } else {
+            let _ = self.engine.take_rows();
+        }
+    }
+
+    /// Removes what the program learned from `msg` that the engine did not accept.
+    fn withdraw_rejected(
+        &mut self,
+        filter: &mut Filter,
+        msg: &[u8],
+        pending_hit: bool,
+        taught: &HashSet<IpAddr>,
+        now_ms: u64,
+    ) {
+        let Ok(m) = Message::parse(msg) else { return };
+        let mut have_ns = false;
+        let mut candidates = Vec::new();
+        for rec in m.records() {
+            let Ok(rec) = rec else { break };
+            match rec.section {
+                Section::Answer | Section::Authority if rec.rtype == 2 => have_ns = true,
+                _ => {}
+            }
+            let take = (rec.section == Section::Additional && have_ns)
+                || (rec.section == Section::Answer && pending_hit);
+            if take && rec.class == 1 {
+                if let Ok(Some(a)) = rec.addr(msg) {
+                    candidates.push(a);
+                }
+            }
+        }
+        for a in candidates {
+            if taught.contains(&a) || self.engine.is_registered(a, now_ms).is_some() {
+                continue;
+            }
+            if filter
+                .allowed(a)
+                .is_some_and(|e| e.kind == kind::KERNEL_GLUE)
+                && filter.disallow(a)
+            {
+                self.stats.withdrawn += 1;
+                tracing::debug!(addr = %a, "withdrew glue the engine rejected");
+            }
+        }
+    }
+
+    /// Marks NS names of a referral that came without glue, so the program learns their
+    /// addresses from the resolver's lookup (which follows within a round trip).
+    fn mark_glueless(&mut self, filter: &mut Filter, msg: &[u8]) {
+        let Ok(m) = Message::parse(msg) else { return };
+        let mut ns_names: Vec<String> = Vec::new();
+        let mut glue: HashSet<String> = HashSet::new();
+        let mut name = NameBuf::default();
+        for rec in m.records() {
+            let Ok(rec) = rec else { break };
+            match (rec.section, rec.rtype) {
+                (Section::Authority | Section::Answer, 2) => {
+                    if rec.target(msg, &mut name).is_ok() {
+                        ns_names.push(name.as_str().to_ascii_lowercase());
+                    }
+                }
+                (Section::Additional, 1 | 28) => {
+                    if wire::read_name(msg, rec.name_off, &mut name).is_ok() {
+                        glue.insert(name.as_str().to_ascii_lowercase());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let window = self.engine.config().glueless_window_ms;
+        let until = clock::mono_ns() + window * 1_000_000;
+        for ns in ns_names.iter().filter(|n| !glue.contains(*n)) {
+            if filter.add_pending(&to_wire(ns), until).is_ok() {
+                self.stats.pending_marked += 1;
+            }
+        }
+    }
+
+    /// Periodic work: age entries out of the maps, drop stale pending names, commit the
+    /// database batch.
+    pub fn tick(&mut self, filter: &mut Filter) {
+        let now = clock::mono_ns();
+        while let Some(Reverse((exp, addr))) = self.expiries.peek().copied() {
+            if exp > now {
+                break;
+            }
+            self.expiries.pop();
+            match filter.allowed(addr) {
+                // The program or a later response extended it: look again then.
+                Some(e) if e.expires_ns > now && e.expires_ns != u64::MAX => {
+                    self.expiries.push(Reverse((e.expires_ns, addr)));
+                }
+                Some(e) if e.kind != kind::ROOT && e.expires_ns <= now => {
+                    if filter.disallow(addr) {
+                        self.stats.expired += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Entries the program learned that userspace never heard of (a lost ring-buffer
+        // record): a slower full sweep finds them.
+        if self.last_full_sweep.elapsed() >= Duration::from_secs(30) {
+            self.last_full_sweep = Instant::now();
+            for (addr, e) in filter.allow_entries() {
+                if e.kind != kind::ROOT && e.expires_ns <= now && filter.disallow(addr) {
+                    self.stats.expired += 1;
+                }
+            }
+        }
+        if let Err(e) = filter.sweep_pending(now) {
+            tracing::warn!(error = %e, "sweeping pending NS names failed");
+        }
+        if let Some(w) = &mut self.writer {
+            if let Err(e) = w.tick() {
+                self.stats.db_errors += 1;
+                tracing::error!(error = %e, "writing the history database failed; learning goes on in memory");
+            }
+        }
+    }
+
+    /// Learning latency (response arrival to map update), p50 and p99 in µs.
+    pub fn latency_percentiles(&self) -> Option<(u64, u64)> {
+        if self.latencies_us.is_empty() {
+            return None;
+        }
+        let mut v = self.latencies_us.clone();
+        v.sort_unstable();
+        let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some((p(0.5), p(0.99)))
+    }
+
+    /// Commits what is pending to the database (on shutdown).
+    pub fn finish(self) -> anyhow::Result<()> {
+        if let Some(w) = self.writer {
+            let store = w.finish()?;
+            store.checkpoint()?;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a raw RESPONSES ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Option<ResponseEvent> {
+    if bytes.len() < size_of::<ResponseEvent>() {
+        return None;
+    }
+    // SAFETY: the length was checked; ResponseEvent is plain old data.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+}

@@ -1,0 +1,272 @@
+//! The XDP program's own learning under BPF_PROG_TEST_RUN: responses are paired with the
+//! queries it saw leave, referral glue is in the allow map by the time the program returns,
+//! and unsolicited, spoofed or replayed responses teach nothing.
+
+use aya::programs::{TestRun, TestRunOptions};
+use nsdb::{
+    clock, live,
+    loader::{Filter, Sizes},
+};
+use nsdb_common::{counter as c, kind, mode, resp_flag};
+use nsdb_tests::packet::*;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const RESOLVER: &str = "192.0.2.53";
+const ROOT: &str = "198.51.100.1";
+const GLUE4: &str = "203.0.113.10";
+const GLUE6: &str = "2001:db8:99::10";
+
+struct Fx {
+    filter: Filter,
+    responses: aya::maps::RingBuf<aya::maps::MapData>,
+}
+
+impl Fx {
+    fn new() -> Self {
+        let mut filter = Filter::load(Sizes {
+            allow_entries: 1024,
+        })
+        .expect("loading the XDP program");
+        filter.set_mode(mode::ENFORCE).unwrap();
+        filter.set_learning(true, 1, 86400, 0).unwrap();
+        filter
+            .add_internal("192.0.2.0/24".parse().unwrap())
+            .unwrap();
+        filter
+            .allow(ROOT.parse().unwrap(), u64::MAX, kind::ROOT)
+            .unwrap();
+        let responses = filter.take_responses().unwrap();
+        Fx { filter, responses }
+    }
+    fn run(&self, pkt: &[u8]) -> u32 {
+        let opts = TestRunOptions {
+            data_in: Some(pkt),
+            repeat: 1,
+            ..Default::default()
+        };
+        self.filter
+            .program()
+            .test_run(opts)
+            .expect("BPF_PROG_TEST_RUN")
+            .return_value
+    }
+    fn query(&self, dst: &str, port: u16, id: u16, name: &str, qtype: u16) -> u32 {
+        self.run(&frame(
+            &[],
+            &L3::v4(RESOLVER, dst),
+            &udp(port, 53, &dns_query(id, name, qtype)),
+        ))
+    }
+    fn response(&self, src: &str, port: u16, msg: &[u8]) -> u32 {
+        self.run(&frame(&[], &L3::v4(src, RESOLVER), &udp(53, port, msg)))
+    }
+    fn count(&self, i: u32) -> u64 {
+        self.filter.counters().unwrap().get(i)
+    }
+    fn records(&mut self) -> Vec<nsdb_common::ResponseEvent> {
+        let mut v = Vec::new();
+        while let Some(item) = self.responses.next() {
+            v.push(live::decode(&item).expect("a whole response record"));
+        }
+        v
+    }
+}
+
+fn referral(id: u16) -> Vec<u8> {
+    dns_message(
+        id,
+        "www.example.test",
+        1,
+        &[],
+        &[
+            Rr::ns("test", 172800, "a.nic.test"),
+            Rr::ns("test", 172800, "b.nic.test"),
+        ],
+        &[
+            Rr::a("a.nic.test", 172800, GLUE4),
+            Rr::aaaa("a.nic.test", 172800, GLUE6),
+        ],
+    )
+}
+
+#[test]
+fn referral_glue_is_allowed_before_the_resolver_can_use_it() {
+    let mut fx = Fx::new();
+    // Before: the glue address is unknown.
+    assert_eq!(fx.query(GLUE4, 1000, 1, "www.example.test", 1), XDP_DROP);
+    assert_eq!(
+        fx.query(ROOT, 40000, 0x1234, "www.example.test", 1),
+        XDP_PASS
+    );
+    let msg = referral(0x1234);
+    assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS);
+    assert_eq!(fx.count(c::RESP_PAIRED), 1);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 2, "the A and the AAAA glue");
+    // The very next query to the glue address passes: learned while the referral was processed.
+    assert_eq!(fx.query(GLUE4, 40001, 2, "www.example.test", 1), XDP_PASS);
+    let v6 = frame(
+        &[],
+        &L3::v6("2001:db8:1::53", GLUE6),
+        &udp(40002, 53, &dns_query(3, "www.example.test", 1)),
+    );
+    assert_eq!(fx.run(&v6), XDP_PASS);
+    let e = fx.filter.allowed(GLUE4.parse().unwrap()).unwrap();
+    assert_eq!(e.kind, kind::KERNEL_GLUE);
+    let ttl_left = e.expires_ns.saturating_sub(clock::mono_ns()) / 1_000_000_000;
+    // The glue's TTL (172800 s) clamped to the configured maximum (86400 s).
+    assert!(
+        (86390..=86400).contains(&ttl_left),
+        "expiry follows the clamped TTL: {ttl_left} s"
+    );
+    // Userspace gets the paired response, whole, with what the program did.
+    let recs = fx.records();
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(&r.msg[..r.msg_len as usize], &msg[..]);
+    assert_eq!((r.client_port, r.server_port, r.learned), (40000, 53, 2));
+    assert_ne!(r.flags & resp_flag::KERNEL_LEARNED, 0);
+    assert_eq!(&r.server[..4], &[198, 51, 100, 1]);
+}
+
+#[test]
+fn unsolicited_spoofed_and_replayed_responses_teach_nothing() {
+    let mut fx = Fx::new();
+    // No query at all.
+    assert_eq!(fx.response(ROOT, 40000, &referral(7)), XDP_PASS);
+    // A query, then responses with the wrong id, the wrong port, from the wrong server.
+    assert_eq!(fx.query(ROOT, 40000, 7, "www.example.test", 1), XDP_PASS);
+    assert_eq!(fx.response(ROOT, 40000, &referral(8)), XDP_PASS);
+    assert_eq!(fx.response(ROOT, 40001, &referral(7)), XDP_PASS);
+    assert_eq!(fx.response("198.51.100.2", 40000, &referral(7)), XDP_PASS);
+    assert_eq!(fx.count(c::RESP_UNSOLICITED), 4);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 0);
+    assert_eq!(
+        fx.query(GLUE4, 1000, 1, "x.test", 1),
+        XDP_DROP,
+        "nothing was learned"
+    );
+    // The genuine response teaches; a replay of it afterwards is unsolicited.
+    assert_eq!(fx.response(ROOT, 40000, &referral(7)), XDP_PASS);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 2);
+    assert_eq!(fx.response(ROOT, 40000, &referral(7)), XDP_PASS);
+    assert_eq!(fx.count(c::RESP_UNSOLICITED), 5);
+    assert_eq!(fx.count(c::RESP_PAIRED), 1);
+    assert_eq!(
+        fx.records().len(),
+        1,
+        "only the paired response reaches userspace"
+    );
+}
+
+#[test]
+fn addresses_in_answers_are_not_glue() {
+    let mut fx = Fx::new();
+    assert_eq!(fx.query(ROOT, 40000, 9, "www.example.test", 1), XDP_PASS);
+    // An answer (no NS records) with an address in the additional section: nothing to learn.
+    let msg = dns_message(
+        9,
+        "www.example.test",
+        1,
+        &[Rr::a("www.example.test", 300, "203.0.113.80")],
+        &[],
+        &[Rr::a("x.example.test", 300, GLUE4)],
+    );
+    assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS);
+    assert_eq!(fx.count(c::RESP_PAIRED), 1);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 0);
+    assert_eq!(fx.query("203.0.113.80", 1, 1, "x.test", 1), XDP_DROP);
+    let r = fx.records();
+    assert_eq!(
+        (
+            r.len(),
+            r[0].learned,
+            r[0].flags & resp_flag::KERNEL_LEARNED
+        ),
+        (1, 0, 0)
+    );
+}
+
+#[test]
+fn pending_glueless_ns_name_is_learned_from_its_lookup() {
+    let mut fx = Fx::new();
+    // Userspace marks ns1.other.test (a glue-less NS name) as pending.
+    fx.filter
+        .add_pending(
+            &wire_name("NS1.Other.Test"),
+            clock::mono_ns() + 2_000_000_000,
+        )
+        .unwrap();
+    assert_eq!(fx.query(ROOT, 40000, 11, "ns1.other.test", 1), XDP_PASS);
+    let msg = dns_message(
+        11,
+        "ns1.other.test",
+        1,
+        &[Rr::a("ns1.other.test", 3600, "203.0.113.99")],
+        &[],
+        &[],
+    );
+    assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS);
+    assert_eq!(fx.count(c::PENDING_LEARNED), 1);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 1);
+    assert_eq!(
+        fx.query("203.0.113.99", 40001, 12, "www.other.test", 1),
+        XDP_PASS
+    );
+    // A lookup of a name that is not pending teaches nothing.
+    assert_eq!(fx.query(ROOT, 40000, 13, "www.other.test", 1), XDP_PASS);
+    let msg = dns_message(
+        13,
+        "www.other.test",
+        1,
+        &[Rr::a("www.other.test", 3600, "203.0.113.98")],
+        &[],
+        &[],
+    );
+    assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 1);
+    assert_eq!(fx.records().len(), 2);
+}
+
+#[test]
+fn root_referral_with_13_glue_pairs_is_learned_whole() {
+    let mut fx = Fx::new();
+    let letters = "abcdefghijklm";
+    let ns: Vec<Rr> = letters
+        .chars()
+        .map(|l| Rr::ns("test", 172800, &format!("{l}.nic.test")))
+        .collect();
+    let mut glue = Vec::new();
+    for (i, l) in letters.chars().enumerate() {
+        glue.push(Rr::a(
+            &format!("{l}.nic.test"),
+            172800,
+            &format!("198.18.0.{}", i + 1),
+        ));
+        glue.push(Rr::aaaa(
+            &format!("{l}.nic.test"),
+            172800,
+            &format!("2001:db8:18::{}", i + 1),
+        ));
+    }
+    let msg = dns_message(21, "www.example.test", 1, &[], &ns, &glue);
+    assert!(msg.len() > 512);
+    assert_eq!(fx.query(ROOT, 40000, 21, "www.example.test", 1), XDP_PASS);
+    assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 26);
+    assert_eq!(fx.count(c::RESP_WALK_LIMIT), 0);
+    for i in 1..=13 {
+        assert_eq!(
+            fx.query(&format!("198.18.0.{i}"), 40001, 1, "x.test", 1),
+            XDP_PASS,
+            "glue {i}"
+        );
+    }
+    // The same referral again (a second query) refreshes nothing: the expiry is not later.
+    assert_eq!(fx.query(ROOT, 40002, 22, "www.example.test", 1), XDP_PASS);
+    let mut again = msg.clone();
+    again[..2].copy_from_slice(&22u16.to_be_bytes());
+    assert_eq!(fx.response(ROOT, 40002, &again), XDP_PASS);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 26);
+    assert_eq!(fx.records().len(), 2);
+}
