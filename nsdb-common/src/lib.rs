@@ -249,7 +249,10 @@ pub mod counter {
     pub const RESP_LOST: u32 = QUERY_COUNTERS + 18;
     /// Paired responses handed to userspace.
     pub const RESP_SENT: u32 = QUERY_COUNTERS + 19;
-    pub const COUNT: u32 = QUERY_COUNTERS + 20;
+    /// Paired responses from an unknown destination (its query passed in monitor mode): they
+    /// teach nothing, so that a C&C server cannot register itself.
+    pub const RESP_UNTRUSTED: u32 = QUERY_COUNTERS + 20;
+    pub const COUNT: u32 = QUERY_COUNTERS + 21;
 
     /// Names of the counters after the query counters, in index order.
     pub const OTHER_NAMES: [&str; (COUNT - QUERY_COUNTERS) as usize] = [
@@ -273,6 +276,7 @@ pub mod counter {
         "response_walk_limit",
         "responses_lost",
         "responses_sent",
+        "responses_untrusted",
     ];
 }
 
@@ -345,6 +349,23 @@ pub mod resp_flag {
     pub const PENDING_HIT: u8 = 4;
 }
 
+/// Why the program stopped walking a response before its end (`ResponseEvent::stop`).
+pub mod walk_stop {
+    pub const NONE: u8 = 0;
+    /// Not exactly one question.
+    pub const QDCOUNT: u8 = 1;
+    /// The question name could not be read.
+    pub const QNAME: u8 = 2;
+    /// An owner name could not be read.
+    pub const OWNER: u8 = 3;
+    /// A record's fixed fields ran past the copy.
+    pub const RR_HEADER: u8 = 4;
+    /// A record's data ran past the copy.
+    pub const RDATA: u8 = 5;
+    /// More records than the program walks.
+    pub const TOO_MANY_RRS: u8 = 6;
+}
+
 /// A paired response, handed to userspace through the RESPONSES ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -359,7 +380,8 @@ pub struct ResponseEvent {
     pub flags: u8,
     /// How many addresses the program learned (new or refreshed) from it.
     pub learned: u8,
-    pub _pad: u8,
+    /// Why the program's walk stopped early ([`walk_stop`]), 0 if it did not.
+    pub stop: u8,
     pub client: [u8; 16],
     pub server: [u8; 16],
     /// Host byte order.

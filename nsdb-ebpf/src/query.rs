@@ -55,7 +55,7 @@ pub fn check(
             transport,
         ));
         if transport == transport::UDP {
-            response::remember(flow, sport, dns_id.to_be());
+            response::remember(flow, sport, dns_id.to_be(), true);
         }
         return xdp_action::XDP_PASS;
     }
@@ -92,8 +92,9 @@ pub fn check(
         ctx, cfg, flow, transport, sport, dport, dns_id, &q, scratch, act,
     );
     if act == action::PASS && transport == transport::UDP {
-        // Monitor mode (or a malformed query): it leaves, so its response may teach.
-        response::remember(flow, sport, dns_id.to_be());
+        // Monitor mode (or a malformed query): it leaves, so its response is paired, but an
+        // unknown server's answer never teaches.
+        response::remember(flow, sport, dns_id.to_be(), false);
     }
     if act == action::DROP {
         xdp_action::XDP_DROP

@@ -228,12 +228,12 @@ extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
     let len = st.len as usize;
     let start = st.off;
     let Some(off) = skip_name(st, start) else {
-        st.stopped = 1;
+        st.stopped = 3;
         return 1;
     };
     let off = off as usize;
     if off + 10 > len {
-        st.stopped = 1;
+        st.stopped = 4;
         return 1;
     }
     let rtype = u16_at(b, off);
@@ -242,7 +242,7 @@ extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
     let rdlen = u16_at(b, off + 8) as usize;
     let rdata = off + 10;
     if rdata + rdlen > len {
-        st.stopped = 1;
+        st.stopped = 5;
         return 1;
     }
     let i = index as u32;
@@ -338,6 +338,11 @@ pub fn handle(
     // One response per query: a second (replayed or spoofed) copy teaches nothing.
     let _ = INFLIGHT.remove(&key);
     count(counter::RESP_PAIRED);
+    if query_ts & 1 == 0 {
+        count(counter::RESP_UNTRUSTED);
+        return xdp_action::XDP_PASS;
+    }
+    let query_ts = query_ts & !1;
     let Some(cfg) = CONFIG.get(0) else {
         count(counter::INTERNAL_ERROR);
         return xdp_action::XDP_PASS;
@@ -359,6 +364,7 @@ pub fn handle(
         0
     };
     let mut learned = 0u32;
+    let mut stop = 0u8;
     if cfg.learn != 0 {
         if let (Some(b), Some(st)) = (MSG.get_ptr_mut(0), STATE.get_ptr_mut(0)) {
             // SAFETY: this CPU's scratch buffer; `len` fits it.
@@ -369,7 +375,8 @@ pub fn handle(
             if rc == 0 {
                 walk_message(cfg, st, b, len);
                 learned = get!(st, learned);
-                if get!(st, stopped) != 0 || total > RESP_MSG_MAX {
+                stop = get!(st, stopped) as u8;
+                if stop != 0 || total > RESP_MSG_MAX {
                     count(counter::RESP_WALK_LIMIT);
                 }
                 if get!(st, pending) != 0 {
@@ -382,7 +389,7 @@ pub fn handle(
         }
     }
     send(
-        ctx, flow, sport, dport, dns, len, total, query_ts, flags, learned,
+        ctx, flow, sport, dport, dns, len, total, query_ts, flags, learned, stop,
     );
     xdp_action::XDP_PASS
 }
@@ -441,13 +448,13 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
         skip_name(st, 12)
     };
     let Some(qend) = qend else {
-        set!(st, stopped, 1);
+        set!(st, stopped, 2);
         return;
     };
     set!(st, off, qend + 4);
     let total = an + ns + ar;
     if total > MAX_RRS {
-        set!(st, stopped, 1);
+        set!(st, stopped, 6);
     }
     let n = if total > MAX_RRS { MAX_RRS } else { total };
     if n > 0 {
@@ -469,6 +476,7 @@ fn send(
     query_ts: u64,
     flags: u8,
     learned: u32,
+    stop: u8,
 ) {
     let Some(mut entry) = RESPONSES.reserve::<ResponseEvent>(0) else {
         count(counter::RESP_LOST);
@@ -484,7 +492,7 @@ fn send(
         (*ev).family = flow.family;
         (*ev).flags = flags;
         (*ev).learned = if learned > 255 { 255 } else { learned as u8 };
-        (*ev)._pad = 0;
+        (*ev).stop = stop;
         (*ev).client = core::mem::transmute::<[u32; 4], [u8; 16]>(flow.dst);
         (*ev).server = core::mem::transmute::<[u32; 4], [u8; 16]>(flow.src);
         (*ev).client_port = dport;
@@ -507,11 +515,14 @@ fn send(
     count(counter::RESP_SENT);
 }
 
-/// Remembers an outbound query for pairing its response.
+/// Remembers an outbound query for pairing its response. `trusted`: the destination was a
+/// registered, exempt or internal server. A response from an unknown destination (a query
+/// that monitor mode let through) is paired but never teaches: otherwise a C&C server could
+/// register itself by answering with NS records and glue pointing at its own address.
 #[inline(always)]
-pub fn remember(flow: &Flow, sport: u16, id_raw: u16) {
+pub fn remember(flow: &Flow, sport: u16, id_raw: u16, trusted: bool) {
     let key = inflight_key(flow.family, &flow.src, &flow.dst, sport.to_be(), id_raw);
-    // The coarse clock: this runs for every passed query.
+    // The coarse clock: this runs for every passed query. Bit 0 carries `trusted`.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let _ = INFLIGHT.insert(&key, now, 0);
+    let _ = INFLIGHT.insert(&key, (now & !1) | u64::from(trusted), 0);
 }

@@ -40,6 +40,9 @@ pub struct LiveStats {
     pub expired: u64,
     /// Database write errors (learning goes on in memory).
     pub db_errors: u64,
+    /// Responses whose in-kernel walk stopped early, by reason (`nsdb_common::walk_stop`:
+    /// none, qdcount, qname, owner, rr_header, rdata, too_many_rrs).
+    pub walk_stops: [u64; 7],
 }
 
 /// The live learner, driven by the daemon's event loop.
@@ -115,6 +118,9 @@ impl LiveLearner {
     /// One paired response from the program.
     pub fn on_response(&mut self, filter: &mut Filter, ev: &ResponseEvent) {
         self.stats.responses += 1;
+        if let Some(n) = self.stats.walk_stops.get_mut(usize::from(ev.stop)) {
+            *n += 1;
+        }
         let len = usize::from(ev.msg_len).min(ev.msg.len());
         let msg = &ev.msg[..len];
         if len < 12 {

@@ -140,7 +140,16 @@ fn monitor_mode_counts_registered_and_alerts_on_unknown() {
     assert!(bad.contains("sleep 3600"), "{bad}");
     let id = dig_id(&bad);
 
-    let c = d.stop();
+    let r = d.stop_report();
+    assert_eq!(
+        r["live"]["responses"], 2,
+        "both answers reached the learner: {r}"
+    );
+    assert_eq!(
+        r["live"]["walk_stops"][0], 2,
+        "the program walked both to the end: {r}"
+    );
+    let c = r["final_counters"].clone();
     assert_eq!(n(&c, "query_registered_pass_ipv4_udp"), 1, "{c}");
     assert_eq!(n(&c, "query_unknown_pass_ipv4_udp"), 1, "{c}");
     assert_eq!(n(&c, "query_unknown_drop_ipv4_udp"), 0, "{c}");
