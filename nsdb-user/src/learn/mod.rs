@@ -1137,17 +1137,20 @@ impl Engine {
             .clamp(self.cfg.min_ttl, self.cfg.max_ttl.max(self.cfg.min_ttl));
         let expires = now + ttl as u64 * 1000 + self.cfg.grace_ms;
         // Fast path for a refresh: the address's own (zone, NS) list, compared as strings,
-        // spares two hash-map lookups of the names.
-        let known = self
-            .by_addr
-            .get(&addr)
-            .filter(|a| a.serves.len() <= SMALL_SERVES)
-            .and_then(|a| {
-                a.serves
+        // spares two hash-map lookups of the names. The address's expiry is raised here for
+        // both outcomes (a new entry would raise it to the same value in `insert_entry`).
+        let mut known = None;
+        if let Some(a) = self.by_addr.get_mut(&addr) {
+            if a.serves.len() <= SMALL_SERVES {
+                let names = &self.names;
+                known = a
+                    .serves
                     .iter()
-                    .find(|(z, n)| self.names.name(*n) == ns && self.names.name(*z) == zone)
-                    .copied()
-            });
+                    .find(|(z, n)| names.name(*n) == ns && names.name(*z) == zone)
+                    .copied();
+            }
+            a.expires = a.expires.max(expires);
+        }
         let (z, n) = match known {
             Some(ids) => ids,
             None => (self.names.id(zone), self.names.id(ns)),
@@ -1167,8 +1170,6 @@ impl Engine {
                     e.dirty = true;
                     self.dirty.push(key);
                 }
-                let a = self.by_addr.entry(addr).or_default();
-                a.expires = a.expires.max(expires);
                 (fs, "refreshed")
             }
             None => {
