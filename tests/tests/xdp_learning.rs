@@ -270,3 +270,39 @@ fn root_referral_with_13_glue_pairs_is_learned_whole() {
     assert_eq!(fx.count(c::GLUE_LEARNED), 26);
     assert_eq!(fx.records().len(), 2);
 }
+
+#[test]
+fn an_unknown_server_cannot_register_itself() {
+    let mut fx = Fx::new();
+    fx.filter.set_mode(mode::MONITOR).unwrap();
+    // A bot's query to its C&C server passes in monitor mode; the C&C answers with a
+    // "referral" naming itself as a name server, with glue.
+    let cc = "198.18.66.7";
+    assert_eq!(fx.query(cc, 40000, 5, "cmd.c2.test", 16), XDP_PASS);
+    let msg = dns_message(
+        5,
+        "cmd.c2.test",
+        16,
+        &[],
+        &[Rr::ns("c2.test", 86400, "ns.c2.test")],
+        &[Rr::a("ns.c2.test", 86400, cc)],
+    );
+    assert_eq!(fx.response(cc, 40000, &msg), XDP_PASS);
+    assert_eq!(fx.count(c::RESP_PAIRED), 1);
+    assert_eq!(fx.count(c::RESP_UNTRUSTED), 1);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 0);
+    assert!(fx.filter.allowed(cc.parse().unwrap()).is_none());
+    assert!(
+        fx.records().is_empty(),
+        "an untrusted response is not handed to the learner"
+    );
+    // The next query to it is still unknown.
+    assert_eq!(fx.query(cc, 40001, 6, "cmd.c2.test", 16), XDP_PASS);
+    let unknown = fx.filter.counters().unwrap().query(
+        nsdb_common::verdict::UNKNOWN,
+        nsdb_common::action::PASS,
+        nsdb_common::family::V4,
+        nsdb_common::transport::UDP,
+    );
+    assert_eq!(unknown, 2);
+}
