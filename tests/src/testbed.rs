@@ -25,7 +25,7 @@
 //! | ns.v6only.test                 | —             | 2001:db8:53::60 | `v6only.test.` (AAAA-only glue: IPv6 transport) |
 //! | ns.big.test                    | 203.0.113.70  | 2001:db8:53::70 | `big.test.` (100-address A RRsets: truncated over UDP, Unbound retries over TCP) |
 //! | ns.short.test                  | 203.0.113.80  | 2001:db8:53::80 | `short.test.` (NS, glue and data TTL [`SHORT_TTL`] s) |
-//! | C&C (not a name server of any zone) | 198.18.66.6 (Feederbot, hard-coded), 198.18.66.7 | 2001:db8:66::7 | `c2.test.` (`cmd.c2.test TXT`) |
+//! | C&C (no zone of the tree delegates to it; its own zone claims `c2.test. NS c2.test.` with itself as glue) | 198.18.66.6 (Feederbot, hard-coded), 198.18.66.7 | 2001:db8:66::7 | `c2.test.` (`cmd.c2.test TXT`) |
 //! | "public resolver" (Table 2's 8.8.8.8) | 198.18.8.8, 198.18.4.4 | — | a copy of `glue.test.` |
 //!
 //! `c2.test. A 198.18.66.7` / `AAAA 2001:db8:66::7` sit in the `test.` zone (Morto: the bot
