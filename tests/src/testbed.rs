@@ -775,93 +775,87 @@ impl Testbed {
 
     /// [`Testbed::resolve_all`] for a subset of the names.
     pub fn resolve_list(&self, list: &[&Expect]) -> (Vec<Failure>, Duration) {
-        let batch = self.tmp.path().join(crate::unique("batch"));
-        let text: String = list
-            .iter()
-            .map(|e| format!("{} {}\n", e.name, e.qtype))
-            .collect();
-        std::fs::write(&batch, text).unwrap();
-        // One batch at a time in this process: parallel tests would otherwise compete for the
-        // two cores exactly while a batch is timed.
+        self.resolve_concurrently(&[list])
+    }
+
+    /// Several clients at once: one `dig -f` batch per list, all started together (a resolver
+    /// serving several clients; nsdb then sees interleaved referrals). Returns the failures
+    /// of all lists and the time until the last batch finished.
+    pub fn resolve_concurrently(&self, lists: &[&[&Expect]]) -> (Vec<Failure>, Duration) {
+        // One set of batches at a time in this process: parallel tests would otherwise compete
+        // for the two cores exactly while a batch is timed.
         let _one_at_a_time = BATCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let t0 = Instant::now();
-        let out_path = self.tmp.path().join(crate::unique("batch-out"));
-        let mut child = self
-            .lan
-            .cmd(&[
-                "dig",
-                "-b",
-                CLIENT4,
-                &format!("@{UNBOUND4}"),
-                "+tries=2",
-                "+time=3",
-                "+noall",
-                "+comments",
-                "+question",
-                "+answer",
-                "-f",
-                batch.to_str().unwrap(),
-            ])
-            .stdout(std::fs::File::create(&out_path).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot run dig (apt-get install dnsutils)");
-        // A broken filter must not make the batch run for minutes (each lost name can cost
-        // dig 6 s): whatever has not been answered by the deadline counts as failed.
-        let pid = child.id() as i32;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let _ = child.wait();
-            let _ = tx.send(Instant::now());
-        });
-        let took = match rx.recv_timeout(RESOLVE_DEADLINE) {
-            Ok(done) => done - t0,
-            Err(_) => {
-                // SAFETY: signalling our own child, not yet reaped (the waiter reaps it).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                t0.elapsed()
-            }
-        };
-        let _ = waiter.join();
-        let _ = std::fs::remove_file(&batch);
-        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
-        let _ = std::fs::remove_file(&out_path);
-        // (name, type) -> (status, answers of that type for that owner)
-        let mut results: std::collections::HashMap<(String, String), (String, Vec<String>)> =
-            Default::default();
-        for (block_status, q, answers) in parse_dig_blocks(&text) {
-            let Some((qname, qtype)) = q else { continue };
-            let mut got: Vec<String> = answers
+        let mut running = Vec::new();
+        for list in lists {
+            let batch = self.tmp.path().join(crate::unique("batch"));
+            let text: String = list
                 .iter()
-                .filter(|(o, t, _)| o.eq_ignore_ascii_case(&qname) && *t == qtype)
-                .map(|(_, _, v)| v.clone())
+                .map(|e| format!("{} {}\n", e.name, e.qtype))
                 .collect();
-            got.sort();
-            results.insert((qname.to_ascii_lowercase(), qtype), (block_status, got));
+            std::fs::write(&batch, text).unwrap();
+            let out_path = self.tmp.path().join(crate::unique("batch-out"));
+            running.push((batch, out_path));
+        }
+        let t0 = Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut pids = Vec::new();
+        let mut waiters = Vec::new();
+        for (batch, out_path) in &running {
+            let mut child = self
+                .lan
+                .cmd(&[
+                    "dig",
+                    "-b",
+                    CLIENT4,
+                    &format!("@{UNBOUND4}"),
+                    "+tries=2",
+                    "+time=3",
+                    "+noall",
+                    "+comments",
+                    "+question",
+                    "+answer",
+                    "-f",
+                    batch.to_str().unwrap(),
+                ])
+                .stdout(std::fs::File::create(out_path).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("cannot run dig (apt-get install dnsutils)");
+            pids.push(child.id() as i32);
+            let tx = tx.clone();
+            waiters.push(std::thread::spawn(move || {
+                let _ = child.wait();
+                let _ = tx.send(Instant::now());
+            }));
+        }
+        // A broken filter must not make a batch run for minutes (each lost name can cost dig
+        // 6 s): whatever has not been answered by the deadline counts as failed.
+        let deadline = t0 + RESOLVE_DEADLINE;
+        let mut last = t0;
+        for _ in 0..running.len() {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(done) => last = last.max(done),
+                Err(_) => {
+                    for pid in &pids {
+                        // SAFETY: signalling our own children; a finished one is not reaped
+                        // before its waiter thread ran, and those are joined below.
+                        unsafe { libc::kill(*pid, libc::SIGKILL) };
+                    }
+                    last = Instant::now();
+                    break;
+                }
+            }
+        }
+        let took = last - t0;
+        for w in waiters {
+            let _ = w.join();
         }
         let mut failures = Vec::new();
-        for e in list {
-            let key = (
-                format!("{}.", e.name.to_ascii_lowercase()),
-                e.qtype.to_string(),
-            );
-            match results.get(&key) {
-                Some((status, got)) if status == "NOERROR" && *got == e.answer => {}
-                Some((status, got)) => failures.push(Failure {
-                    name: e.name.clone(),
-                    qtype: e.qtype,
-                    status: status.clone(),
-                    expected: e.answer.clone(),
-                    got: got.clone(),
-                }),
-                None => failures.push(Failure {
-                    name: e.name.clone(),
-                    qtype: e.qtype,
-                    status: "no response (timeout)".into(),
-                    expected: e.answer.clone(),
-                    got: Vec::new(),
-                }),
-            }
+        for ((batch, out_path), list) in running.iter().zip(lists) {
+            let _ = std::fs::remove_file(batch);
+            let text = std::fs::read_to_string(out_path).unwrap_or_default();
+            let _ = std::fs::remove_file(out_path);
+            failures.extend(check_batch(&text, list));
         }
         (failures, took)
     }
@@ -968,6 +962,48 @@ fn start_nsd(ns: &Netns, dir: &Path, addrs: &[&str], zones: &[(String, String)])
 }
 
 type Rr = (String, String, String);
+
+/// Checks a `dig -f` batch's output against the expected answers.
+fn check_batch(text: &str, list: &[&Expect]) -> Vec<Failure> {
+    // (name, type) -> (status, answers of that type for that owner)
+    let mut results: std::collections::HashMap<(String, String), (String, Vec<String>)> =
+        Default::default();
+    for (block_status, q, answers) in parse_dig_blocks(text) {
+        let Some((qname, qtype)) = q else { continue };
+        let mut got: Vec<String> = answers
+            .iter()
+            .filter(|(o, t, _)| o.eq_ignore_ascii_case(&qname) && *t == qtype)
+            .map(|(_, _, v)| v.clone())
+            .collect();
+        got.sort();
+        results.insert((qname.to_ascii_lowercase(), qtype), (block_status, got));
+    }
+    let mut failures = Vec::new();
+    for e in list {
+        let key = (
+            format!("{}.", e.name.to_ascii_lowercase()),
+            e.qtype.to_string(),
+        );
+        match results.get(&key) {
+            Some((status, got)) if status == "NOERROR" && *got == e.answer => {}
+            Some((status, got)) => failures.push(Failure {
+                name: e.name.clone(),
+                qtype: e.qtype,
+                status: status.clone(),
+                expected: e.answer.clone(),
+                got: got.clone(),
+            }),
+            None => failures.push(Failure {
+                name: e.name.clone(),
+                qtype: e.qtype,
+                status: "no response (timeout)".into(),
+                expected: e.answer.clone(),
+                got: Vec::new(),
+            }),
+        }
+    }
+    failures
+}
 
 /// Parses dig output with comments: (status, answers) per response.
 fn parse_dig(text: &str) -> Vec<(String, Vec<Rr>)> {
