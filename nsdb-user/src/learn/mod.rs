@@ -306,6 +306,8 @@ enum ServerKind {
     Everything,
     /// Registered: serves the zones of `by_addr[ip]`.
     Known(IpAddr),
+    /// Registered and serving few zones: their ids, copied once per response.
+    KnownFew([u32; SMALL_SERVES], u8),
 }
 
 /// Most entries of one address examined linearly; beyond it lookups go through the maps.
@@ -814,19 +816,20 @@ impl Engine {
         };
         // The names this response answers: the question and the CNAME chain from it (the NS
         // records of a CNAME target's zone are as relevant as the question's, RFC 1034 §4.3.2).
-        let mut chain: Vec<&str> = Vec::new();
-        chain.push(qn);
-        for _ in 0..if cnames.is_empty() {
-            0
-        } else {
-            MAX_CNAME_CHAIN
-        } {
-            let last = chain[chain.len() - 1];
+        let mut chain_buf: [&str; MAX_CNAME_CHAIN + 1] = [""; MAX_CNAME_CHAIN + 1];
+        chain_buf[0] = qn;
+        let mut chain_len = 1;
+        while !cnames.is_empty() && chain_len <= MAX_CNAME_CHAIN {
+            let last = chain_buf[chain_len - 1];
             match cnames.iter().find(|(o, _)| o == last) {
-                Some((_, t)) if !chain.contains(&t.as_str()) => chain.push(t),
+                Some((_, t)) if !chain_buf[..chain_len].contains(&t.as_str()) => {
+                    chain_buf[chain_len] = t;
+                    chain_len += 1;
+                }
                 _ => break,
             }
         }
+        let chain = &chain_buf[..chain_len];
         for n in ns {
             let in_query = self.cfg.bailiwick == Bailiwick::Off
                 || chain.iter().any(|q| wire::is_subdomain(q, &n.zone));
@@ -913,6 +916,11 @@ impl Engine {
             return ServerKind::Everything;
         }
         match self.by_addr.get(&server) {
+            Some(a) if a.expires >= now && a.zones.len() <= SMALL_SERVES => {
+                let mut ids = [0u32; SMALL_SERVES];
+                ids[..a.zones.len()].copy_from_slice(&a.zones);
+                ServerKind::KnownFew(ids, a.zones.len() as u8)
+            }
             Some(a) if a.expires >= now => ServerKind::Known(server),
             _ => ServerKind::Unknown,
         }
@@ -945,6 +953,9 @@ impl Engine {
     fn may_teach(&self, known: ServerKind, name: &str, delegated: Option<&str>) -> bool {
         match (self.cfg.bailiwick, known) {
             (Bailiwick::Off, _) | (_, ServerKind::Everything) => true,
+            (_, ServerKind::KnownFew(ids, n)) => ids[..n as usize]
+                .iter()
+                .any(|z| wire::is_subdomain(name, self.names.name(*z))),
             (_, ServerKind::Known(ip)) => self
                 .by_addr
                 .get(&ip)

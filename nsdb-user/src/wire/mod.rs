@@ -180,6 +180,17 @@ const PLAIN: [u8; 256] = {
     t
 };
 
+/// ASCII lower-casing (RFC 4343: DNS names compare case-insensitively in ASCII only).
+const LOWER: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).to_ascii_lowercase();
+        i += 1;
+    }
+    t
+};
+
 /// Is `name` equal to `zone` or below it? Both in the form produced by [`read_name`].
 pub fn is_subdomain(name: &str, zone: &str) -> bool {
     if zone == "." {
@@ -247,17 +258,21 @@ pub fn hash_name(
     off: usize,
     h: &mut impl std::hash::Hasher,
 ) -> Result<usize, WireError> {
+    // Bytes are packed 8 to a word, lower-cased through a table; each label starts a new word
+    // with its length in the top byte, so label boundaries count.
     walk_name(msg, off, |label| {
-        h.write_u8(label.len() as u8);
-        let mut chunk = [0u8; 8];
-        for c in label.chunks(8) {
-            chunk[..c.len()].copy_from_slice(c);
-            chunk[c.len()..].fill(0);
-            for b in &mut chunk {
-                *b = b.to_ascii_lowercase();
+        let mut acc = (label.len() as u64) << 56;
+        let mut n = 0;
+        for &b in label {
+            acc ^= (LOWER[b as usize] as u64) << (8 * n);
+            n += 1;
+            if n == 7 {
+                h.write_u64(acc);
+                acc = 0;
+                n = 0;
             }
-            h.write_u64(u64::from_le_bytes(chunk));
         }
+        h.write_u64(acc);
     })
 }
 
