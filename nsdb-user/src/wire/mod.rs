@@ -180,17 +180,6 @@ const PLAIN: [u8; 256] = {
     t
 };
 
-/// ASCII lower-casing (RFC 4343: DNS names compare case-insensitively in ASCII only).
-const LOWER: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = (i as u8).to_ascii_lowercase();
-        i += 1;
-    }
-    t
-};
-
 /// Is `name` equal to `zone` or below it? Both in the form produced by [`read_name`].
 pub fn is_subdomain(name: &str, zone: &str) -> bool {
     if zone == "." {
@@ -258,21 +247,24 @@ pub fn hash_name(
     off: usize,
     h: &mut impl std::hash::Hasher,
 ) -> Result<usize, WireError> {
-    // Bytes are packed 8 to a word, lower-cased through a table; each label starts a new word
-    // with its length in the top byte, so label boundaries count.
+    // Each label: its length, then its bytes 8 at a time with bit 0x20 set in every byte. That
+    // folds ASCII case (RFC 4343) and also a few punctuation pairs ('@' and '`', '_' and DEL,
+    // control bytes and their 0x20 neighbours), which only means that two names differing in
+    // those bytes hash alike: the hash pairs a response with a query already matched on
+    // addresses, ports and id, and finds a pending NS name, so such a collision is harmless.
     walk_name(msg, off, |label| {
-        let mut acc = (label.len() as u64) << 56;
-        let mut n = 0;
-        for &b in label {
-            acc ^= (LOWER[b as usize] as u64) << (8 * n);
-            n += 1;
-            if n == 7 {
-                h.write_u64(acc);
-                acc = 0;
-                n = 0;
-            }
+        h.write_u8(label.len() as u8);
+        let mut chunks = label.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            h.write_u64(w | 0x2020_2020_2020_2020);
         }
-        h.write_u64(acc);
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            h.write_u64(u64::from_le_bytes(b) | 0x2020_2020_2020_2020);
+        }
     })
 }
 
