@@ -41,8 +41,9 @@ pub const DEFAULT_ALLOW_ENTRIES: u32 = 1 << 20;
 pub const DEFAULT_EXEMPT_ENTRIES: u32 = 4096;
 pub const DEFAULT_INTERNAL_ENTRIES: u32 = 1024;
 pub const DEFAULT_RATE_ENTRIES: u32 = 65536;
-/// Outstanding queries remembered for pairing responses (LRU: the oldest are forgotten).
-pub const DEFAULT_INFLIGHT_ENTRIES: u32 = 1 << 16;
+/// Slots of the outstanding-query table (a power of two; two-way set-associative, so
+/// `INFLIGHT_SLOTS / 2` sets). 2^18 slots of 48 bytes: 12 MiB.
+pub const INFLIGHT_SLOTS: u32 = 1 << 18;
 /// Glue-less NS names awaiting their address lookup.
 pub const DEFAULT_PENDING_ENTRIES: u32 = 1 << 14;
 /// Ring buffer size for paired responses handed to userspace.
@@ -106,6 +107,9 @@ pub struct Config {
     pub _pad: u32,
     /// Minimum interval between two events for one source address (ns). 0: no limit.
     pub event_interval_ns: u64,
+    /// Secret seed of the INFLIGHT slot hash (random per start), so that nobody outside can
+    /// aim queries at one slot to evict others.
+    pub inflight_seed: u64,
     /// Number of names in PENDING_NS (0: the program skips hashing question names).
     pub pending: u32,
     /// Non-zero: learn referral glue in the kernel (the race-free path).
@@ -119,7 +123,7 @@ pub struct Config {
     /// source may send `burst` events at once before the interval applies.
     pub event_tolerance_ns: u64,
 }
-const _: () = assert!(size_of::<Config>() == 56);
+const _: () = assert!(size_of::<Config>() == 64);
 
 impl Config {
     pub const fn new() -> Self {
@@ -130,6 +134,7 @@ impl Config {
             _pad: 0,
             event_interval_ns: 0,
             event_tolerance_ns: 0,
+            inflight_seed: 0x9e37_79b9_7f4a_7c15,
             pending: 0,
             learn: 1,
             min_ttl_s: 30,
@@ -321,6 +326,17 @@ pub struct QueryEvent {
 }
 const _: () = assert!(size_of::<QueryEvent>() == 64 + QNAME_MAX);
 
+/// One slot of the INFLIGHT table: an outstanding query and when it left.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InflightSlot {
+    pub key: InflightKey,
+    /// CLOCK_MONOTONIC_COARSE ns with bit 0 set if the destination was trusted (registered,
+    /// exempt or internal); 0 for an empty slot.
+    pub stamp: u64,
+}
+const _: () = assert!(size_of::<InflightSlot>() == 48);
+
 /// Key of the INFLIGHT map: one outstanding query.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -413,6 +429,7 @@ pub const fn name_hash(wire: &[u8]) -> u64 {
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for InflightKey {}
+    unsafe impl aya::Pod for InflightSlot {}
     unsafe impl aya::Pod for ResponseEvent {}
     use super::*;
     unsafe impl aya::Pod for AllowEntry {}

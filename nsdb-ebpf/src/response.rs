@@ -15,7 +15,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use nsdb_common::{
-    AllowEntry, Config, InflightKey, RESP_MSG_MAX, ResponseEvent, counter, kind, resp_flag,
+    AllowEntry, Config, INFLIGHT_SLOTS, InflightKey, InflightSlot, RESP_MSG_MAX, ResponseEvent,
+    counter, kind, resp_flag,
 };
 
 use crate::{
@@ -328,25 +329,25 @@ pub fn handle(
     dns: usize,
 ) -> u32 {
     let key = inflight_key(flow.family, &flow.dst, &flow.src, dport.to_be(), id_raw);
-    let query_ts = match unsafe { INFLIGHT.get(&key) } {
-        Some(t) => *t,
-        None => {
-            count(counter::RESP_UNSOLICITED);
-            return xdp_action::XDP_PASS;
-        }
+    let Some(cfg) = CONFIG.get(0) else {
+        count(counter::INTERNAL_ERROR);
+        return xdp_action::XDP_PASS;
     };
+    let Some(slot) = find_slot(cfg, &key) else {
+        count(counter::RESP_UNSOLICITED);
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: a slot of the array map; another CPU may write it concurrently, which at worst
+    // makes this response look unsolicited or lets one copy through twice.
+    let query_ts = unsafe { (*slot).stamp };
     // One response per query: a second (replayed or spoofed) copy teaches nothing.
-    let _ = INFLIGHT.remove(&key);
+    unsafe { (*slot).stamp = 0 };
     count(counter::RESP_PAIRED);
     if query_ts & 1 == 0 {
         count(counter::RESP_UNTRUSTED);
         return xdp_action::XDP_PASS;
     }
     let query_ts = query_ts & !1;
-    let Some(cfg) = CONFIG.get(0) else {
-        count(counter::INTERNAL_ERROR);
-        return xdp_action::XDP_PASS;
-    };
     let total = ctx.data_end().saturating_sub(ctx.data() + dns);
     let len = if total > RESP_MSG_MAX {
         RESP_MSG_MAX
@@ -515,14 +516,71 @@ fn send(
     count(counter::RESP_SENT);
 }
 
+/// The first slot of the key's set (slots `i` and `i + 1`).
+#[inline(always)]
+fn set_of(cfg: &Config, key: &InflightKey) -> u32 {
+    // SAFETY: InflightKey is 40 bytes of plain data: five u64 words.
+    let w: [u64; 5] = unsafe { core::mem::transmute(*key) };
+    let mut h = cfg.inflight_seed;
+    for x in w {
+        h = (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    ((h as u32) & (INFLIGHT_SLOTS - 1)) & !1
+}
+
+#[inline(always)]
+fn same(a: &InflightKey, b: &InflightKey) -> bool {
+    // SAFETY: as above.
+    let (a, b): ([u64; 5], [u64; 5]) =
+        unsafe { (core::mem::transmute(*a), core::mem::transmute(*b)) };
+    a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4]
+}
+
+/// The occupied slot holding `key`, if any.
+#[inline(always)]
+fn find_slot(cfg: &Config, key: &InflightKey) -> Option<*mut InflightSlot> {
+    let i = set_of(cfg, key);
+    for j in [i, i + 1] {
+        let s = INFLIGHT.get_ptr_mut(j)?;
+        // SAFETY: a slot of the array map.
+        if unsafe { (*s).stamp != 0 && same(&(*s).key, key) } {
+            return Some(s);
+        }
+    }
+    None
+}
+
 /// Remembers an outbound query for pairing its response. `trusted`: the destination was a
 /// registered, exempt or internal server. A response from an unknown destination (a query
 /// that monitor mode let through) is paired but never teaches: otherwise a C&C server could
 /// register itself by answering with NS records and glue pointing at its own address.
 #[inline(always)]
 pub fn remember(flow: &Flow, sport: u16, id_raw: u16, trusted: bool) {
+    let Some(cfg) = CONFIG.get(0) else { return };
     let key = inflight_key(flow.family, &flow.src, &flow.dst, sport.to_be(), id_raw);
-    // The coarse clock: this runs for every passed query. Bit 0 carries `trusted`.
+    let i = set_of(cfg, &key);
+    let (Some(a), Some(b)) = (INFLIGHT.get_ptr_mut(i), INFLIGHT.get_ptr_mut(i + 1)) else {
+        return;
+    };
+    // The coarse clock: this runs for every passed query. Bit 0 carries `trusted`; a stamp
+    // is never 0 (0 marks an empty slot).
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let _ = INFLIGHT.insert(&key, (now & !1) | u64::from(trusted), 0);
+    let stamp = (now & !1) | u64::from(trusted) | 2;
+    // SAFETY: slots of the array map (see `handle` on concurrent writers). Take the slot that
+    // already holds this query, else an empty one, else the older.
+    unsafe {
+        let slot = if (*b).stamp != 0 && same(&(*b).key, &key) {
+            b
+        } else if (*a).stamp == 0
+            || same(&(*a).key, &key)
+            || (*b).stamp != 0 && (*a).stamp <= (*b).stamp
+        {
+            a
+        } else {
+            b
+        };
+        (*slot).key = key;
+        (*slot).stamp = stamp;
+    }
 }

@@ -145,6 +145,13 @@ impl Filter {
             cfg: Config::new(),
             attached: Vec::new(),
         };
+        // A secret seed for the outstanding-query table's hash.
+        let mut seed = [0u8; 8];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            use std::io::Read as _;
+            let _ = f.read_exact(&mut seed);
+        }
+        filter.cfg.inflight_seed = u64::from_ne_bytes(seed) | 1;
         filter.write_config()?;
         Ok(filter)
     }
