@@ -1345,24 +1345,25 @@ impl Engine {
         // Report the earliest-seen entry valid now, among the first few (an address of a big
         // provider serves many zones; which one is reported does not change the verdict, which
         // `a.expires` already decided). Only if none of those is valid are the rest examined.
-        let mut best: Option<(&(u32, u32), Entry)> = None;
+        let pick = |list: &'_ [(u32, u32)]| {
+            let mut best: Option<((u32, u32), Entry)> = None;
+            for zn in list {
+                let Some(e) = self.entries.get(&(zn.0, zn.1, addr)) else {
+                    continue;
+                };
+                if now.is_some_and(|t| e.expires < t) {
+                    continue;
+                }
+                if best.is_none_or(|(_, b)| {
+                    (e.first_seen, u64::MAX - e.expires) < (b.first_seen, u64::MAX - b.expires)
+                }) {
+                    best = Some((*zn, *e));
+                }
+            }
+            best
+        };
         let (head, tail) = a.serves.split_at(a.serves.len().min(64));
-        for zn in head.iter().chain(tail.iter()) {
-            if best.is_some() && std::ptr::eq(zn, tail.as_ptr()) {
-                break;
-            }
-            let Some(e) = self.entries.get(&(zn.0, zn.1, addr)) else {
-                continue;
-            };
-            if now.is_some_and(|t| e.expires < t) {
-                continue;
-            }
-            if best.is_none_or(|(_, b)| {
-                (e.first_seen, u64::MAX - e.expires) < (b.first_seen, u64::MAX - b.expires)
-            }) {
-                best = Some((zn, *e));
-            }
-        }
+        let best = pick(head).or_else(|| pick(tail));
         let (zn, e) = best?;
         Some(KnownAs {
             kind: if e.source == Source::RootHints {
