@@ -44,7 +44,7 @@ pub const DEFAULT_RATE_ENTRIES: u32 = 65536;
 /// Slots of the outstanding-query table (a power of two; two-way set-associative, so
 /// `INFLIGHT_SLOTS / 2` sets). 2^18 slots of 48 bytes: 12 MiB.
 pub const INFLIGHT_SLOTS: u32 = 1 << 18;
-/// Glue-less NS names awaiting their address lookup.
+/// NS names (of trusted responses) awaiting their address lookup.
 pub const DEFAULT_PENDING_ENTRIES: u32 = 1 << 14;
 /// Ring buffer size for paired responses handed to userspace.
 pub const DEFAULT_RESPONSES_BYTES: u32 = 1 << 24;
@@ -110,10 +110,12 @@ pub struct Config {
     /// Secret seed of the INFLIGHT slot hash (random per start), so that nobody outside can
     /// aim queries at one slot to evict others.
     pub inflight_seed: u64,
-    /// Number of names in PENDING_NS (0: the program skips hashing question names).
-    pub pending: u32,
+    /// How long an NS name seen in a trusted response stays pending (its address lookup's
+    /// answer is learned), ns: the glue-less window (paper §4: 2 s).
+    pub pending_window_ns: u64,
     /// Non-zero: learn referral glue in the kernel (the race-free path).
     pub learn: u32,
+    pub _pad2: u32,
     /// TTL clamp for learned glue, seconds.
     pub min_ttl_s: u32,
     pub max_ttl_s: u32,
@@ -123,7 +125,7 @@ pub struct Config {
     /// source may send `burst` events at once before the interval applies.
     pub event_tolerance_ns: u64,
 }
-const _: () = assert!(size_of::<Config>() == 64);
+const _: () = assert!(size_of::<Config>() == 72);
 
 impl Config {
     pub const fn new() -> Self {
@@ -135,8 +137,9 @@ impl Config {
             event_interval_ns: 0,
             event_tolerance_ns: 0,
             inflight_seed: 0x9e37_79b9_7f4a_7c15,
-            pending: 0,
+            pending_window_ns: 2_000_000_000,
             learn: 1,
+            _pad2: 0,
             min_ttl_s: 30,
             max_ttl_s: 7 * 86400,
             grace_ns: 60_000_000_000,

@@ -92,12 +92,18 @@ pub struct WalkState {
     /// Name skip: offset, and 0 running / 1 done / 2 malformed.
     s_off: u32,
     s_done: u32,
-    /// Question-name hash: next byte, next label-length byte, end (0 until found), hash.
-    q_pos: u32,
-    q_label: u32,
-    q_end: u32,
+    /// Name hash: next byte to read, bytes left in the current label, offset just past the
+    /// name where it started (0 until known), pointers followed, 0 running / 1 done / 2 bad.
+    n_pos: u32,
+    n_rem: u32,
+    n_end: u32,
+    n_hops: u32,
+    n_done: u32,
     _pad: u32,
-    q_hash: u64,
+    /// FNV-1a of the lower-cased uncompressed wire name (`nsdb_common::name_hash`).
+    n_hash: u64,
+    /// When a glue-less NS name stays pending (CLOCK_MONOTONIC_COARSE ns).
+    pending_until: u64,
 }
 
 /// One label of a name (RFC 1035 §4.1.4: labels ending in a zero byte or in a 2-byte
@@ -251,6 +257,14 @@ extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
     let additional = i >= st.an + st.ns;
     if !additional && rtype == TYPE_NS {
         st.have_ns = 1;
+        // The resolver may have to look this name server's address up (a glue-less
+        // delegation): mark its name, so that the answer to that lookup is learned here too,
+        // before the resolver uses it (userspace would be a round trip too late on a fast
+        // network).
+        let until = st.pending_until;
+        if let Some((_, h)) = hash_name(st, rdata as u32) {
+            let _ = PENDING_NS.insert(h, until, 0);
+        }
     }
     // Referral glue (RFC 1034 §4.2.1): addresses in the additional section of a response
     // carrying NS records; and the answer to a pending glue-less NS name's lookup.
@@ -289,33 +303,75 @@ extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
     0
 }
 
-/// One byte of the question name, hashed: FNV-1a of the lower-cased wire name, the
-/// PENDING_NS key (`nsdb_common::name_hash`).
-extern "C" fn qname_byte(_i: u64, _ctx: *mut c_void) -> i64 {
+/// One byte of a name, hashed, following compression pointers (RFC 1035 §4.1.4): the hash is
+/// that of the uncompressed wire name, lower-cased (`nsdb_common::name_hash`).
+extern "C" fn name_byte(_i: u64, _ctx: *mut c_void) -> i64 {
     let (Some(st), Some(b)) = (STATE.get_ptr_mut(0), MSG.get_ptr(0)) else {
         return 1;
     };
     // SAFETY: this CPU's walk state and scratch copy of the message.
     let (st, b) = unsafe { (&mut *st, &*b) };
-    let o = st.q_pos as usize;
+    let o = st.n_pos as usize;
     if o >= st.len as usize {
+        st.n_done = 2;
         return 1;
     }
     let c = b[o & MASK];
-    if st.q_pos == st.q_label {
-        if c & 0xC0 != 0 {
+    if st.n_rem > 0 {
+        let l = if c.is_ascii_uppercase() { c + 32 } else { c };
+        st.n_hash = (st.n_hash ^ l as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        st.n_pos += 1;
+        st.n_rem -= 1;
+        return 0;
+    }
+    if c & 0xC0 == 0xC0 {
+        // A pointer must point back to an earlier name; at most 32 are followed.
+        let ptr = (((c & 0x3F) as u32) << 8) | b[(o + 1) & MASK] as u32;
+        if o + 1 >= st.len as usize || ptr >= st.n_pos || st.n_hops >= 32 {
+            st.n_done = 2;
             return 1;
         }
-        st.q_label = st.q_pos + c as u32 + 1;
+        if st.n_end == 0 {
+            st.n_end = st.n_pos + 2;
+        }
+        st.n_hops += 1;
+        st.n_pos = ptr;
+        return 0;
     }
-    let l = if c.is_ascii_uppercase() { c + 32 } else { c };
-    st.q_hash = (st.q_hash ^ l as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    st.q_pos += 1;
-    if c == 0 && st.q_pos == st.q_label {
-        st.q_end = st.q_pos;
+    if c & 0xC0 != 0 {
+        st.n_done = 2;
         return 1;
     }
+    st.n_hash = (st.n_hash ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    st.n_pos += 1;
+    if c == 0 {
+        if st.n_end == 0 {
+            st.n_end = st.n_pos;
+        }
+        st.n_done = 1;
+        return 1;
+    }
+    st.n_rem = c as u32;
     0
+}
+
+/// Hashes the name at `off`: `(offset just past it, hash)`, or `None` if it is malformed.
+#[inline(always)]
+fn hash_name(st: *mut WalkState, off: u32) -> Option<(u32, u64)> {
+    set!(st, n_pos, off);
+    set!(st, n_rem, 0);
+    set!(st, n_end, 0);
+    set!(st, n_hops, 0);
+    set!(st, n_done, 0);
+    set!(st, n_hash, 0xcbf2_9ce4_8422_2325);
+    // 255 name bytes and 32 pointers at most.
+    // SAFETY: the callback has the signature bpf_loop expects and takes no context.
+    unsafe { bpf_loop(320, name_byte as *mut c_void, core::ptr::null_mut(), 0) };
+    if get!(st, n_done) == 1 {
+        Some((get!(st, n_end), get!(st, n_hash)))
+    } else {
+        None
+    }
 }
 
 /// Handles a UDP DNS response (QR=1) from port 53 whose message starts at `dns`.
@@ -414,11 +470,14 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
         stopped: 0,
         s_off: 0,
         s_done: 0,
-        q_pos: 12,
-        q_label: 12,
-        q_end: 0,
+        n_pos: 0,
+        n_rem: 0,
+        n_end: 0,
+        n_hops: 0,
+        n_done: 0,
         _pad: 0,
-        q_hash: 0xcbf2_9ce4_8422_2325,
+        n_hash: 0,
+        pending_until: unsafe { bpf_ktime_get_coarse_ns() } + cfg.pending_window_ns,
     };
     // SAFETY: `st` is this CPU's walk state (see `get!`).
     unsafe { core::ptr::write_volatile(st, init) };
@@ -427,16 +486,10 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
         set!(st, stopped, 1);
         return;
     }
-    // The question name: at most 255 bytes (RFC 1035 §3.1). Hashed byte by byte only when
-    // glue-less NS names are pending; otherwise skipped label by label.
-    let qend = if cfg.pending != 0 {
-        // SAFETY: the callback has the signature bpf_loop expects and takes no context.
-        unsafe { bpf_loop(256, qname_byte as *mut c_void, core::ptr::null_mut(), 0) };
-        let end = get!(st, q_end);
-        if end == 0 {
-            None
-        } else {
-            let h = get!(st, q_hash);
+    // The question name, hashed: if it is a pending glue-less NS name, the answer's
+    // addresses are that name server's.
+    let qend = match hash_name(st, 12) {
+        Some((end, h)) => {
             if let Some(exp) = unsafe { PENDING_NS.get(h) } {
                 if unsafe { bpf_ktime_get_coarse_ns() } < *exp {
                     set!(st, pending, 1);
@@ -445,8 +498,7 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
             }
             Some(end)
         }
-    } else {
-        skip_name(st, 12)
+        None => None,
     };
     let Some(qend) = qend else {
         set!(st, stopped, 2);

@@ -20,7 +20,7 @@ use crate::{
     learn::{Engine, Learned},
     loader::{self, Filter},
     store::Writer,
-    wire::{self, Message, NameBuf, Section},
+    wire::{Message, Section},
 };
 
 /// What live learning did, for logs and metrics.
@@ -34,8 +34,6 @@ pub struct LiveStats {
     pub allowed: u64,
     /// Addresses the program learned that the engine rejected, removed from the maps.
     pub withdrawn: u64,
-    /// Glue-less NS names marked as pending for the program.
-    pub pending_marked: u64,
     /// Entries removed from the maps because they expired.
     pub expired: u64,
     /// Database write errors (learning goes on in memory).
@@ -66,22 +64,6 @@ fn mono_to_unix_ms(mono_ns: u64) -> u64 {
     let now_mono = clock::mono_ns();
     let now_ms = unix_ms(SystemTime::now());
     now_ms.saturating_sub(now_mono.saturating_sub(mono_ns) / 1_000_000)
-}
-
-/// Wire format of a presentation-format name (as the wire parser prints it).
-fn to_wire(name: &str) -> Vec<u8> {
-    let mut w = Vec::with_capacity(name.len() + 2);
-    for label in name
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
-        let l = &label.as_bytes()[..label.len().min(63)];
-        w.push(l.len() as u8);
-        w.extend_from_slice(l);
-    }
-    w.push(0);
-    w
 }
 
 impl LiveLearner {
@@ -155,7 +137,6 @@ impl LiveLearner {
                 ts_ms,
             );
         }
-        self.mark_glueless(filter, msg);
         if let Some(w) = &mut self.writer {
             if let Err(e) = w.push(self.engine.take_rows()) {
                 self.stats.db_errors += 1;
@@ -203,38 +184,6 @@ impl LiveLearner {
             {
                 self.stats.withdrawn += 1;
                 tracing::debug!(addr = %a, "withdrew glue the engine rejected");
-            }
-        }
-    }
-
-    /// Marks NS names of a referral that came without glue, so the program learns their
-    /// addresses from the resolver's lookup (which follows within a round trip).
-    fn mark_glueless(&mut self, filter: &mut Filter, msg: &[u8]) {
-        let Ok(m) = Message::parse(msg) else { return };
-        let mut ns_names: Vec<String> = Vec::new();
-        let mut glue: HashSet<String> = HashSet::new();
-        let mut name = NameBuf::default();
-        for rec in m.records() {
-            let Ok(rec) = rec else { break };
-            match (rec.section, rec.rtype) {
-                (Section::Authority | Section::Answer, 2) => {
-                    if rec.target(msg, &mut name).is_ok() {
-                        ns_names.push(name.as_str().to_ascii_lowercase());
-                    }
-                }
-                (Section::Additional, 1 | 28) => {
-                    if wire::read_name(msg, rec.name_off, &mut name).is_ok() {
-                        glue.insert(name.as_str().to_ascii_lowercase());
-                    }
-                }
-                _ => {}
-            }
-        }
-        let window = self.engine.config().glueless_window_ms;
-        let until = clock::mono_ns() + window * 1_000_000;
-        for ns in ns_names.iter().filter(|n| !glue.contains(*n)) {
-            if filter.add_pending(&to_wire(ns), until).is_ok() {
-                self.stats.pending_marked += 1;
             }
         }
     }

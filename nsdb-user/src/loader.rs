@@ -269,37 +269,34 @@ impl Filter {
         Ok(Counters::from_raw(values))
     }
 
-    /// Turns in-kernel learning of referral glue on or off, with the TTL clamp and grace the
-    /// program applies (the same as the learning engine's).
+    /// Turns in-kernel learning of referral glue on or off, with the TTL clamp, grace and
+    /// glue-less window the program applies (the same as the learning engine's).
     pub fn set_learning(
         &mut self,
         on: bool,
         min_ttl_s: u32,
         max_ttl_s: u32,
         grace_ns: u64,
+        glueless_window_ns: u64,
     ) -> Result<(), LoadError> {
         self.cfg.learn = u32::from(on);
+        self.cfg.pending_window_ns = glueless_window_ns;
         self.cfg.min_ttl_s = min_ttl_s;
         self.cfg.max_ttl_s = max_ttl_s.max(min_ttl_s);
         self.cfg.grace_ns = grace_ns;
         self.write_config()
     }
 
-    /// Marks a glue-less NS name (wire format) as expected until `expires_ns`
-    /// (CLOCK_MONOTONIC_COARSE): the program learns the addresses in the answer to its lookup.
+    /// Marks an NS name (wire format) as expected until `expires_ns` (CLOCK_MONOTONIC_COARSE):
+    /// the program learns the addresses in the answer to its lookup. (The program marks the NS
+    /// names of trusted responses itself; this is for tests and operators.)
     pub fn add_pending(&mut self, wire_name: &[u8], expires_ns: u64) -> Result<(), LoadError> {
         self.pending
             .insert(nsdb_common::name_hash(wire_name), expires_ns, 0)
-            .map_err(map_err(map::PENDING_NS))?;
-        if self.cfg.pending == 0 {
-            self.cfg.pending = 1;
-            self.write_config()?;
-        }
-        Ok(())
+            .map_err(map_err(map::PENDING_NS))
     }
 
-    /// Removes expired pending names; when none is left the program stops hashing question
-    /// names. Returns how many remain.
+    /// Removes expired pending names. Returns how many remain.
     pub fn sweep_pending(&mut self, now_ns: u64) -> Result<usize, LoadError> {
         let expired: Vec<u64> = self
             .pending
@@ -311,12 +308,7 @@ impl Filter {
         for k in expired {
             let _ = self.pending.remove(&k);
         }
-        let left = self.pending.keys().count();
-        if left == 0 && self.cfg.pending != 0 {
-            self.cfg.pending = 0;
-            self.write_config()?;
-        }
-        Ok(left)
+        Ok(self.pending.keys().count())
     }
 
     /// Every allow entry (IPv4 and IPv6) with its value.

@@ -29,7 +29,9 @@ impl Fx {
         })
         .expect("loading the XDP program");
         filter.set_mode(mode::ENFORCE).unwrap();
-        filter.set_learning(true, 1, 86400, 0).unwrap();
+        filter
+            .set_learning(true, 1, 86400, 0, 2_000_000_000)
+            .unwrap();
         filter
             .add_internal("192.0.2.0/24".parse().unwrap())
             .unwrap();
@@ -305,4 +307,55 @@ fn an_unknown_server_cannot_register_itself() {
         nsdb_common::transport::UDP,
     );
     assert_eq!(unknown, 2);
+}
+
+#[test]
+fn glueless_ns_names_of_a_referral_are_marked_pending_in_the_kernel() {
+    let mut fx = Fx::new();
+    // Referral for example.test to ns1.other.test, with no glue. The NS target is compressed:
+    // "ns1.other" then a pointer to the question's "test" label (offset 24).
+    assert_eq!(fx.query(ROOT, 40000, 31, "www.example.test", 1), XDP_PASS);
+    let mut target = b"\x03ns1\x05other".to_vec();
+    target.extend_from_slice(&[0xC0, 24]);
+    let ns = Rr {
+        name: "example.test".into(),
+        rtype: 2,
+        ttl: 3600,
+        rdata: target,
+    };
+    let msg = dns_message(31, "www.example.test", 1, &[], &[ns], &[]);
+    assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 0, "no glue to learn yet");
+    // The resolver looks the NS name up (here at the root again, a registered server); the
+    // answer is learned by the program as it passes.
+    assert_eq!(fx.query(ROOT, 40001, 32, "NS1.other.TEST", 1), XDP_PASS);
+    let answer = dns_message(
+        32,
+        "NS1.other.TEST",
+        1,
+        &[Rr::a("NS1.other.TEST", 3600, "203.0.113.77")],
+        &[],
+        &[],
+    );
+    assert_eq!(fx.response(ROOT, 40001, &answer), XDP_PASS);
+    assert_eq!(fx.count(c::PENDING_LEARNED), 1);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 1);
+    assert_eq!(
+        fx.query("203.0.113.77", 40002, 33, "www.example.test", 1),
+        XDP_PASS
+    );
+    // A name that was never an NS target is not pending: its answer teaches nothing.
+    assert_eq!(fx.query(ROOT, 40003, 34, "www.other.test", 1), XDP_PASS);
+    let other = dns_message(
+        34,
+        "www.other.test",
+        1,
+        &[Rr::a("www.other.test", 3600, "203.0.113.78")],
+        &[],
+        &[],
+    );
+    assert_eq!(fx.response(ROOT, 40003, &other), XDP_PASS);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 1);
+    assert_eq!(fx.query("203.0.113.78", 40004, 35, "x.test", 1), XDP_DROP);
+    assert_eq!(fx.records().len(), 3);
 }

@@ -138,6 +138,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         learn_cfg.min_ttl,
         learn_cfg.max_ttl,
         learn_cfg.grace_ms.saturating_mul(1_000_000),
+        learn_cfg.glueless_window_ms.saturating_mul(1_000_000),
     )?;
     for net in &args.internal {
         filter.add_internal(*net)?;
