@@ -137,7 +137,7 @@ fn all_captures_in_one_run_plus_bad_files() {
     std::fs::write(&text, b"this is not a capture\n").unwrap();
     files.insert(3, empty.clone());
     files.insert(10, text.clone());
-    files.insert(20, d.clone());
+    files.insert(20, d.to_path_buf());
     let db = d.join("h.db");
     let mut args: Vec<String> = vec![
         "learn".into(),

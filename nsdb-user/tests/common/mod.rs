@@ -42,12 +42,28 @@ pub fn manifest() -> Vec<(PathBuf, String, String)> {
         .collect()
 }
 
-/// A fresh temporary directory for one test.
-pub fn tmpdir(name: &str) -> PathBuf {
+/// A fresh temporary directory for one test, deleted when the test ends (pass or fail), so
+/// parallel tests and repeated runs leave nothing behind.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn tmpdir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("nsdb-it-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 pub fn nsdb(args: &[&str]) -> Output {
