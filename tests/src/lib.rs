@@ -9,16 +9,19 @@ pub mod testbed;
 use std::path::PathBuf;
 
 /// The `nsdb` binary of this build (target/<profile>/nsdb, next to the test executables'
-/// `deps/` folder). `NSDB_BIN` overrides it.
+/// `deps/` folder and the bench tools). `NSDB_BIN` overrides it.
 pub fn nsdb_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("NSDB_BIN") {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("the test knows its own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
+    // Tests live in target/<profile>/deps/, the bench tools in target/<profile>/.
+    let dir = exe.parent().expect("an executable is in a directory");
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>")
+    } else {
+        dir
+    };
     let bin = profile_dir.join("nsdb");
     assert!(
         bin.exists(),

@@ -84,6 +84,39 @@ fn xdp_markdown(v: &Value) -> String {
     s
 }
 
+fn resolve_markdown(v: &Value) -> String {
+    let mut s = format!(
+        "## Learning latency and resolution overhead\n\n{} ({} names, {} rounds).\n\n\
+         | configuration | median ms | × no nsdb | × monitor | failed resolutions | dropped queries |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+        v["tool"].as_str().unwrap_or("?"),
+        v["names"],
+        v["rounds"]
+    );
+    for c in v["configs"].as_array().into_iter().flatten() {
+        s += &format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
+            c["config"].as_str().unwrap_or("?"),
+            c["median_ms"].as_f64().unwrap_or(0.0),
+            c["ratio_to_none"].as_f64().unwrap_or(0.0),
+            c["ratio_to_monitor"].as_f64().unwrap_or(0.0),
+            c["failed_resolutions"],
+            c["dropped_queries"],
+        );
+    }
+    let l = &v["learn_latency_us_userspace"];
+    s += &format!(
+        "\nEnforce / no nsdb: {:.2} (goal ≤ {}). Learn-to-enforce latency: kernel path {}; userspace \
+         path (ring buffer to map update) p50 {:.0} µs, p99 {:.0} µs (medians over the enforce rounds).\n",
+        v["enforce_over_none"].as_f64().unwrap_or(0.0),
+        v["goal_enforce_over_none"],
+        v["learn_latency_kernel"].as_str().unwrap_or("?"),
+        l["p50_median"].as_f64().unwrap_or(0.0),
+        l["p99_median"].as_f64().unwrap_or(0.0),
+    );
+    s
+}
+
 pub fn run(root: &Path, quick: bool) -> Result<()> {
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -95,11 +128,15 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
         md += "_Quick smoke run: fewer repeats; figures are indicative only._\n\n";
     }
     md += &xdp_markdown(&xdp);
+    eprintln!("bench: resolution through the live testbed (Unbound, NSD, nsdb)");
+    let resolve = json_tool(root, "nsdb-resolve-bench", q)?;
+    md += "\n";
+    md += &resolve_markdown(&resolve);
     eprintln!("bench: offline learning on a paper-scale trace");
     let offline = offline::run(quick)?;
     md += "\n";
     md += &offline::markdown(&offline);
-    let report = json!({ "quick": quick, "xdp": xdp, "offline": offline });
+    let report = json!({ "quick": quick, "xdp": xdp, "resolve": resolve, "offline": offline });
     std::fs::write(dir.join("report.md"), &md)?;
     std::fs::write(
         dir.join("report.json"),
