@@ -92,14 +92,12 @@ pub struct WalkState {
     /// Name skip: offset, and 0 running / 1 done / 2 malformed.
     s_off: u32,
     s_done: u32,
-    /// Name hash: next byte to read, bytes left in the current label, offset just past the
-    /// name where it started (0 until known), pointers followed, 0 running / 1 done / 2 bad.
+    /// Name hash: next label to read, offset just past the name where it started (0 until
+    /// known), pointers followed, 0 running / 1 done / 2 bad.
     n_pos: u32,
-    n_rem: u32,
     n_end: u32,
     n_hops: u32,
     n_done: u32,
-    _pad: u32,
     /// FNV-1a of the lower-cased uncompressed wire name (`nsdb_common::name_hash`).
     n_hash: u64,
     /// When a glue-less NS name stays pending (CLOCK_MONOTONIC_COARSE ns).
@@ -234,7 +232,14 @@ extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
     let (st, b) = unsafe { (&mut *st, &*b) };
     let len = st.len as usize;
     let start = st.off;
-    let Some(off) = skip_name(st, start) else {
+    // Owner names are nearly always a bare compression pointer: skip it without a loop.
+    let first = b[start as usize & MASK];
+    let skipped = if first & 0xC0 == 0xC0 && (start as usize) + 2 <= len {
+        Some(start + 2)
+    } else {
+        skip_name(st, start)
+    };
+    let Some(off) = skipped else {
         st.stopped = 3;
         return 1;
     };
@@ -303,31 +308,26 @@ extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
     0
 }
 
-/// One byte of a name, hashed, following compression pointers (RFC 1035 §4.1.4): the hash is
-/// that of the uncompressed wire name, lower-cased (`nsdb_common::name_hash`).
-extern "C" fn name_byte(_i: u64, _ctx: *mut c_void) -> i64 {
+/// One label of a name, hashed, following compression pointers (RFC 1035 §4.1.4): the hash is
+/// that of the uncompressed wire name, lower-cased (`nsdb_common::name_hash`). A label is
+/// hashed in an inner loop (at most 63 bytes): one bpf_loop call per label, not per byte.
+extern "C" fn name_label(_i: u64, _ctx: *mut c_void) -> i64 {
     let (Some(st), Some(b)) = (STATE.get_ptr_mut(0), MSG.get_ptr(0)) else {
         return 1;
     };
     // SAFETY: this CPU's walk state and scratch copy of the message.
     let (st, b) = unsafe { (&mut *st, &*b) };
     let o = st.n_pos as usize;
-    if o >= st.len as usize {
+    let len = st.len as usize;
+    if o >= len {
         st.n_done = 2;
         return 1;
     }
     let c = b[o & MASK];
-    if st.n_rem > 0 {
-        let l = if c.is_ascii_uppercase() { c + 32 } else { c };
-        st.n_hash = (st.n_hash ^ l as u64).wrapping_mul(0x0000_0100_0000_01b3);
-        st.n_pos += 1;
-        st.n_rem -= 1;
-        return 0;
-    }
     if c & 0xC0 == 0xC0 {
         // A pointer must point back to an earlier name; at most 32 are followed.
         let ptr = (((c & 0x3F) as u32) << 8) | b[(o + 1) & MASK] as u32;
-        if o + 1 >= st.len as usize || ptr >= st.n_pos || st.n_hops >= 32 {
+        if o + 1 >= len || ptr >= st.n_pos || st.n_hops >= 32 {
             st.n_done = 2;
             return 1;
         }
@@ -338,12 +338,21 @@ extern "C" fn name_byte(_i: u64, _ctx: *mut c_void) -> i64 {
         st.n_pos = ptr;
         return 0;
     }
-    if c & 0xC0 != 0 {
+    if c & 0xC0 != 0 || o + 1 + c as usize > len {
         st.n_done = 2;
         return 1;
     }
-    st.n_hash = (st.n_hash ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    st.n_pos += 1;
+    let mut h = (st.n_hash ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    for k in 0..63usize {
+        if k >= c as usize {
+            break;
+        }
+        let x = b[(o + 1 + k) & MASK];
+        let l = if x.is_ascii_uppercase() { x + 32 } else { x };
+        h = (h ^ l as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    st.n_hash = h;
+    st.n_pos += c as u32 + 1;
     if c == 0 {
         if st.n_end == 0 {
             st.n_end = st.n_pos;
@@ -351,7 +360,6 @@ extern "C" fn name_byte(_i: u64, _ctx: *mut c_void) -> i64 {
         st.n_done = 1;
         return 1;
     }
-    st.n_rem = c as u32;
     0
 }
 
@@ -359,14 +367,13 @@ extern "C" fn name_byte(_i: u64, _ctx: *mut c_void) -> i64 {
 #[inline(always)]
 fn hash_name(st: *mut WalkState, off: u32) -> Option<(u32, u64)> {
     set!(st, n_pos, off);
-    set!(st, n_rem, 0);
     set!(st, n_end, 0);
     set!(st, n_hops, 0);
     set!(st, n_done, 0);
     set!(st, n_hash, 0xcbf2_9ce4_8422_2325);
-    // 255 name bytes and 32 pointers at most.
+    // 128 labels and 32 pointers at most.
     // SAFETY: the callback has the signature bpf_loop expects and takes no context.
-    unsafe { bpf_loop(320, name_byte as *mut c_void, core::ptr::null_mut(), 0) };
+    unsafe { bpf_loop(160, name_label as *mut c_void, core::ptr::null_mut(), 0) };
     if get!(st, n_done) == 1 {
         Some((get!(st, n_end), get!(st, n_hash)))
     } else {
@@ -471,11 +478,9 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
         s_off: 0,
         s_done: 0,
         n_pos: 0,
-        n_rem: 0,
         n_end: 0,
         n_hops: 0,
         n_done: 0,
-        _pad: 0,
         n_hash: 0,
         pending_until: unsafe { bpf_ktime_get_coarse_ns() } + cfg.pending_window_ns,
     };
