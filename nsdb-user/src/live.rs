@@ -38,6 +38,16 @@ pub struct LiveStats {
     pub expired: u64,
     /// Database write errors (learning goes on in memory).
     pub db_errors: u64,
+    /// Entries in the allow maps at the last full sweep (IPv4 + IPv6), and their capacity.
+    pub allow_entries: u64,
+    pub allow_capacity: u64,
+    /// Entries the LRU allow maps evicted to make room (an estimate: entries written minus
+    /// entries removed minus entries present, at the last full sweep).
+    pub evicted: u64,
+    /// New entries userspace wrote (the program's own are counted by `glue_learned_kernel`).
+    pub inserted: u64,
+    /// Warnings logged about full maps (evictions seen, or 90 % occupancy).
+    pub full_warnings: u64,
     /// Responses whose in-kernel walk stopped early, by reason (`nsdb_common::walk_stop`:
     /// none, qdcount, qname, owner, rr_header, rdata, too_many_rrs).
     pub walk_stops: [u64; 7],
@@ -52,6 +62,9 @@ pub struct LiveLearner {
     last_full_sweep: Instant,
     /// Learning latency samples: response arrival (boot ns) to map update, in µs.
     latencies_us: Vec<u64>,
+    /// Entries in the maps when learning started (roots, restored history).
+    baseline: u64,
+    warned_full: bool,
     pub stats: LiveStats,
 }
 
@@ -74,8 +87,17 @@ impl LiveLearner {
             expiries: BinaryHeap::new(),
             last_full_sweep: Instant::now(),
             latencies_us: Vec::new(),
+            baseline: 0,
+            warned_full: false,
             stats: LiveStats::default(),
         }
+    }
+
+    /// Records what the maps held before learning started and their capacity (per family).
+    pub fn set_baseline(&mut self, entries: u64, capacity_per_family: u64) {
+        self.baseline = entries;
+        self.stats.allow_entries = entries;
+        self.stats.allow_capacity = capacity_per_family * 2;
     }
 
     pub fn engine(&self) -> &Engine {
@@ -92,6 +114,9 @@ impl LiveLearner {
         if let Err(e) = filter.allow(l.addr, exp, kind::GLUE) {
             tracing::error!(addr = %l.addr, error = %e, "cannot write the allow map");
             return;
+        }
+        if current.is_none() {
+            self.stats.inserted += 1;
         }
         self.expiries.push(Reverse((exp, l.addr)));
         self.stats.allowed += 1;
@@ -214,11 +239,7 @@ impl LiveLearner {
         // record): a slower full sweep finds them.
         if self.last_full_sweep.elapsed() >= Duration::from_secs(30) {
             self.last_full_sweep = Instant::now();
-            for (addr, e) in filter.allow_entries() {
-                if e.kind != kind::ROOT && e.expires_ns <= now && filter.disallow(addr) {
-                    self.stats.expired += 1;
-                }
-            }
+            self.full_sweep(filter, now);
         }
         if let Err(e) = filter.sweep_pending(now) {
             tracing::warn!(error = %e, "sweeping pending NS names failed");
@@ -229,6 +250,43 @@ impl LiveLearner {
                 tracing::error!(error = %e, "writing the history database failed; learning goes on in memory");
             }
         }
+    }
+
+    /// Removes every expired entry, and checks occupancy: the allow maps are LRU maps, so when
+    /// they are full the kernel evicts the least recently used entry rather than refusing a new
+    /// one (learning never stops); evictions are estimated, and a warning is logged when new
+    /// ones are seen or the maps are 90 % full.
+    pub fn full_sweep(&mut self, filter: &mut Filter, now: u64) {
+        let entries = filter.allow_entries();
+        let mut left = 0u64;
+        for (addr, e) in entries {
+            if e.kind != kind::ROOT && e.expires_ns <= now && filter.disallow(addr) {
+                self.stats.expired += 1;
+            } else {
+                left += 1;
+            }
+        }
+        self.stats.allow_entries = left;
+        let kernel_new = filter
+            .counters()
+            .map(|c| c.get(nsdb_common::counter::GLUE_LEARNED))
+            .unwrap_or(0);
+        let written = self.baseline + kernel_new + self.stats.inserted;
+        let removed = self.stats.expired + self.stats.withdrawn;
+        let evicted = written.saturating_sub(removed).saturating_sub(left);
+        let cap = self.stats.allow_capacity;
+        let near_full = cap > 0 && left * 10 >= cap * 9;
+        if evicted > self.stats.evicted || (near_full && !self.warned_full) {
+            tracing::warn!(
+                entries = left,
+                capacity = cap,
+                evicted,
+                "allow maps full: least recently used name servers are being evicted; raise --allow-entries"
+            );
+            self.stats.full_warnings += 1;
+        }
+        self.warned_full = near_full;
+        self.stats.evicted = evicted;
     }
 
     /// Learning latency (response arrival to map update), p50 and p99 in µs.

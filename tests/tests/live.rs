@@ -729,3 +729,37 @@ fn ttl_expiry_removes_entries_and_the_next_referral_relearns_them() {
     assert_eq!(n(&c, "query_unknown_drop_ipv4_udp"), 1, "{c}");
     assert_eq!(sum(&c, "query_unknown_"), 1, "{c}");
 }
+
+/// Small allow maps: when they fill up, the least recently used name servers are evicted,
+/// learning goes on, the evictions are counted and the operator is warned. (Monitor mode: an
+/// evicted server that is used again is re-learned from the next referral, but a query sent
+/// to it before that would be unknown.)
+#[test]
+fn full_allow_maps_evict_count_and_warn() {
+    let mut tb = Testbed::new("ev");
+    tb.restart_unbound();
+    let alerts = tb.file("alerts.json");
+    let d = start(&tb, "monitor", &alerts, None, &["--allow-entries", "6"]);
+    let (fails, _) = tb.resolve_all();
+    assert_all_resolved(&tb, "small maps", &fails);
+    let log = d.stderr_text();
+    let r = d.stop_report();
+    let live = &r["live"];
+    eprintln!("small maps: live {live}");
+    assert_eq!(live["allow_capacity"], 12, "6 per family: {live}");
+    assert!(live["allow_entries"].as_u64().unwrap() <= 12, "{live}");
+    assert!(
+        live["evicted"].as_u64().unwrap() > 0,
+        "the tree has more name servers than fit: {live}"
+    );
+    assert!(
+        r["final_counters"]["glue_learned_kernel"].as_u64().unwrap() > 12,
+        "learning went on past the capacity: {r}"
+    );
+    assert!(
+        live["full_warnings"].as_u64().unwrap() >= 1,
+        "a warning names the problem: {live}"
+    );
+    // The warning went to the log unless it came from the final sweep at shutdown.
+    let _ = log;
+}

@@ -156,6 +156,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         restored = crate::cli::restore_history(&mut filter, store)?;
     }
     let mut live = LiveLearner::new(engine, store.map(Writer::new));
+    let (v4, v6) = filter.allow_len();
+    live.set_baseline((v4 + v6) as u64, u64::from(args.allow_entries));
     let events = filter.take_events().expect("events are taken once, here");
     let responses = filter
         .take_responses()
@@ -186,6 +188,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     ));
 
     // Detach first (dropping the links), then report what was seen.
+    live.full_sweep(&mut filter, crate::clock::mono_ns());
     let counters = filter.counters()?;
     let stats = live.stats;
     let latency = live.latency_percentiles();
