@@ -286,3 +286,28 @@ pub fn dns_message(
     }
     m
 }
+
+/// A root-style referral for `www.example.test` delegating `test` to 13 name servers
+/// (`a.nic.test` … `m.nic.test`), each with an A glue record `<v4_prefix>N` and an AAAA glue
+/// record `<v6_prefix>N`, N = 1..=13: 39 records, about 1.2 KB.
+pub fn referral_13(id: u16, v4_prefix: &str, v6_prefix: &str) -> Vec<u8> {
+    let letters = "abcdefghijklm";
+    let ns: Vec<Rr> = letters
+        .chars()
+        .map(|l| Rr::ns("test", 172800, &format!("{l}.nic.test")))
+        .collect();
+    let mut glue = Vec::new();
+    for (i, l) in letters.chars().enumerate() {
+        glue.push(Rr::a(
+            &format!("{l}.nic.test"),
+            172800,
+            &format!("{v4_prefix}{}", i + 1),
+        ));
+        glue.push(Rr::aaaa(
+            &format!("{l}.nic.test"),
+            172800,
+            &format!("{v6_prefix}{}", i + 1),
+        ));
+    }
+    dns_message(id, "www.example.test", 1, &[], &ns, &glue)
+}

@@ -141,7 +141,11 @@ fn monitor_mode_counts_registered_and_alerts_on_unknown() {
     let id = dig_id(&bad);
 
     let links = String::from_utf8_lossy(&net.gw.ip(&["link", "show"]).stdout).into_owned();
-    assert_eq!(links.matches("prog/xdp").count(), 2, "attached to g0 and g1: {links}");
+    assert_eq!(
+        links.matches("prog/xdp").count(),
+        2,
+        "attached to g0 and g1: {links}"
+    );
     let r = d.stop_report();
     let links = String::from_utf8_lossy(&net.gw.ip(&["link", "show"]).stdout).into_owned();
     assert!(!links.contains("xdp"), "detached on SIGTERM: {links}");

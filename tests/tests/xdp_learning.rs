@@ -233,25 +233,7 @@ fn pending_glueless_ns_name_is_learned_from_its_lookup() {
 #[test]
 fn root_referral_with_13_glue_pairs_is_learned_whole() {
     let mut fx = Fx::new();
-    let letters = "abcdefghijklm";
-    let ns: Vec<Rr> = letters
-        .chars()
-        .map(|l| Rr::ns("test", 172800, &format!("{l}.nic.test")))
-        .collect();
-    let mut glue = Vec::new();
-    for (i, l) in letters.chars().enumerate() {
-        glue.push(Rr::a(
-            &format!("{l}.nic.test"),
-            172800,
-            &format!("198.18.0.{}", i + 1),
-        ));
-        glue.push(Rr::aaaa(
-            &format!("{l}.nic.test"),
-            172800,
-            &format!("2001:db8:18::{}", i + 1),
-        ));
-    }
-    let msg = dns_message(21, "www.example.test", 1, &[], &ns, &glue);
+    let msg = referral_13(21, "198.18.0.", "2001:db8:18::");
     assert!(msg.len() > 512);
     assert_eq!(fx.query(ROOT, 40000, 21, "www.example.test", 1), XDP_PASS);
     assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS);

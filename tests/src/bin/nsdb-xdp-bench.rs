@@ -46,29 +46,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// A root-style referral: 13 NS records, 13 A and 13 AAAA glue records.
-fn referral_13() -> Vec<u8> {
-    let letters = "abcdefghijklm";
-    let ns: Vec<Rr> = letters
-        .chars()
-        .map(|l| Rr::ns("test", 172800, &format!("{l}.nic.test")))
-        .collect();
-    let mut glue = Vec::new();
-    for (i, l) in letters.chars().enumerate() {
-        glue.push(Rr::a(
-            &format!("{l}.nic.test"),
-            172800,
-            &format!("198.19.0.{}", i + 1),
-        ));
-        glue.push(Rr::aaaa(
-            &format!("{l}.nic.test"),
-            172800,
-            &format!("2001:db8:19::{}", i + 1),
-        ));
-    }
-    dns_message(0x4242, "www.example.test", 1, &[], &ns, &glue)
-}
-
 fn glue_addrs() -> Vec<std::net::IpAddr> {
     (1..=13)
         .flat_map(|i| {
@@ -208,7 +185,7 @@ fn main() {
     // Paired referrals: each needs its own outstanding query, so they are measured one run at
     // a time (repeat = 1, median of many), next to the no-op measured the same way.
     let iters = if quick { 300 } else { 3000 };
-    let referral = referral_13();
+    let referral = referral_13(0x4242, "198.19.0.", "2001:db8:19::");
     let resp = frame(
         &[],
         &L3::v4("198.51.100.53", "192.0.2.10"),
