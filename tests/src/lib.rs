@@ -8,6 +8,19 @@ pub mod testbed;
 
 use std::path::PathBuf;
 
+use aya::programs::{TestRun, TestRunOptions, TestRunResult, Xdp};
+
+/// Runs an XDP program on `pkt` through BPF_PROG_TEST_RUN, `repeat` times (the kernel reports
+/// the mean duration of one run).
+pub fn test_run(prog: &Xdp, pkt: &[u8], repeat: u32) -> TestRunResult {
+    let opts = TestRunOptions {
+        data_in: Some(pkt),
+        repeat,
+        ..Default::default()
+    };
+    prog.test_run(opts).expect("BPF_PROG_TEST_RUN")
+}
+
 /// The `nsdb` binary of this build (target/<profile>/nsdb, next to the test executables'
 /// `deps/` folder and the bench tools). `NSDB_BIN` overrides it.
 pub fn nsdb_bin() -> PathBuf {

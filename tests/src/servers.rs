@@ -104,6 +104,17 @@ pub fn dig(ns: &Netns, server: &str, name: &str, qtype: &str, timeout_s: u32) ->
     }
 }
 
+/// The DNS id dig printed for its query (`id: NNNN` in its header line).
+pub fn dig_id(out: &str) -> u64 {
+    let at = out.find("id: ").expect("dig prints the id");
+    out[at + 4..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// A running `nsdb run`, stopped with SIGTERM on [`Daemon::stop`] (or killed on drop).
 pub struct Daemon {
     child: Option<Child>,

@@ -7,7 +7,7 @@ use std::path::Path;
 use nsdb_tests::{
     TempDir,
     netns::{Netns, veth},
-    servers::{Daemon, Nsd, Zone, dig, read_alerts},
+    servers::{Daemon, Nsd, Zone, dig, dig_id, read_alerts},
 };
 
 const CLIENT: &str = "192.0.2.10";
@@ -108,17 +108,6 @@ fn start(n: &Net, mode: &str, alerts: &Path) -> Daemon {
             alerts.to_str().unwrap(),
         ],
     )
-}
-
-/// The DNS id dig printed for its query.
-fn dig_id(out: &str) -> u64 {
-    let at = out.find("id: ").expect("dig prints the id");
-    out[at + 4..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn n(c: &serde_json::Value, key: &str) -> u64 {

@@ -17,7 +17,7 @@ use std::{
 };
 
 use nsdb_tests::{
-    servers::{Daemon, read_alerts},
+    servers::{Daemon, dig_id, read_alerts},
     testbed::*,
 };
 use serde_json::Value;
@@ -60,17 +60,6 @@ fn assert_all_resolved(tb: &Testbed, what: &str, fails: &[Failure]) {
         failures_text(fails),
         tb.logs()
     );
-}
-
-/// The DNS id dig printed for its query.
-fn dig_id(out: &str) -> u64 {
-    let at = out.find("id: ").expect("dig prints the id");
-    out[at + 4..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// Alerts raised by the resolver's own queries (there must be none: it only follows

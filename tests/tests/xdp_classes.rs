@@ -1,7 +1,6 @@
 //! The XDP program under BPF_PROG_TEST_RUN, one crafted packet per class: return code,
 //! counters and event contents asserted.
 
-use aya::programs::{TestRun, TestRunOptions};
 use nsdb::{
     clock,
     counters::Counters,
@@ -67,16 +66,7 @@ impl Fixture {
     }
 
     fn run(&self, pkt: &[u8]) -> u32 {
-        let opts = TestRunOptions {
-            data_in: Some(pkt),
-            repeat: 1,
-            ..Default::default()
-        };
-        self.filter
-            .program()
-            .test_run(opts)
-            .expect("BPF_PROG_TEST_RUN")
-            .return_value
+        nsdb_tests::test_run(self.filter.program(), pkt, 1).return_value
     }
 
     fn counters(&self) -> Counters {

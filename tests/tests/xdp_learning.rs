@@ -2,7 +2,6 @@
 //! queries it saw leave, referral glue is in the allow map by the time the program returns,
 //! and unsolicited, spoofed or replayed responses teach nothing.
 
-use aya::programs::{TestRun, TestRunOptions};
 use nsdb::{
     clock, live,
     loader::{Filter, Sizes},
@@ -42,16 +41,7 @@ impl Fx {
         Fx { filter, responses }
     }
     fn run(&self, pkt: &[u8]) -> u32 {
-        let opts = TestRunOptions {
-            data_in: Some(pkt),
-            repeat: 1,
-            ..Default::default()
-        };
-        self.filter
-            .program()
-            .test_run(opts)
-            .expect("BPF_PROG_TEST_RUN")
-            .return_value
+        nsdb_tests::test_run(self.filter.program(), pkt, 1).return_value
     }
     fn query(&self, dst: &str, port: u16, id: u16, name: &str, qtype: u16) -> u32 {
         self.run(&frame(

@@ -5,40 +5,25 @@
 
 use std::time::Duration;
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::Xdp;
 use nsdb::{
     clock,
     loader::{Filter, Sizes},
 };
 use nsdb_common::{kind, mode};
-use nsdb_tests::packet::*;
+use nsdb_tests::{packet::*, test_run};
 use serde_json::json;
 
 fn time(prog: &Xdp, pkt: &[u8], repeat: u32) -> Duration {
     // Best of three: the machine is shared; the minimum is the least disturbed figure.
     (0..3)
-        .map(|_| {
-            let opts = TestRunOptions {
-                data_in: Some(pkt),
-                repeat,
-                ..Default::default()
-            };
-            prog.test_run(opts).expect("BPF_PROG_TEST_RUN").duration
-        })
+        .map(|_| test_run(prog, pkt, repeat).duration)
         .min()
         .unwrap()
 }
 
 fn time_once(prog: &Xdp, pkt: &[u8]) -> f64 {
-    let opts = TestRunOptions {
-        data_in: Some(pkt),
-        repeat: 1,
-        ..Default::default()
-    };
-    prog.test_run(opts)
-        .expect("BPF_PROG_TEST_RUN")
-        .duration
-        .as_nanos() as f64
+    test_run(prog, pkt, 1).duration.as_nanos() as f64
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
