@@ -65,6 +65,27 @@ pub struct Msg<'a> {
     pub is_response: bool,
 }
 
+/// Counts one extracted message and hands it to `f`, its direction decided by the QR bit.
+fn deliver(sum: &mut ReadSummary, f: &mut dyn FnMut(&Msg<'_>), pkt: DnsPacket<'_>) {
+    if pkt.msg.len() < crate::wire::HEADER_LEN {
+        // Not even a DNS header (snaplen-cut, or junk on port 53).
+        sum.runts += 1;
+        return;
+    }
+    sum.dns_messages += 1;
+    let is_response = pkt.msg.get(2).is_some_and(|b| b & 0x80 != 0);
+    if is_response {
+        sum.responses += 1;
+    } else {
+        sum.queries += 1;
+    }
+    f(&Msg {
+        ts_ms: pkt.ts_us / 1000,
+        pkt,
+        is_response,
+    });
+}
+
 /// Read `paths` in order and call `f` for every DNS message. `tick` is called about every
 /// 64k frames (for batched writes). Problems with single files are returned in the list and
 /// reading goes on with the next file.
@@ -119,25 +140,7 @@ pub fn read_all(
                     break;
                 }
             };
-            ex.frame(&frame, &mut |pkt| {
-                if pkt.msg.len() < crate::wire::HEADER_LEN {
-                    // Not even a DNS header (snaplen-cut, or junk on port 53).
-                    sum.runts += 1;
-                    return;
-                }
-                sum.dns_messages += 1;
-                let is_response = pkt.msg.get(2).is_some_and(|b| b & 0x80 != 0);
-                if is_response {
-                    sum.responses += 1;
-                } else {
-                    sum.queries += 1;
-                }
-                f(&Msg {
-                    ts_ms: pkt.ts_us / 1000,
-                    pkt,
-                    is_response,
-                });
-            });
+            ex.frame(&frame, &mut |pkt| deliver(&mut sum, f, pkt));
             n += 1;
             if n & 0xffff == 0 {
                 map.release_before(rd.offset());
@@ -160,24 +163,7 @@ pub fn read_all(
         done_bytes += map.len() as u64;
         sum.bytes += map.len() as u64;
     }
-    ex.finish(&mut |pkt| {
-        if pkt.msg.len() < crate::wire::HEADER_LEN {
-            sum.runts += 1;
-            return;
-        }
-        sum.dns_messages += 1;
-        let is_response = pkt.msg.get(2).is_some_and(|b| b & 0x80 != 0);
-        if is_response {
-            sum.responses += 1;
-        } else {
-            sum.queries += 1;
-        }
-        f(&Msg {
-            ts_ms: pkt.ts_us / 1000,
-            pkt,
-            is_response,
-        });
-    });
+    ex.finish(&mut |pkt| deliver(&mut sum, f, pkt));
     if show {
         eprint!("\r\x1b[K");
     }
