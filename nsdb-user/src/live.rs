@@ -237,12 +237,14 @@ impl LiveLearner {
         }
         // Entries the program learned that userspace never heard of (a lost ring-buffer
         // record): a slower full sweep finds them.
+        // Pending NS names need no prompt removal (the program compares their expiry itself
+        // and the map is an LRU), so they are swept with the rest, not every tick.
         if self.last_full_sweep.elapsed() >= Duration::from_secs(30) {
             self.last_full_sweep = Instant::now();
             self.full_sweep(filter, now);
-        }
-        if let Err(e) = filter.sweep_pending(now) {
-            tracing::warn!(error = %e, "sweeping pending NS names failed");
+            if let Err(e) = filter.sweep_pending(now) {
+                tracing::warn!(error = %e, "sweeping pending NS names failed");
+            }
         }
         if let Some(w) = &mut self.writer {
             if let Err(e) = w.tick() {
