@@ -36,8 +36,14 @@ pub struct LiveStats {
     pub withdrawn: u64,
     /// Entries removed from the maps because they expired.
     pub expired: u64,
-    /// Database write errors (learning goes on in memory).
+    /// Database write errors (learning goes on in memory; the rows stay queued and are
+    /// retried every second).
     pub db_errors: u64,
+    /// Rows queued for the database and not yet committed.
+    pub db_queued: u64,
+    /// Log rows dropped because the database could not be written for long (history rows
+    /// are never dropped).
+    pub db_dropped: u64,
     /// Entries in the allow maps at the last full sweep (IPv4 + IPv6), and their capacity.
     pub allow_entries: u64,
     pub allow_capacity: u64,
@@ -51,6 +57,10 @@ pub struct LiveStats {
     /// Responses whose in-kernel walk stopped early, by reason (`nsdb_common::walk_stop`:
     /// none, qdcount, qname, owner, rr_header, rdata, too_many_rrs).
     pub walk_stops: [u64; 7],
+    /// Full sweeps done, and the allow-map entries by kind (index: `nsdb_common::kind`) at the
+    /// last one.
+    pub full_sweeps: u64,
+    pub allow_kinds: [u64; 4],
 }
 
 /// The live learner, driven by the daemon's event loop.
@@ -65,6 +75,9 @@ pub struct LiveLearner {
     /// Entries in the maps when learning started (roots, restored history).
     baseline: u64,
     warned_full: bool,
+    /// Called with each learning latency sample (µs), e.g. for a metrics histogram.
+    latency_observer: Option<Box<dyn FnMut(u64) + Send>>,
+    db_failing: bool,
     pub stats: LiveStats,
 }
 
@@ -89,6 +102,8 @@ impl LiveLearner {
             latencies_us: Vec::new(),
             baseline: 0,
             warned_full: false,
+            latency_observer: None,
+            db_failing: false,
             stats: LiveStats::default(),
         }
     }
@@ -98,6 +113,11 @@ impl LiveLearner {
         self.baseline = entries;
         self.stats.allow_entries = entries;
         self.stats.allow_capacity = capacity_per_family * 2;
+    }
+
+    /// Hands every learning latency sample (µs) to `f` as well.
+    pub fn set_latency_observer(&mut self, f: Box<dyn FnMut(u64) + Send>) {
+        self.latency_observer = Some(f);
     }
 
     pub fn engine(&self) -> &Engine {
@@ -152,6 +172,9 @@ impl LiveLearner {
             if self.latencies_us.len() < 1 << 20 {
                 self.latencies_us.push(lat);
             }
+            if let Some(f) = &mut self.latency_observer {
+                f(lat);
+            }
         }
         if ev.flags & resp_flag::KERNEL_LEARNED != 0 {
             self.withdraw_rejected(
@@ -163,10 +186,8 @@ impl LiveLearner {
             );
         }
         if let Some(w) = &mut self.writer {
-            if let Err(e) = w.push(self.engine.take_rows()) {
-                self.stats.db_errors += 1;
-                tracing::error!(error = %e, "writing the history database failed; learning goes on in memory");
-            }
+            let r = w.push(self.engine.take_rows());
+            self.db_result(r);
         } else {
             let _ = self.engine.take_rows();
         }
@@ -247,10 +268,8 @@ impl LiveLearner {
             }
         }
         if let Some(w) = &mut self.writer {
-            if let Err(e) = w.tick() {
-                self.stats.db_errors += 1;
-                tracing::error!(error = %e, "writing the history database failed; learning goes on in memory");
-            }
+            let r = w.tick();
+            self.db_result(r);
         }
     }
 
@@ -261,14 +280,20 @@ impl LiveLearner {
     pub fn full_sweep(&mut self, filter: &mut Filter, now: u64) {
         let entries = filter.allow_entries();
         let mut left = 0u64;
+        let mut kinds = [0u64; 4];
         for (addr, e) in entries {
             if e.kind != kind::ROOT && e.expires_ns <= now && filter.disallow(addr) {
                 self.stats.expired += 1;
             } else {
                 left += 1;
+                if let Some(n) = kinds.get_mut(usize::from(e.kind)) {
+                    *n += 1;
+                }
             }
         }
         self.stats.allow_entries = left;
+        self.stats.allow_kinds = kinds;
+        self.stats.full_sweeps += 1;
         let kernel_new = filter
             .counters()
             .map(|c| c.get(nsdb_common::counter::GLUE_LEARNED))
@@ -300,6 +325,28 @@ impl LiveLearner {
         v.sort_unstable();
         let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
         Some((p(0.5), p(0.99)))
+    }
+
+    /// Counts a database write's outcome; the first failure of a run of failures is logged
+    /// as an error, the retries that fail again only at debug level.
+    fn db_result(&mut self, r: Result<(), crate::store::StoreError>) {
+        let Some(w) = &self.writer else { return };
+        if let Err(e) = r {
+            self.stats.db_errors += 1;
+            if self.stats.db_errors == 1 || !self.db_failing {
+                tracing::error!(error = %e, queued = w.queued(), "writing the history database failed; learning goes on in memory and the rows are retried every second");
+            } else {
+                tracing::debug!(error = %e, queued = w.queued(), "history database still cannot be written");
+            }
+        }
+        self.db_failing = w.failing();
+        self.stats.db_queued = w.queued() as u64;
+        self.stats.db_dropped = w.dropped();
+    }
+
+    /// The database writer, if there is a database.
+    pub fn writer(&self) -> Option<&Writer> {
+        self.writer.as_ref()
     }
 
     /// Commits what is pending to the database (on shutdown).

@@ -608,16 +608,29 @@ pub struct NsExportRow {
 }
 
 /// Batches rows and commits them at most once a second (or every [`Writer::MAX_BATCH`] rows).
+///
+/// A failed commit (disk full, read-only file system, a locked file) loses nothing: the rows
+/// stay queued and the next tick tries again, so learning goes on in memory and the database
+/// catches up when it can be written again. While it cannot, memory stays bounded: history
+/// rows are kept (compacted to the latest state of each (zone, NS name, address)), and the
+/// per-query log rows (query_db, ns_db) beyond [`Writer::MAX_RETAINED`] are dropped oldest
+/// first and counted in [`Writer::dropped`].
 pub struct Writer {
     store: Store,
     pending: Rows,
     last: Instant,
     interval: Duration,
+    failing: bool,
+    dropped: u64,
+    commits: u64,
+    commit_ns: u64,
 }
 
 impl Writer {
     /// Rows held before a commit is forced regardless of time.
     pub const MAX_BATCH: usize = 100_000;
+    /// Log rows (query_db + ns_db) kept queued while the database cannot be written.
+    pub const MAX_RETAINED: usize = 1_000_000;
 
     pub fn new(store: Store) -> Writer {
         Writer {
@@ -625,6 +638,10 @@ impl Writer {
             pending: Rows::default(),
             last: Instant::now(),
             interval: Duration::from_secs(1),
+            failing: false,
+            dropped: 0,
+            commits: 0,
+            commit_ns: 0,
         }
     }
 
@@ -636,6 +653,26 @@ impl Writer {
         self.pending.queries.len() + self.pending.ns.len() + self.pending.learned.len()
     }
 
+    /// Rows queued and not yet committed.
+    pub fn queued(&self) -> usize {
+        self.len()
+    }
+
+    /// Log rows dropped because the database could not be written for a long time.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// True while the last commit failed.
+    pub fn failing(&self) -> bool {
+        self.failing
+    }
+
+    /// Commits done, and the time they took in all (ns).
+    pub fn commit_stats(&self) -> (u64, u64) {
+        (self.commits, self.commit_ns)
+    }
+
     /// Queue rows (from [`crate::learn::Engine::take_rows`]); commits if a second has passed.
     pub fn push(&mut self, mut rows: Rows) -> Result<(), StoreError> {
         self.pending.queries.append(&mut rows.queries);
@@ -645,25 +682,74 @@ impl Writer {
         rows.counts.resize(rows.learned.len(), 1);
         self.pending.learned.append(&mut rows.learned);
         self.pending.counts.append(&mut rows.counts);
+        if self.failing {
+            self.bound();
+        }
         self.tick()
     }
 
-    /// Commit if the interval has passed or the batch is full.
+    /// Commit if the interval has passed or the batch is full (while failing: once per
+    /// interval only, a retry).
     pub fn tick(&mut self) -> Result<(), StoreError> {
-        if self.len() >= Self::MAX_BATCH || self.last.elapsed() >= self.interval {
+        let full = self.len() >= Self::MAX_BATCH && !self.failing;
+        if full || self.last.elapsed() >= self.interval {
             self.flush()?;
         }
         Ok(())
     }
 
-    /// Commit everything queued now.
+    /// Commit everything queued now. On failure the rows stay queued.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.last = Instant::now();
         if self.len() == 0 {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.pending);
-        self.store.write_rows(&rows)
+        let started = Instant::now();
+        match self.store.write_rows(&self.pending) {
+            Ok(()) => {
+                self.pending = Rows::default();
+                if self.failing {
+                    tracing::info!("the history database can be written again; queued rows saved");
+                }
+                self.failing = false;
+                self.commits += 1;
+                self.commit_ns += started.elapsed().as_nanos() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.failing = true;
+                self.bound();
+                Err(e)
+            }
+        }
+    }
+
+    /// Keeps the queue bounded while commits fail: history rows compacted to the last state
+    /// of each entry, the oldest log rows dropped beyond [`Self::MAX_RETAINED`].
+    fn bound(&mut self) {
+        let p = &mut self.pending;
+        p.counts.resize(p.learned.len(), 1);
+        if p.learned.len() > 4096 {
+            let mut seen = std::collections::HashSet::new();
+            let mut keep = vec![false; p.learned.len()];
+            for (i, l) in p.learned.iter().enumerate().rev() {
+                keep[i] = seen.insert((l.zone.clone(), l.ns_name.clone(), l.addr));
+            }
+            let mut k = keep.iter();
+            p.learned.retain(|_| *k.next().unwrap_or(&true));
+            let mut k = keep.iter();
+            p.counts.retain(|_| *k.next().unwrap_or(&true));
+        }
+        let logs = p.queries.len() + p.ns.len();
+        if logs > Self::MAX_RETAINED {
+            let mut excess = logs - Self::MAX_RETAINED;
+            let q = excess.min(p.queries.len());
+            p.queries.drain(..q);
+            excess -= q;
+            let n = excess.min(p.ns.len());
+            p.ns.drain(..n);
+            self.dropped += (q + n) as u64;
+        }
     }
 
     /// Flush and checkpoint; returns the store.
