@@ -16,6 +16,7 @@ use crate::{
     learn::Engine,
     live::{self, LiveLearner},
     loader::{self, AttachMode, Filter, Sizes},
+    metrics::{self, Metrics, MetricsAddr, RunInfo},
     store::{Store, Writer},
 };
 
@@ -90,6 +91,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_kernel_learning: bool,
 
+    /// Where to serve Prometheus metrics (/metrics) and the status page (/): an address with
+    /// a port, or `off`. Example: --metrics-addr [::1]:9853
+    #[arg(long, default_value = metrics::DEFAULT_ADDR, value_name = "ADDR|off")]
+    pub metrics_addr: MetricsAddr,
+
     #[command(flatten)]
     pub engine: crate::cli::learn::EngineFlags,
 }
@@ -125,6 +131,19 @@ pub fn run(args: RunArgs) -> Result<()> {
         None => None,
     };
 
+    let metrics = Metrics::new(RunInfo {
+        mode: match args.mode {
+            Mode::Monitor => "monitor",
+            Mode::Enforce => "enforce",
+        },
+        ifaces: args.ifaces.clone(),
+        allow_capacity: u64::from(args.allow_entries),
+        exceptions: exempt.len() as u64,
+    });
+    if let Some(addr) = args.metrics_addr.0 {
+        crate::status::spawn(addr, metrics.clone())?;
+    }
+
     let mut filter = Filter::load(Sizes {
         allow_entries: args.allow_entries,
     })?;
@@ -156,6 +175,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         restored = crate::cli::restore_history(&mut filter, store)?;
     }
     let mut live = LiveLearner::new(engine, store.map(Writer::new));
+    live.set_latency_observer(metrics.learn_latency_observer());
+    metrics.count_allow(&filter);
     let (v4, v6) = filter.allow_len();
     live.set_baseline((v4 + v6) as u64, u64::from(args.allow_entries));
     let events = filter.take_events().expect("events are taken once, here");
@@ -185,6 +206,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         &mut sink,
         &mut filter,
         &mut live,
+        &metrics,
     ));
 
     // Detach first (dropping the links), then report what was seen.
@@ -216,6 +238,7 @@ async fn event_loop(
     sink: &mut AlertSink,
     filter: &mut Filter,
     live: &mut LiveLearner,
+    metrics: &Metrics,
 ) -> Result<()> {
     let mut events = RingReader::new(events).context("watching the event ring buffer")?;
     let mut responses = RingReader::new(responses).context("watching the response ring buffer")?;
@@ -228,6 +251,7 @@ async fn event_loop(
     let mut write_err = None;
     let mut on_event = |bytes: &[u8], sink: &mut AlertSink| match events::decode(bytes) {
         Some(a) => {
+            metrics.on_alert(&a);
             if let Err(e) = sink.write(&a) {
                 write_err.get_or_insert(e);
             }
@@ -246,7 +270,10 @@ async fn event_loop(
                     tracing::error!(error = %e, "flushing alerts failed");
                 }
             }
-            _ = tick.tick() => live.tick(filter),
+            _ = tick.tick() => {
+                live.tick(filter);
+                metrics.update(filter, live);
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sighup.recv() => {
