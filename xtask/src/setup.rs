@@ -24,6 +24,9 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "netsniff-ng",
     "python3-dpkt",
+    // The metrics test scrapes with curl and loads the status page in headless Chromium.
+    "curl",
+    "chromium",
 ];
 
 pub fn run() -> Result<()> {
