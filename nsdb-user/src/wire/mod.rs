@@ -142,20 +142,37 @@ impl NameBuf {
         self.buf[self.len] = std::mem::MaybeUninit::new(b);
         self.len += 1;
     }
+    /// Append a label, lower-cased and escaped. Room is checked once per label (for every byte
+    /// escaped), not once per byte: this loop is most of decoding a name.
     #[inline]
     fn push_label(&mut self, label: &[u8]) {
+        // Never fails for names `walk_name` accepts: at most 255 wire bytes, so the text (4
+        // bytes per label byte at most, plus one dot per length octet) is at most 1,020 bytes.
+        assert!(
+            self.len + 4 * label.len() <= NAME_TEXT_CAP,
+            "name text over capacity"
+        );
+        let out = self.buf.as_mut_ptr().cast::<u8>();
+        let mut len = self.len;
         for &b in label {
             let c = PLAIN[b as usize];
-            if c != 0 {
-                self.push(c);
-            } else {
-                let b = b.to_ascii_lowercase();
-                self.push(b'\\');
-                self.push(b'0' + b / 100);
-                self.push(b'0' + (b / 10) % 10);
-                self.push(b'0' + b % 10);
+            // SAFETY: `len` stays below `self.len + 4 * label.len()`, which the assert above
+            // bounds by the buffer's capacity; the buffer is ours to write (MaybeUninit<u8>).
+            unsafe {
+                if c != 0 {
+                    out.add(len).write(c);
+                    len += 1;
+                } else {
+                    let b = b.to_ascii_lowercase();
+                    out.add(len).write(b'\\');
+                    out.add(len + 1).write(b'0' + b / 100);
+                    out.add(len + 2).write(b'0' + (b / 10) % 10);
+                    out.add(len + 3).write(b'0' + b % 10);
+                    len += 4;
+                }
             }
         }
+        self.len = len;
     }
 }
 
@@ -259,12 +276,21 @@ pub fn hash_name(
             let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
             h.write_u64(w | 0x2020_2020_2020_2020);
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            h.write_u64(u64::from_le_bytes(b) | 0x2020_2020_2020_2020);
-        }
+        // The last 1..7 bytes by fixed-size loads (copying them into a buffer called memcpy
+        // for every short label): for 4..7 bytes the first and the last four, overlapping, for
+        // 1..3 the first, middle and last byte. With the label length already hashed, that
+        // covers every byte.
+        let r = chunks.remainder();
+        let n = r.len();
+        let w = if n >= 4 {
+            u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as u64
+                | (u32::from_le_bytes([r[n - 4], r[n - 3], r[n - 2], r[n - 1]]) as u64) << 32
+        } else if n > 0 {
+            r[0] as u64 | (r[n / 2] as u64) << 8 | (r[n - 1] as u64) << 16
+        } else {
+            return;
+        };
+        h.write_u64(w | 0x2020_2020_2020_2020);
     })
 }
 
