@@ -286,6 +286,8 @@ struct AddrInfo {
     expires: u64,
     /// (zone id, NS id) pairs this address serves, in the order learned.
     serves: Vec<(u32, u32)>,
+    /// Where the entry of each pair of `serves` is in `Engine::slab` (same index).
+    slots: Vec<u32>,
     /// The zone ids of `serves`, sorted and deduplicated (a big provider's address serves
     /// many zones: bailiwick checks must not scan them all).
     zones: Vec<u32>,
@@ -372,7 +374,11 @@ pub struct Engine {
     names: Names,
     inflight: FastMap<QKey, QInfo>,
     inflight_order: VecDeque<(u64, QKey)>,
-    entries: FastMap<(u32, u32, IpAddr), Entry>,
+    /// Where each (zone, NS name, address) entry is in `slab`.
+    entries: FastMap<(u32, u32, IpAddr), u32>,
+    /// The entries themselves: a refresh found through `by_addr` reaches its entry without a
+    /// second hash lookup (entries are never removed).
+    slab: Vec<Entry>,
     by_addr: FastMap<IpAddr, AddrInfo>,
     /// Addresses known per NS name.
     by_ns: FastMap<u32, Vec<IpAddr>>,
@@ -399,15 +405,35 @@ pub struct Engine {
 struct NsCand {
     zone: String,
     target: String,
-    /// `name_hash` of the target.
     /// Offset of the target name in the message (hashed only when it is glue-less).
     target_off: usize,
     ttl: u32,
+    /// Index of the first NS record of the response with the same target (its own index
+    /// if none before it has), so glue is matched to NS records by comparing integers.
+    same_as: u32,
 }
 struct GlueCand {
+    /// The owner name; empty when `ns` says which NS record's target it is.
     owner: String,
+    /// `same_as` of the NS record whose target this glue's owner points to (see `collect`),
+    /// or `NO_NS`.
+    ns: u32,
     addr: IpAddr,
     ttl: u32,
+}
+
+const NO_NS: u32 = u32::MAX;
+
+impl GlueCand {
+    /// Is this the glue of NS record `n` (RFC 1034 §4.2.1: an address record owned by the NS
+    /// record's target)?
+    fn is_glue_of(&self, n: &NsCand) -> bool {
+        if self.ns != NO_NS {
+            self.ns == n.same_as
+        } else {
+            self.owner == n.target
+        }
+    }
 }
 
 /// Case-insensitive hash of the name at `off`, from its wire labels (no text is built).
@@ -453,6 +479,7 @@ impl Engine {
             inflight: FastMap::default(),
             inflight_order: VecDeque::new(),
             entries: FastMap::default(),
+            slab: Vec::new(),
             by_addr: FastMap::default(),
             by_ns: FastMap::default(),
             pending: FastMap::default(),
@@ -511,7 +538,7 @@ impl Engine {
     pub fn take_rows(&mut self) -> Rows {
         let mut rows = std::mem::take(&mut self.rows);
         for key in std::mem::take(&mut self.dirty) {
-            let Some(e) = self.entries.get_mut(&key) else {
+            let Some(e) = self.entries.get(&key).map(|&i| &mut self.slab[i as usize]) else {
                 continue;
             };
             e.dirty = false;
@@ -554,7 +581,7 @@ impl Engine {
         let z = self.names.id(zone);
         let n = self.names.id(ns_name);
         let key = (z, n, addr);
-        if let Some(e) = self.entries.get_mut(&key) {
+        if let Some(e) = self.entries.get(&key).map(|&i| &mut self.slab[i as usize]) {
             e.expires = e.expires.max(expires);
             e.first_seen = e.first_seen.min(first_seen);
             e.count = e.count.max(count);
@@ -581,10 +608,12 @@ impl Engine {
     }
 
     fn insert_entry(&mut self, z: u32, n: u32, addr: IpAddr, e: Entry) {
+        let slot = self.slab.len() as u32;
         let a = self.by_addr.entry(addr).or_default();
         a.expires = a.expires.max(e.expires);
         // Only called for a (zone, NS, address) not yet in `entries`, so (z, n) is new here.
         a.serves.push((z, n));
+        a.slots.push(slot);
         if let Err(i) = a.zones.binary_search(&z) {
             a.zones.insert(i, z);
         }
@@ -592,7 +621,8 @@ impl Engine {
         if !v.contains(&addr) {
             v.push(addr);
         }
-        self.entries.insert((z, n, addr), e);
+        self.slab.push(e);
+        self.entries.insert((z, n, addr), slot);
     }
 
     /// A DNS query seen going from `src` (client) to `dst` (server).
@@ -727,29 +757,33 @@ impl Engine {
             server: src,
             id: m.header.id,
         };
-        let verdict_unpaired = match self.inflight.get(&key) {
-            None => Some("unsolicited"),
-            Some(i) if m.header.qdcount == 0 => {
-                let _ = i;
-                Some("question_mismatch")
+        // One map operation for the common case (a paired response consumes its query); a
+        // query whose question does not match is put back, as it was never consumed.
+        let qinfo = match self.inflight.remove(&key) {
+            Some(i)
+                if m.header.qdcount > 0
+                    && i.qhash == question_hash(qname_hash, qtype, qclass) =>
+            {
+                i
             }
-            Some(i) if i.qhash != question_hash(qname_hash, qtype, qclass) => {
-                Some("question_mismatch")
+            other => {
+                let v = match other {
+                    None => {
+                        self.stats.unsolicited += 1;
+                        "unsolicited"
+                    }
+                    Some(i) => {
+                        self.inflight.insert(key, i);
+                        self.stats.question_mismatch += 1;
+                        "question_mismatch"
+                    }
+                };
+                if self.cfg.explain {
+                    self.explain_all(ts_ms, src, dst, &m, v);
+                }
+                return;
             }
-            Some(_) => None,
         };
-        if let Some(v) = verdict_unpaired {
-            if v == "unsolicited" {
-                self.stats.unsolicited += 1;
-            } else {
-                self.stats.question_mismatch += 1;
-            }
-            if self.cfg.explain {
-                self.explain_all(ts_ms, src, dst, &m, v);
-            }
-            return;
-        }
-        let qinfo = self.inflight.remove(&key).expect("checked above");
         self.stats.paired += 1;
 
         let h = m.header;
@@ -836,7 +870,7 @@ impl Engine {
             let in_server = self.may_teach(server_known, &n.zone, None);
             // The glue of this NS record, as an iterator rather than a collected Vec: one
             // allocation per NS record showed up in profiles of referral-heavy traces.
-            let matching = || glue.iter().filter(|g| g.owner == n.target);
+            let matching = || glue.iter().filter(|g| g.is_glue_of(n));
             if !in_query || !in_server {
                 self.stats.out_of_bailiwick += 1;
                 let v = if in_query {
@@ -857,7 +891,8 @@ impl Engine {
             let mut any = false;
             for g in matching() {
                 self.stats.glue_addrs += 1;
-                if !self.may_teach(server_known, &g.owner, Some(&n.zone)) {
+                // The glue's owner is the NS record's target (`is_glue_of`).
+                if !self.may_teach(server_known, &n.target, Some(&n.zone)) {
                     self.stats.out_of_bailiwick += 1;
                     if self.cfg.explain {
                         self.decide(
@@ -1150,8 +1185,9 @@ impl Engine {
             .clamp(self.cfg.min_ttl, self.cfg.max_ttl.max(self.cfg.min_ttl));
         let expires = now + ttl as u64 * 1000 + self.cfg.grace_ms;
         // Fast path for a refresh: the address's own (zone, NS) list, compared as strings,
-        // spares two hash-map lookups of the names. The address's expiry is raised here for
-        // both outcomes (a new entry would raise it to the same value in `insert_entry`).
+        // spares two hash-map lookups of the names and the lookup of the entry. The address's
+        // expiry is raised here for both outcomes (a new entry would raise it to the same
+        // value in `insert_entry`).
         let mut known = None;
         if let Some(a) = self.by_addr.get_mut(&addr) {
             if a.serves.len() <= SMALL_SERVES {
@@ -1159,17 +1195,20 @@ impl Engine {
                 known = a
                     .serves
                     .iter()
-                    .find(|(z, n)| names.name(*n) == ns && names.name(*z) == zone)
-                    .copied();
+                    .position(|(z, n)| names.name(*n) == ns && names.name(*z) == zone)
+                    .map(|i| (a.serves[i], a.slots[i]));
             }
             a.expires = a.expires.max(expires);
         }
-        let (z, n) = match known {
-            Some(ids) => ids,
-            None => (self.names.id(zone), self.names.id(ns)),
+        let ((z, n), slot) = match known {
+            Some((ids, slot)) => (ids, Some(slot)),
+            None => {
+                let ids = (self.names.id(zone), self.names.id(ns));
+                (ids, self.entries.get(&(ids.0, ids.1, addr)).copied())
+            }
         };
         let key = (z, n, addr);
-        let (first_seen, verdict) = match self.entries.get_mut(&key) {
+        let (first_seen, verdict) = match slot.map(|i| &mut self.slab[i as usize]) {
             Some(e) => {
                 e.last_seen = now;
                 e.count += 1;
@@ -1307,7 +1346,7 @@ impl Engine {
         };
         for n in ns {
             let mut any = false;
-            for g in glue.iter().filter(|g| g.owner == n.target) {
+            for g in glue.iter().filter(|g| g.is_glue_of(n)) {
                 any = true;
                 self.decide(&ctx, &n.zone, &n.target, Some(g.addr), verdict);
             }
@@ -1350,7 +1389,8 @@ impl Engine {
         let pick = |list: &'_ [(u32, u32)]| {
             let mut best: Option<((u32, u32), Entry)> = None;
             for zn in list {
-                let Some(e) = self.entries.get(&(zn.0, zn.1, addr)) else {
+                let Some(e) = self.entries.get(&(zn.0, zn.1, addr)).map(|&i| &self.slab[i as usize])
+                else {
                     continue;
                 };
                 if now.is_some_and(|t| e.expires < t) {
@@ -1384,7 +1424,7 @@ impl Engine {
     /// Every history entry: (zone, NS name, address, first_seen, last_seen, count, expires,
     /// ttl, source).
     pub fn entries(&self) -> impl Iterator<Item = HistoryEntry<'_>> + '_ {
-        self.entries.iter().map(|(k, e)| HistoryEntry {
+        self.entries.iter().map(|(k, &i)| (k, &self.slab[i as usize])).map(|(k, e)| HistoryEntry {
             zone: self.names.name(k.0),
             ns_name: self.names.name(k.1),
             addr: k.2,
@@ -1478,13 +1518,20 @@ impl Collected {
                 target: String::new(),
                 target_off: 0,
                 ttl: 0,
+                same_as: 0,
             });
         }
-        let n = &mut self.ns[self.n_ns];
+        let i = self.n_ns;
+        let same_as = self.ns[..i]
+            .iter()
+            .position(|o| o.target == target)
+            .unwrap_or(i) as u32;
+        let n = &mut self.ns[i];
         set(&mut n.zone, zone);
         set(&mut n.target, target);
         n.target_off = target_off;
         n.ttl = ttl;
+        n.same_as = same_as;
         self.n_ns += 1;
     }
     fn push_addr(&mut self, answer: bool, owner: &str, addr: IpAddr, ttl: u32) {
@@ -1496,17 +1543,19 @@ impl Collected {
         if *n == v.len() {
             v.push(GlueCand {
                 owner: String::new(),
+                ns: NO_NS,
                 addr,
                 ttl,
             });
         }
         let g = &mut v[*n];
         set(&mut g.owner, owner);
+        g.ns = NO_NS;
         g.addr = addr;
         g.ttl = ttl;
         *n += 1;
     }
-    /// Glue whose owner is the target of NS record `j` (same name, no decoding needed).
+    /// Glue whose owner is the target of NS record `j` (same name: neither decoded nor copied).
     fn push_glue_of_ns(&mut self, j: usize, addr: IpAddr, ttl: u32) {
         let Collected {
             ns, glue, n_glue, ..
@@ -1514,12 +1563,14 @@ impl Collected {
         if *n_glue == glue.len() {
             glue.push(GlueCand {
                 owner: String::new(),
+                ns: NO_NS,
                 addr,
                 ttl,
             });
         }
         let g = &mut glue[*n_glue];
-        set(&mut g.owner, &ns[j].target);
+        g.owner.clear();
+        g.ns = ns[j].same_as;
         g.addr = addr;
         g.ttl = ttl;
         *n_glue += 1;
