@@ -5,6 +5,7 @@ pub mod netns;
 pub mod packet;
 pub mod servers;
 pub mod testbed;
+pub mod traffic;
 
 use std::path::PathBuf;
 

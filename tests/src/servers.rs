@@ -159,6 +159,11 @@ impl Daemon {
         d
     }
 
+    /// The daemon's process id (`ip netns exec` runs nsdb in its own process).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon runs").id()
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
