@@ -406,6 +406,22 @@ impl Filter {
         Ok(done)
     }
 
+    /// Attaches the no-op baseline program (native XDP) to `iface` instead of the filter, to
+    /// measure what XDP itself costs there (benchmarks). Detached when the filter is dropped.
+    pub fn attach_noop(&mut self, iface: &str) -> Result<(), LoadError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(prog::NOOP)
+            .and_then(|p| <&mut Xdp>::try_from(p).ok())
+            .expect("load() checked that the no-op program exists");
+        prog.attach(iface, XdpMode::Driver)
+            .map_err(|source| LoadError::Attach {
+                iface: iface.to_string(),
+                source,
+            })?;
+        Ok(())
+    }
+
     /// Names of the interfaces attached to.
     pub fn attached(&self) -> &[String] {
         &self.attached

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: every benchmark, each figure next to its alternative in the same run,
 //! reported as ratios. Writes target/bench/report.md and target/bench/report.json.
 
+mod forward;
 mod offline;
 
 use std::{path::Path, process::Command};
@@ -117,26 +118,46 @@ fn resolve_markdown(v: &Value) -> String {
     s
 }
 
+/// Runs every benchmark, or only the ones named in `NSDB_BENCH_ONLY` (comma-separated: xdp,
+/// forward, resolve, offline) while working on one of them.
 pub fn run(root: &Path, quick: bool) -> Result<()> {
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir)?;
     let q: &[&str] = if quick { &["--quick"] } else { &[] };
-    eprintln!("bench: XDP program under BPF_PROG_TEST_RUN");
-    let xdp = json_tool(root, "nsdb-xdp-bench", q)?;
+    let only = std::env::var("NSDB_BENCH_ONLY").unwrap_or_default();
+    let want = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
     let mut md = String::from("# nsdb benchmark report\n\n");
     if quick {
         md += "_Quick smoke run: fewer repeats; figures are indicative only._\n\n";
     }
-    md += &xdp_markdown(&xdp);
-    eprintln!("bench: resolution through the live testbed (Unbound, NSD, nsdb)");
-    let resolve = json_tool(root, "nsdb-resolve-bench", q)?;
-    md += "\n";
-    md += &resolve_markdown(&resolve);
-    eprintln!("bench: offline learning on a paper-scale trace");
-    let offline = offline::run(quick)?;
-    md += "\n";
-    md += &offline::markdown(&offline);
-    let report = json!({ "quick": quick, "xdp": xdp, "resolve": resolve, "offline": offline });
+    let mut xdp = Value::Null;
+    if want("xdp") {
+        eprintln!("bench: XDP program under BPF_PROG_TEST_RUN");
+        xdp = json_tool(root, "nsdb-xdp-bench", q)?;
+        md += &xdp_markdown(&xdp);
+    }
+    let mut fwd = Value::Null;
+    if want("forward") {
+        eprintln!("bench: forwarding through a gateway namespace (none, no-op XDP, nsdb, nftables); daemon footprint");
+        fwd = json_tool(root, "nsdb-forward-bench", q)?;
+        md += "\n";
+        md += &forward::markdown(&fwd);
+    }
+    let mut resolve = Value::Null;
+    if want("resolve") {
+        eprintln!("bench: resolution through the live testbed (Unbound, NSD, nsdb)");
+        resolve = json_tool(root, "nsdb-resolve-bench", q)?;
+        md += "\n";
+        md += &resolve_markdown(&resolve);
+    }
+    let mut offline = Value::Null;
+    if want("offline") {
+        eprintln!("bench: offline learning on a paper-scale trace");
+        offline = offline::run(quick)?;
+        md += "\n";
+        md += &offline::markdown(&offline);
+    }
+    let report = json!({ "quick": quick, "xdp": xdp, "forward": fwd, "resolve": resolve, "offline": offline });
     std::fs::write(dir.join("report.md"), &md)?;
     std::fs::write(
         dir.join("report.json"),

@@ -1,0 +1,148 @@
+//! Report sections for `nsdb-forward-bench`: gateway forwarding (issue 7, figure 3) and the
+//! daemon's footprint (figure 6).
+
+use serde_json::Value;
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn kpps(v: &Value) -> String {
+    format!("{:.0}", f(v) / 1000.0)
+}
+
+fn row<'a>(v: &'a Value, config: &str, pattern: &str) -> &'a Value {
+    v["rows"]
+        .as_array()
+        .and_then(|rows| {
+            rows.iter()
+                .find(|r| r["config"] == config && r["pattern"] == pattern)
+        })
+        .unwrap_or(&Value::Null)
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "yes" } else { "**no**" }
+}
+
+pub fn markdown(all: &Value) -> String {
+    let v = &all["forwarding"];
+    let mut s = format!(
+        "## 3. Gateway forwarding\n\nCPU: {} ({} cores, shared). Tool: {}. Frames of {} bytes \
+         ({}-byte IP packets); {} s per run, {} rounds with the configurations interleaved \
+         (median shown). Allowed name servers: {} (nsdb: restored from `--db`; nftables: the same \
+         addresses in a set).\n\n\
+         Packets per second taken in by the gateway (forwarded or dropped by the filter), in \
+         thousands:\n\n\
+         | traffic | no filter | no-op XDP | nsdb enforce | nftables | nsdb / none (goal ≥ 0.95) | nsdb / nftables (goal > 1) |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        all["cpu"].as_str().unwrap_or("?"),
+        all["cores"],
+        v["tool"].as_str().unwrap_or("?"),
+        v["frame_bytes"],
+        v["ip_packet_bytes"],
+        v["seconds_per_run"],
+        v["rounds"],
+        v["allowed_addresses"],
+    );
+    let ratios = v["ratios"].as_array().cloned().unwrap_or_default();
+    for (i, p) in ["dns_mix", "non_dns", "unknown_only"].iter().enumerate() {
+        let r = ratios.get(i).cloned().unwrap_or(Value::Null);
+        let (a, b) = (f(&r["nsdb_over_none"]), f(&r["nsdb_over_nftables"]));
+        s += &format!(
+            "| {p} | {} | {} | {} | {} | {a:.2} {} | {b:.2} {} |\n",
+            kpps(&row(v, "none", p)["gw_in_pps"]),
+            kpps(&row(v, "noop_xdp", p)["gw_in_pps"]),
+            kpps(&row(v, "nsdb_enforce", p)["gw_in_pps"]),
+            kpps(&row(v, "nftables", p)["gw_in_pps"]),
+            met(a >= 0.95),
+            met(b > 1.0),
+        );
+    }
+    s += "\nPackets per second that reached the sink (thousands; share of what the gateway took in):\n\n\
+          | traffic | no filter | no-op XDP | nsdb enforce | nftables |\n|---|---:|---:|---:|---:|\n";
+    for p in ["dns_mix", "non_dns", "unknown_only"] {
+        s += &format!("| {p} |");
+        for c in ["none", "noop_xdp", "nsdb_enforce", "nftables"] {
+            let r = row(v, c, p);
+            s += &format!(
+                " {} ({:.0} %) |",
+                kpps(&r["forwarded_pps"]),
+                f(&r["forwarded_share"]) * 100.0
+            );
+        }
+        s += "\n";
+    }
+    s += "\nCost added per packet on the whole path (1/pps − 1/pps without a filter), ns:\n\n\
+          | traffic | no-op XDP | nsdb enforce | nftables |\n|---|---:|---:|---:|\n";
+    for (i, p) in ["dns_mix", "non_dns", "unknown_only"].iter().enumerate() {
+        let a = &ratios.get(i).cloned().unwrap_or(Value::Null)["added_ns_per_packet"];
+        s += &format!(
+            "| {p} | {:.0} | {:.0} | {:.0} |\n",
+            f(&a["noop_xdp"]),
+            f(&a["nsdb_enforce"]),
+            f(&a["nftables"])
+        );
+    }
+    let u = &v["unknown_drops"];
+    let share = |d: &Value, n: &Value| {
+        let n = f(n);
+        if n > 0.0 { f(d) / n * 100.0 } else { 0.0 }
+    };
+    s += &format!(
+        "\nUnknown-destination queries dropped: nsdb (XDP, its own counter) {} of {} ({:.2} %), \
+         nftables (rule counter) {} of {} ({:.2} %). Drop throughput with only unknown queries: \
+         nsdb {} kpps, nftables {} kpps.\n",
+        u["nsdb_counted_dropped"],
+        u["nsdb_unknown_sent"],
+        share(&u["nsdb_counted_dropped"], &u["nsdb_unknown_sent"]),
+        u["nftables_counted_dropped"],
+        u["nftables_unknown_sent"],
+        share(&u["nftables_counted_dropped"], &u["nftables_unknown_sent"]),
+        kpps(&row(v, "nsdb_enforce", "unknown_only")["gw_in_pps"]),
+        kpps(&row(v, "nftables", "unknown_only")["gw_in_pps"]),
+    );
+    s += "\nThe generator, the gateway and the sink share one core (trafgen's sends run the \
+          gateway's softirq on its own CPU), so every ratio is of the whole path; the added \
+          ns per packet isolate the filter. The no-op XDP column is what attaching any XDP \
+          program to a veth costs: the veth then delivers through its NAPI ring (and copies each \
+          skb into a page with XDP headroom), a cost a physical NIC's driver path does not have.\n";
+
+    let fp = &all["footprint"];
+    if !fp.is_null() {
+        let c = &fp["counters"];
+        s += &format!(
+            "\n## 6. Daemon footprint\n\nTool: {}.\n\n\
+             | state | RSS MiB | peak RSS (VmHWM) MiB | CPU % of one core |\n|---|---:|---:|---:|\n\
+             | idle, empty history | {:.1} | | |\n\
+             | idle ({} s) | {:.1} | | {:.1} |\n\
+             | {:.0} packets/s for {:.0} s (target {}) | {:.1} | {:.1} | {:.1} |\n\n\
+             Traffic: {}. Kernel counters over the run: {} registered queries, {} unknown dropped; \
+             {} responses paired ({} to userspace, {} lost), {} unsolicited; {} alert events sent, \
+             {} rate-limited, {} lost; {} alert lines written.\n",
+            fp["tool"].as_str().unwrap_or("?"),
+            f(&fp["idle_rss_kib_empty_history"]) / 1024.0,
+            fp["idle_seconds"],
+            f(&fp["idle_rss_kib"]) / 1024.0,
+            f(&fp["idle_cpu_percent"]),
+            f(&fp["busy_pps"]),
+            f(&fp["busy_seconds"]),
+            fp["busy_target_pps"],
+            f(&fp["busy_rss_kib"]) / 1024.0,
+            f(&fp["hwm_kib"]) / 1024.0,
+            f(&fp["busy_cpu_percent"]),
+            fp["busy_mix"].as_str().unwrap_or("?"),
+            c["registered"],
+            c["unknown_dropped"],
+            c["responses_paired"],
+            c["responses_sent_to_userspace"],
+            c["responses_lost"],
+            c["responses_unsolicited"],
+            c["events_sent"],
+            c["events_rate_limited"],
+            c["events_lost"],
+            fp["alerts_written"],
+        );
+    }
+    s
+}
