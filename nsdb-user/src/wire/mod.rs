@@ -454,7 +454,13 @@ impl<'a> Message<'a> {
         if self.header.qdcount == 0 {
             return None;
         }
-        let end = skip_name(self.buf, HEADER_LEN).ok()?;
+        // One question (nearly every message): `parse` checked that its type and class are the
+        // 4 bytes just before `rr_start`, so its name need not be skipped a second time.
+        let end = if self.header.qdcount == 1 {
+            self.rr_start.checked_sub(4)?
+        } else {
+            skip_name(self.buf, HEADER_LEN).ok()?
+        };
         let t = self.buf.get(end..end + 4)?;
         Some(Question {
             name_off: HEADER_LEN,
