@@ -54,7 +54,9 @@ impl FromStr for MetricsAddr {
         match s {
             "off" | "none" | "" => Ok(Self(None)),
             _ => s.parse().map(|a| Self(Some(a))).map_err(|_| {
-                format!("{s:?} is not an address with a port (e.g. 127.0.0.1:9853, [::1]:9853) or `off`")
+                format!(
+                    "{s:?} is not an address with a port (e.g. 127.0.0.1:9853, [::1]:9853) or `off`"
+                )
             }),
         }
     }
@@ -467,29 +469,30 @@ impl Collector for SnapshotCollector {
         let c = |i: u32| k.get(i);
 
         // Queries: the program's per-CPU counters, summed.
-        let mut m = e.encode_descriptor(
-            "dns_queries",
-            "DNS queries (and TCP SYNs to port 53) to destinations outside the internal prefixes, by verdict, action, family and transport",
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for (vi, v) in verdict::NAMES.iter().enumerate() {
-            for (ai, a) in action::NAMES.iter().enumerate() {
-                for (fi, f) in family::NAMES.iter().enumerate() {
-                    for (ti, t) in transport::NAMES.iter().enumerate() {
-                        let labels = [
-                            ("verdict", *v),
-                            ("action", *a),
-                            ("family", *f),
-                            ("transport", *t),
-                        ];
-                        let n = k.query(vi as u8, ai as u8, fi as u8, ti as u8);
-                        ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+        {
+            let mut m = e.encode_descriptor(
+                "dns_queries",
+                "DNS queries (and TCP SYNs to port 53) the program checked, by verdict, action, family and transport",
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for (vi, v) in verdict::NAMES.iter().enumerate() {
+                for (ai, a) in action::NAMES.iter().enumerate() {
+                    for (fi, f) in family::NAMES.iter().enumerate() {
+                        for (ti, t) in transport::NAMES.iter().enumerate() {
+                            let labels = [
+                                ("verdict", *v),
+                                ("action", *a),
+                                ("family", *f),
+                                ("transport", *t),
+                            ];
+                            let n = k.query(vi as u8, ai as u8, fi as u8, ti as u8);
+                            ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+                        }
                     }
                 }
             }
         }
-        drop(m);
 
         let paired = c(counter::RESP_PAIRED);
         let untrusted = c(counter::RESP_UNTRUSTED);
@@ -667,7 +670,10 @@ impl Collector for SnapshotCollector {
             None,
             ConstGauge::new(0i64).metric_type(),
         )?;
-        let labels = [("version", env!("CARGO_PKG_VERSION")), ("mode", s.info.mode)];
+        let labels = [
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("mode", s.info.mode),
+        ];
         ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
         Ok(())
     }
@@ -692,7 +698,10 @@ mod tests {
             "127.0.0.1:9853".parse::<MetricsAddr>().unwrap().0,
             Some("127.0.0.1:9853".parse().unwrap())
         );
-        assert_eq!("[::1]:1".parse::<MetricsAddr>().unwrap().to_string(), "[::1]:1");
+        assert_eq!(
+            "[::1]:1".parse::<MetricsAddr>().unwrap().to_string(),
+            "[::1]:1"
+        );
         assert_eq!("off".parse::<MetricsAddr>().unwrap().0, None);
         assert!("127.0.0.1".parse::<MetricsAddr>().is_err());
     }
@@ -716,7 +725,10 @@ mod tests {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
         // Every sample line belongs to a declared family with the nsdb_ prefix.
-        for l in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for l in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             assert!(l.starts_with("nsdb_"), "{l}");
         }
     }

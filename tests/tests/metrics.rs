@@ -65,9 +65,10 @@ fn net(tag: &str) -> Net {
     srv.ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"]);
     let zone = Zone {
         name: "nsdb.test.",
-        text: "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 198.51.100.53\n\
+        text:
+            "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 198.51.100.53\n\
                www A 198.51.100.80\nwww AAAA 2001:db8:2::80\nc2 TXT \"sleep 3600\"\n"
-            .to_string(),
+                .to_string(),
     };
     let nsd = Nsd::start(
         &srv,
@@ -269,7 +270,11 @@ fn parse_sample(line: &str) -> Sample {
                 rest = &r[i..];
                 break;
             }
-            assert_eq!(chars.next().map(|x| x.1), Some('"'), "label value quoted in {line:?}");
+            assert_eq!(
+                chars.next().map(|x| x.1),
+                Some('"'),
+                "label value quoted in {line:?}"
+            );
             let mut value = String::new();
             loop {
                 match chars.next().map(|x| x.1) {
@@ -324,7 +329,11 @@ fn scrape_until(ns: &Netns, ready: impl Fn(&Exposition) -> bool) -> Exposition {
 /// `_total`, histograms with increasing cumulative buckets ending in +Inf = count.
 fn check_conventions(e: &Exposition) {
     for s in &e.samples {
-        assert!(s.name.starts_with("nsdb_"), "{} lacks the nsdb_ prefix", s.name);
+        assert!(
+            s.name.starts_with("nsdb_"),
+            "{} lacks the nsdb_ prefix",
+            s.name
+        );
         let fam = e
             .family_of(&s.name)
             .unwrap_or_else(|| panic!("{} has no # TYPE", s.name));
@@ -350,12 +359,19 @@ fn check_conventions(e: &Exposition) {
                 "+Inf" => f64::INFINITY,
                 v => v.parse().unwrap(),
             };
-            assert!(le > prev_le && b.value >= last, "{fam} buckets: {buckets:?}");
+            assert!(
+                le > prev_le && b.value >= last,
+                "{fam} buckets: {buckets:?}"
+            );
             prev_le = le;
             last = b.value;
         }
         assert_eq!(prev_le, f64::INFINITY, "{fam} ends with +Inf");
-        assert_eq!(last, e.value(&format!("{fam}_count"), &[]), "{fam}: +Inf = count");
+        assert_eq!(
+            last,
+            e.value(&format!("{fam}_count"), &[]),
+            "{fam}: +Inf = count"
+        );
     }
 }
 
@@ -404,7 +420,10 @@ fn send(n: &Net, t: &Traffic) {
         assert!(dig_tcp(&n.cli, KNOWN), "DNS over TCP to the known server");
     }
     for _ in 0..t.unk_v6_tcp {
-        assert!(dig_tcp(&n.cli, UNKNOWN6), "DNS over TCP to the unknown server (monitor)");
+        assert!(
+            dig_tcp(&n.cli, UNKNOWN6),
+            "DNS over TCP to the unknown server (monitor)"
+        );
     }
 }
 
@@ -427,7 +446,8 @@ fn metrics_count_exactly_the_traffic_sent() {
     };
     send(&n, &t);
     let unknown = t.unk_v4_udp + t.unk_v6_udp + t.unk_v6_tcp;
-    let total = t.reg_v4_udp + t.reg_v6_udp + t.unk_v4_udp + t.unk_v6_udp + t.reg_v4_tcp + t.unk_v6_tcp;
+    let total =
+        t.reg_v4_udp + t.reg_v6_udp + t.unk_v4_udp + t.unk_v6_udp + t.reg_v4_tcp + t.unk_v6_tcp;
     // Trusted responses reach the learner; wait for them too (and a database commit).
     let trusted = t.reg_v4_udp + t.reg_v6_udp;
     let e = scrape_until(&n.gw, |e| {
@@ -455,7 +475,12 @@ fn metrics_count_exactly_the_traffic_sent() {
             for f in ["ipv4", "ipv6"] {
                 for tr in ["udp", "tcp"] {
                     let want = if a == "pass" { expect(v, f, tr) } else { 0 };
-                    let labels = [("verdict", v), ("action", a), ("family", f), ("transport", tr)];
+                    let labels = [
+                        ("verdict", v),
+                        ("action", a),
+                        ("family", f),
+                        ("transport", tr),
+                    ];
                     assert_eq!(
                         e.value("nsdb_dns_queries_total", &labels),
                         want as f64,
@@ -475,7 +500,11 @@ fn metrics_count_exactly_the_traffic_sent() {
     assert_eq!(e.value("nsdb_events_suppressed_total", &[]), 0.0);
     assert_eq!(e.value("nsdb_alerts_total", &[]), unknown as f64);
     for ring in ["events", "responses"] {
-        assert_eq!(e.value("nsdb_ringbuf_lost_total", &[("ring", ring)]), 0.0, "{ring}");
+        assert_eq!(
+            e.value("nsdb_ringbuf_lost_total", &[("ring", ring)]),
+            0.0,
+            "{ring}"
+        );
     }
     // (not_ip and not_dns count ARP, neighbour discovery and the TCP segments: not ours to fix.)
     for reason in ["malformed", "fragment", "ipv6_ext_limit"] {
@@ -490,13 +519,23 @@ fn metrics_count_exactly_the_traffic_sent() {
     assert_eq!(e.value("nsdb_dns_response_walk_limit_total", &[]), 0.0);
     // Learning: every trusted answer names ns1.nsdb.test (the known server, a root server
     // for nsdb) with its glue: the engine learns the triple once and refreshes it after.
-    assert_eq!(e.value("nsdb_learning_responses_total", &[]), trusted as f64);
+    assert_eq!(
+        e.value("nsdb_learning_responses_total", &[]),
+        trusted as f64
+    );
     assert_eq!(e.value("nsdb_learned_total", &[("result", "new")]), 1.0);
     assert_eq!(
         e.value("nsdb_learned_total", &[("result", "refreshed")]),
         (trusted - 1) as f64
     );
-    for reason in ["malformed", "truncated", "not_noerror", "question_mismatch", "unsolicited", "out_of_bailiwick"] {
+    for reason in [
+        "malformed",
+        "truncated",
+        "not_noerror",
+        "question_mismatch",
+        "unsolicited",
+        "out_of_bailiwick",
+    ] {
         assert_eq!(
             e.value("nsdb_learning_rejected_total", &[("reason", reason)]),
             0.0,
@@ -505,7 +544,11 @@ fn metrics_count_exactly_the_traffic_sent() {
     }
     // Root servers are never overwritten: nothing new in the maps, nothing to withdraw.
     for by in ["kernel_glue", "kernel_pending", "userspace"] {
-        assert_eq!(e.value("nsdb_allow_added_total", &[("by", by)]), 0.0, "{by}");
+        assert_eq!(
+            e.value("nsdb_allow_added_total", &[("by", by)]),
+            0.0,
+            "{by}"
+        );
     }
     assert_eq!(e.value("nsdb_allow_withdrawn_total", &[]), 0.0);
     assert_eq!(e.value("nsdb_allow_expired_total", &[]), 0.0);
@@ -518,21 +561,33 @@ fn metrics_count_exactly_the_traffic_sent() {
     assert_eq!(kind("kernel_glue"), 0.0);
     assert_eq!(kind("exception"), 2.0);
     for f in ["ipv4", "ipv6"] {
-        assert_eq!(e.value("nsdb_allow_capacity", &[("family", f)]), ALLOW_ENTRIES as f64);
+        assert_eq!(
+            e.value("nsdb_allow_capacity", &[("family", f)]),
+            ALLOW_ENTRIES as f64
+        );
     }
     // Latencies: one learn sample per trusted answer that taught (all of them); the database
     // committed at least once, taking some time.
-    assert_eq!(e.value("nsdb_learn_latency_seconds_count", &[]), trusted as f64);
+    assert_eq!(
+        e.value("nsdb_learn_latency_seconds_count", &[]),
+        trusted as f64
+    );
     assert!(e.value("nsdb_learn_latency_seconds_sum", &[]) > 0.0);
     assert!(e.value("nsdb_db_commit_duration_seconds_sum", &[]) > 0.0);
     assert_eq!(
-        e.value("nsdb_info", &[("version", env!("CARGO_PKG_VERSION")), ("mode", "monitor")]),
+        e.value(
+            "nsdb_info",
+            &[("version", env!("CARGO_PKG_VERSION")), ("mode", "monitor")]
+        ),
         1.0
     );
 
     // The status JSON says the same.
     let s: serde_json::Value = serde_json::from_str(&get(&n.gw, "/api/status")).unwrap();
-    assert_eq!(s["queries"]["registered"], t.reg_v4_udp + t.reg_v6_udp + t.reg_v4_tcp);
+    assert_eq!(
+        s["queries"]["registered"],
+        t.reg_v4_udp + t.reg_v6_udp + t.reg_v4_tcp
+    );
     assert_eq!(s["queries"]["unknown"], unknown);
     assert_eq!(s["responses"]["trusted"], trusted);
     assert_eq!(s["events"]["alerts"], unknown);
@@ -545,7 +600,11 @@ fn metrics_count_exactly_the_traffic_sent() {
     // The exit report and the last scrape agree on what they both count.
     let r = d.stop_report();
     let c = &r["final_counters"];
-    assert_eq!(c["responses_paired"], trusted + t.unk_v4_udp + t.unk_v6_udp, "{r}");
+    assert_eq!(
+        c["responses_paired"],
+        trusted + t.unk_v4_udp + t.unk_v6_udp,
+        "{r}"
+    );
     assert_eq!(r["engine"]["learned"], 1, "{r}");
 }
 
@@ -559,20 +618,37 @@ fn alerts_suppressed_by_rate_limiting_are_counted() {
     let server = format!("@{UNKNOWN}");
     let mut args = vec!["dig"];
     for _ in 0..sent {
-        args.extend_from_slice(&[server.as_str(), "c2.nsdb.test", "TXT", "+tries=1", "+time=3", "+norecurse", "+noedns"]);
+        args.extend_from_slice(&[
+            server.as_str(),
+            "c2.nsdb.test",
+            "TXT",
+            "+tries=1",
+            "+time=3",
+            "+norecurse",
+            "+noedns",
+        ]);
     }
     let started = Instant::now();
     let out = n.cli.cmd(&args).output().unwrap();
     let elapsed = started.elapsed();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.matches("->>HEADER<<-").count(), sent as usize, "every query answered: {text}");
+    assert_eq!(
+        text.matches("->>HEADER<<-").count(),
+        sent as usize,
+        "every query answered: {text}"
+    );
     assert!(
         elapsed < Duration::from_millis(900),
         "the queries must leave within the rate interval ({elapsed:?})"
     );
-    let e = scrape_until(&n.gw, |e| e.sum("nsdb_dns_queries_total", &[]) == sent as f64);
+    let e = scrape_until(&n.gw, |e| {
+        e.sum("nsdb_dns_queries_total", &[]) == sent as f64
+    });
     assert_eq!(e.value("nsdb_events_sent_total", &[]), 1.0);
-    assert_eq!(e.value("nsdb_events_suppressed_total", &[]), (sent - 1) as f64);
+    assert_eq!(
+        e.value("nsdb_events_suppressed_total", &[]),
+        (sent - 1) as f64
+    );
     assert_eq!(
         e.sum("nsdb_dns_queries_total", &[("verdict", "unknown")]),
         sent as f64,
@@ -621,7 +697,10 @@ fn path_points(dom: &str, id: &str) -> Vec<(f64, f64)> {
         .unwrap_or_else(|| panic!("no #{id} in the DOM"));
     let tag_end = at + dom[at..].find('>').unwrap();
     let tag = &dom[dom[..at].rfind('<').unwrap()..tag_end];
-    let d_at = tag.find(" d=\"").unwrap_or_else(|| panic!("#{id} has no d: {tag}")) + 4;
+    let d_at = tag
+        .find(" d=\"")
+        .unwrap_or_else(|| panic!("#{id} has no d: {tag}"))
+        + 4;
     let d = &tag[d_at..d_at + tag[d_at..].find('"').unwrap()];
     d.split(['M', 'L'])
         .map(str::trim)
@@ -652,7 +731,11 @@ fn status_page_renders_the_traffic_in_chromium() {
 
     let profile = n.tmp.path().join("chromium");
     let url = format!("http://{ADDR}/");
-    let out = chromium(&n.gw, &profile, &["--virtual-time-budget=5000", "--dump-dom", &url]);
+    let out = chromium(
+        &n.gw,
+        &profile,
+        &["--virtual-time-budget=5000", "--dump-dom", &url],
+    );
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         dom.contains("data-loaded=\"1\""),
@@ -673,9 +756,15 @@ fn status_page_renders_the_traffic_in_chromium() {
     // Top lists and recent alerts.
     let top = &dom[dom.find("id=\"top-dst\"").unwrap()..];
     let top = &top[..top.find("</tbody>").unwrap()];
-    assert!(top.contains(&format!("<td>{UNKNOWN}</td><td class=\"n\">3</td>")), "{top}");
+    assert!(
+        top.contains(&format!("<td>{UNKNOWN}</td><td class=\"n\">3</td>")),
+        "{top}"
+    );
     let src = &dom[dom.find("id=\"top-src\"").unwrap()..];
-    assert!(src[..src.find("</tbody>").unwrap()].contains(CLIENT), "{src}");
+    assert!(
+        src[..src.find("</tbody>").unwrap()].contains(CLIENT),
+        "{src}"
+    );
     let recent = &dom[dom.find("id=\"recent\"").unwrap()..];
     let recent = &recent[..recent.find("</tbody>").unwrap()];
     assert_eq!(recent.matches("c2.nsdb.test").count(), 3, "{recent}");
@@ -684,8 +773,14 @@ fn status_page_renders_the_traffic_in_chromium() {
     let unk = path_points(&dom, "line-unknown");
     assert!(reg.len() >= 4 && unk.len() == reg.len(), "{reg:?} {unk:?}");
     let base = unk.iter().map(|p| p.1).fold(f64::MIN, f64::max);
-    assert!(unk.iter().any(|p| p.1 < base - 10.0), "a visible unknown peak: {unk:?}");
-    assert!(reg.iter().any(|p| p.1 < base - 10.0), "a visible registered peak: {reg:?}");
+    assert!(
+        unk.iter().any(|p| p.1 < base - 10.0),
+        "a visible unknown peak: {unk:?}"
+    );
+    assert!(
+        reg.iter().any(|p| p.1 < base - 10.0),
+        "a visible registered peak: {reg:?}"
+    );
 
     // Rendered: a screenshot that is not blank and shows the chart's two colours.
     let png_path = n.tmp.path().join("status.png");
@@ -693,7 +788,12 @@ fn status_page_renders_the_traffic_in_chromium() {
     let out = chromium(
         &n.gw,
         &profile,
-        &["--virtual-time-budget=5000", "--window-size=1280,1000", &shot, &url],
+        &[
+            "--virtual-time-budget=5000",
+            "--window-size=1280,1000",
+            &shot,
+            &url,
+        ],
     );
     assert!(
         png_path.exists(),
@@ -703,11 +803,24 @@ fn status_page_renders_the_traffic_in_chromium() {
     let (w, h, pixels) = decode_png(&png_path);
     assert_eq!((w, h), (1280, 1000));
     let distinct: BTreeSet<[u8; 3]> = pixels.iter().copied().collect();
-    assert!(distinct.len() > 50, "a varied picture, not a blank page: {} colours", distinct.len());
+    assert!(
+        distinct.len() > 50,
+        "a varied picture, not a blank page: {} colours",
+        distinct.len()
+    );
     let near = |c: [u8; 3], want: [u8; 3]| c.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 12);
-    let green = pixels.iter().filter(|c| near(**c, [0x1f, 0x9d, 0x55])).count();
-    let red = pixels.iter().filter(|c| near(**c, [0xd6, 0x45, 0x45])).count();
-    assert!(green > 200 && red > 200, "the chart's lines are drawn: {green} green, {red} red pixels");
+    let green = pixels
+        .iter()
+        .filter(|c| near(**c, [0x1f, 0x9d, 0x55]))
+        .count();
+    let red = pixels
+        .iter()
+        .filter(|c| near(**c, [0xd6, 0x45, 0x45]))
+        .count();
+    assert!(
+        green > 200 && red > 200,
+        "the chart's lines are drawn: {green} green, {red} red pixels"
+    );
     if let Some(keep) = std::env::var_os("NSDB_KEEP_SCREENSHOT") {
         std::fs::copy(&png_path, PathBuf::from(keep)).unwrap();
     }
@@ -801,8 +914,14 @@ fn grafana_dashboard_queries_only_exported_metrics() {
         assert!(!names.is_empty(), "a query of nsdb metrics: {x}");
         queried.extend(names);
     }
-    let unknown: Vec<&String> = queried.iter().filter(|n| !exported.contains(n.as_str())).collect();
-    assert!(unknown.is_empty(), "the dashboard queries metrics nsdb does not export: {unknown:?}");
+    let unknown: Vec<&String> = queried
+        .iter()
+        .filter(|n| !exported.contains(n.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries metrics nsdb does not export: {unknown:?}"
+    );
     // And it shows the main families.
     for fam in [
         "nsdb_dns_queries_total",

@@ -9,6 +9,7 @@
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
+use http_body_util::Full;
 use hyper::{
     Method, Request, Response, StatusCode,
     body::{Bytes, Incoming},
@@ -17,7 +18,6 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
-use http_body_util::Full;
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
@@ -103,7 +103,11 @@ async fn serve(listener: std::net::TcpListener, metrics: Metrics) {
     }
 }
 
-fn response(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn response(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
@@ -147,7 +151,11 @@ fn route_parts(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<
             );
             r
         }
-        _ => response(StatusCode::NOT_FOUND, "text/plain", "not found: try / or /metrics\n"),
+        _ => response(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try / or /metrics\n",
+        ),
     }
 }
 
@@ -179,8 +187,19 @@ mod tests {
     fn the_page_loads_nothing_from_elsewhere() {
         // The SVG namespace is a name, not a location.
         let page = PAGE.replace("\"http://www.w3.org/2000/svg\"", "");
-        for needle in ["http://", "https://", "src=", "href=", "@import", "url(", "innerHTML"] {
-            assert!(!page.contains(needle), "the page must be self-contained and not use {needle}");
+        for needle in [
+            "http://",
+            "https://",
+            "src=",
+            "href=",
+            "@import",
+            "url(",
+            "innerHTML",
+        ] {
+            assert!(
+                !page.contains(needle),
+                "the page must be self-contained and not use {needle}"
+            );
         }
     }
 }
