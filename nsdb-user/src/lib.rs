@@ -8,6 +8,7 @@ pub mod allowlist;
 pub mod capture;
 pub mod cli;
 pub mod clock;
+pub mod control;
 pub mod counters;
 pub mod events;
 pub mod learn;

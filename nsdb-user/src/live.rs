@@ -124,6 +124,10 @@ impl LiveLearner {
         &self.engine
     }
 
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
     /// Allows an address the engine learned, until the engine's expiry.
     fn allow(&mut self, filter: &mut Filter, l: &Learned) {
         let exp = clock::wall_ms_to_mono(l.expires_ms);

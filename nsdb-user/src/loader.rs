@@ -2,13 +2,22 @@
 
 use std::{
     ffi::CString,
+    fs::File,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{ProgramError, Xdp, XdpMode},
+    maps::{
+        Array, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray, RingBuf,
+        lpm_trie::Key,
+    },
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use ipnet::IpNet;
 use nsdb_common::{AllowEntry, Config, counter, map, prog};
@@ -40,6 +49,8 @@ pub enum LoadError {
     NoSuchInterface(String),
     #[error("attaching to {iface}: {source}")]
     Attach { iface: String, source: ProgramError },
+    #[error("pin directory {path}: {msg}")]
+    Pin { path: PathBuf, msg: String },
 }
 
 /// How to attach.
@@ -89,6 +100,94 @@ pub struct Filter {
     cfg: Config,
     /// Interfaces attached to, by name.
     attached: Vec<String>,
+    /// Per interface: its index when attached, and how the program is held there.
+    links: Vec<Link>,
+    mode: AttachMode,
+    pins: Option<Pins>,
+}
+
+/// How the program is attached to one interface.
+struct Link {
+    iface: String,
+    /// The interface's index when attached (a new index means it was re-created).
+    ifindex: u32,
+    how: &'static str,
+    held: Held,
+}
+
+enum Held {
+    /// Owned by the program: detached when the filter is dropped (or when the process dies).
+    Program(XdpLinkId),
+    /// Pinned on bpffs: stays attached after the process ends, until the pin is removed.
+    Pinned(#[allow(dead_code)] PinnedLink),
+    /// Not attached (the interface disappeared).
+    Gone,
+}
+
+/// The pin directory: where the links and allow maps are pinned with `--on-exit keep`, and
+/// where a restarted daemon finds the state of the previous one.
+struct Pins {
+    dir: PathBuf,
+    /// Keep the program attached and the maps pinned when this process ends.
+    keep: bool,
+    /// An exclusive lock on the directory: one daemon per pin directory.
+    _lock: File,
+    /// The previous daemon's allow maps, until the takeover is done.
+    old: Vec<(&'static str, Map)>,
+}
+
+/// What was taken over from a previous daemon's pinned state.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Takeover {
+    /// Unexpired allow entries copied from the previous daemon's pinned maps.
+    pub entries: u64,
+    /// Interfaces whose pinned link now runs this program (replaced atomically: no gap).
+    pub links: u64,
+}
+
+/// What to do with the program and maps when the daemon ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExit {
+    /// Detach the program (also when the process is killed: nothing is pinned).
+    Detach,
+    /// Keep the program attached and its maps pinned: filtering and in-kernel learning go on
+    /// without the daemon (even after kill -9); the next daemon takes the state over.
+    Keep,
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        if !self.keep {
+            // Empty unless another tool put something there: then it stays.
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+fn pin_err(path: &Path, msg: impl std::fmt::Display) -> LoadError {
+    LoadError::Pin {
+        path: path.to_path_buf(),
+        msg: msg.to_string(),
+    }
+}
+
+/// True if `dir` is on a BPF file system (where objects can be pinned).
+fn on_bpffs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path and a zeroed statfs buffer the call fills.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+fn link_pin_path(dir: &Path, iface: &str) -> PathBuf {
+    dir.join(format!("link_{iface}"))
 }
 
 impl Filter {
@@ -144,6 +243,9 @@ impl Filter {
             pending,
             cfg: Config::new(),
             attached: Vec::new(),
+            links: Vec::new(),
+            mode: AttachMode::Auto,
+            pins: None,
         };
         // A secret seed for the outstanding-query table's hash.
         let mut seed = [0u8; 8];
@@ -217,6 +319,20 @@ impl Filter {
         .map_err(map_err(map::EXEMPT_V4))?;
         self.cfg.have_exempt = 1;
         self.write_config()
+    }
+
+    /// Removes an exception prefix added by [`Filter::add_exempt`]; true if it was there.
+    pub fn remove_exempt(&mut self, net: IpNet) -> bool {
+        match net {
+            IpNet::V4(n) => self
+                .exempt_v4
+                .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+                .is_ok(),
+            IpNet::V6(n) => self
+                .exempt_v6
+                .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+                .is_ok(),
+        }
     }
 
     /// Allows `addr` as a name server until `expires_ns` (CLOCK_MONOTONIC_COARSE, see
@@ -355,55 +471,331 @@ impl Filter {
             .expect("load() checked that both XDP programs exist")
     }
 
+    /// Uses `dir` (on a bpffs) as the pin directory: locks it (one daemon per directory),
+    /// and copies the unexpired learned entries of a previous daemon's pinned allow maps into
+    /// this program's maps. Call before [`Filter::attach_all`], which takes over the previous
+    /// daemon's pinned links. With `keep`, this daemon's links and maps are pinned there too.
+    pub fn use_pin_dir(&mut self, dir: &Path, keep: bool) -> Result<Takeover, LoadError> {
+        // The nearest existing ancestor tells the file system (nothing is created elsewhere).
+        let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(dir);
+        if !on_bpffs(existing) {
+            return Err(pin_err(
+                dir,
+                "not on a BPF file system (mount one: mount -t bpf bpf /sys/fs/bpf)",
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| pin_err(dir, e))?;
+        let lock = File::open(dir).map_err(|e| pin_err(dir, e))?;
+        {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: a valid open file descriptor.
+            let r = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if r != 0 {
+                return Err(pin_err(
+                    dir,
+                    "in use by another nsdb daemon (each daemon needs its own --pin-dir)",
+                ));
+            }
+        }
+        let mut old = Vec::new();
+        for name in [map::ALLOW_V4, map::ALLOW_V6] {
+            let path = dir.join(name);
+            if path.exists() {
+                match MapData::from_pin(&path) {
+                    Ok(m) => old.push((name, Map::LruHashMap(m))),
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable pinned map"),
+                }
+            }
+        }
+        self.pins = Some(Pins {
+            dir: dir.to_path_buf(),
+            keep,
+            _lock: lock,
+            old,
+        });
+        Ok(Takeover {
+            entries: self.inherit(),
+            links: 0,
+        })
+    }
+
+    /// Copies the previous daemon's unexpired learned entries (roots and exceptions are this
+    /// daemon's own) into the maps. Entries already present are left as they are.
+    fn inherit(&mut self) -> u64 {
+        let Some(pins) = &self.pins else { return 0 };
+        let now = crate::clock::mono_ns();
+        let mut copied = 0;
+        for (name, data) in &pins.old {
+            let found: Vec<(IpAddr, AllowEntry)> = if *name == map::ALLOW_V4 {
+                match HashMap::<&MapData, [u8; 4], AllowEntry>::try_from(data) {
+                    Ok(m) => m
+                        .iter()
+                        .filter_map(|r| r.ok())
+                        .map(|(k, v)| (IpAddr::V4(Ipv4Addr::from(k)), v))
+                        .collect(),
+                    Err(_) => Vec::new(),
+                }
+            } else {
+                match HashMap::<&MapData, [u8; 16], AllowEntry>::try_from(data) {
+                    Ok(m) => m
+                        .iter()
+                        .filter_map(|r| r.ok())
+                        .map(|(k, v)| (IpAddr::V6(Ipv6Addr::from(k)), v))
+                        .collect(),
+                    Err(_) => Vec::new(),
+                }
+            };
+            for (addr, e) in found {
+                if e.kind == nsdb_common::kind::ROOT || e.expires_ns <= now {
+                    continue;
+                }
+                let present = match addr {
+                    IpAddr::V4(a) => self.allow_v4.get(&a.octets(), 0).is_ok(),
+                    IpAddr::V6(a) => self.allow_v6.get(&a.octets(), 0).is_ok(),
+                };
+                if !present {
+                    let ok = match addr {
+                        IpAddr::V4(a) => self.allow_v4.insert(a.octets(), e, 0).is_ok(),
+                        IpAddr::V6(a) => self.allow_v6.insert(a.octets(), e, 0).is_ok(),
+                    };
+                    copied += u64::from(ok);
+                }
+            }
+        }
+        copied
+    }
+
     /// Attaches to every interface in `ifaces`, or to none: all names are checked first, and a
-    /// failure part-way detaches what was attached. Returns the mode used per interface.
+    /// failure part-way detaches what was attached. Where the pin directory holds a previous
+    /// daemon's link for an interface, the link is given this program atomically (no moment
+    /// without a filter) instead. Returns the mode used per interface, and what was taken over.
     pub fn attach_all(
         &mut self,
         ifaces: &[String],
         mode: AttachMode,
-    ) -> Result<Vec<(String, &'static str)>, LoadError> {
+    ) -> Result<(Vec<(String, &'static str)>, Takeover), LoadError> {
+        let mut indexes = Vec::new();
         for iface in ifaces {
-            if ifindex(iface).is_none() {
-                return Err(LoadError::NoSuchInterface(iface.clone()));
+            match ifindex(iface) {
+                Some(i) => indexes.push(i),
+                None => return Err(LoadError::NoSuchInterface(iface.clone())),
             }
         }
+        self.mode = mode;
+        let mut takeover = Takeover::default();
+        let mut done = Vec::new();
+        for (iface, idx) in ifaces.iter().zip(indexes) {
+            match self.attach_one(iface, idx, true) {
+                Ok((link, took)) => {
+                    takeover.links += u64::from(took);
+                    done.push((iface.clone(), link.how));
+                    self.links.push(link);
+                }
+                Err(e) => {
+                    self.detach_all();
+                    return Err(e);
+                }
+            }
+        }
+        // Entries the previous program learned between the first copy and the switch.
+        takeover.entries += self.inherit();
+        self.finish_takeover()?;
+        self.attached = done.iter().map(|(i, _)| i.clone()).collect();
+        Ok((done, takeover))
+    }
+
+    /// Drops the previous daemon's maps and pins this daemon's (with `keep`).
+    fn finish_takeover(&mut self) -> Result<(), LoadError> {
+        let Some(pins) = &mut self.pins else {
+            return Ok(());
+        };
+        for (name, _) in pins.old.drain(..) {
+            let _ = std::fs::remove_file(pins.dir.join(name));
+        }
+        if pins.keep {
+            for (name, data) in [
+                (map::ALLOW_V4, self.allow_v4.map()),
+                (map::ALLOW_V6, self.allow_v6.map()),
+            ] {
+                let path = pins.dir.join(name);
+                data.pin(&path).map_err(|e| pin_err(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches to one interface (taking over a pinned link if `takeover` and there is one).
+    /// Returns the link and whether it was taken over.
+    fn attach_one(
+        &mut self,
+        iface: &str,
+        ifindex: u32,
+        takeover: bool,
+    ) -> Result<(Link, bool), LoadError> {
+        let mode = self.mode;
+        let pin_path = self.pins.as_ref().map(|p| link_pin_path(&p.dir, iface));
+        let keep = self.pins.as_ref().is_some_and(|p| p.keep);
         let prog: &mut Xdp = self
             .ebpf
             .program_mut(prog::NSDB)
             .and_then(|p| <&mut Xdp>::try_from(p).ok())
             .expect("load() checked that the XDP program exists");
-        let mut done = Vec::new();
-        let mut links = Vec::new();
-        for iface in ifaces {
-            let attempt = match mode {
-                AttachMode::Generic => prog.attach(iface, XdpMode::Skb).map(|l| (l, "generic")),
-                AttachMode::Native => prog.attach(iface, XdpMode::Driver).map(|l| (l, "native")),
-                AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
-                    Ok(l) => Ok((l, "native")),
-                    Err(e) => {
-                        tracing::warn!(iface = %iface, error = %e, "native XDP unavailable, falling back to generic mode");
-                        prog.attach(iface, XdpMode::Skb).map(|l| (l, "generic"))
-                    }
-                },
-            };
-            match attempt {
-                Ok((link, how)) => {
-                    links.push(link);
-                    done.push((iface.clone(), how));
+        let attach_err = |source| LoadError::Attach {
+            iface: iface.to_string(),
+            source,
+        };
+        // A previous daemon's pinned link: replace its program atomically.
+        if let Some(path) = pin_path.as_ref().filter(|p| takeover && p.exists()) {
+            let replaced = PinnedLink::from_pin(path)
+                .map_err(|e| e.to_string())
+                .and_then(|pl| {
+                    let fd: FdLink = pl.into();
+                    XdpLink::try_from(fd).map_err(|e| e.to_string())
+                })
+                .and_then(|xl| prog.attach_to_link(xl).map_err(|e| e.to_string()));
+            match replaced {
+                Ok(id) => {
+                    let held = if keep {
+                        // The pin stays; this process holds the link through the program
+                        // until it exits, and the pin keeps it after.
+                        Held::Program(id)
+                    } else {
+                        // Without the pin the link ends with this process.
+                        let _ = std::fs::remove_file(path);
+                        Held::Program(id)
+                    };
+                    tracing::info!(iface, "took over the pinned XDP link of the previous daemon (no gap in filtering)");
+                    return Ok((
+                        Link {
+                            iface: iface.to_string(),
+                            ifindex,
+                            how: "taken over",
+                            held,
+                        },
+                        true,
+                    ));
                 }
-                Err(source) => {
-                    for link in links {
-                        let _ = prog.detach(link);
-                    }
-                    return Err(LoadError::Attach {
-                        iface: iface.clone(),
-                        source,
-                    });
+                Err(e) => {
+                    tracing::warn!(iface, error = %e, "cannot take over the pinned link; attaching anew");
+                    let _ = std::fs::remove_file(path);
                 }
             }
         }
-        self.attached = done.iter().map(|(i, _)| i.clone()).collect();
-        Ok(done)
+        let attempt = match mode {
+            AttachMode::Generic => prog.attach(iface, XdpMode::Skb).map(|l| (l, "generic")),
+            AttachMode::Native => prog.attach(iface, XdpMode::Driver).map(|l| (l, "native")),
+            AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
+                Ok(l) => Ok((l, "native")),
+                Err(e) => {
+                    tracing::warn!(iface = %iface, error = %e, "native XDP unavailable, falling back to generic mode");
+                    prog.attach(iface, XdpMode::Skb).map(|l| (l, "generic"))
+                }
+            },
+        };
+        let (id, how) = attempt.map_err(attach_err)?;
+        let held = match pin_path.filter(|_| keep) {
+            Some(path) => {
+                let link = prog.take_link(id).map_err(attach_err)?;
+                let fd = FdLink::try_from(link).map_err(|e| {
+                    pin_err(&path, format!("the kernel attached without a BPF link ({e}); --on-exit keep needs Linux ≥ 5.9"))
+                })?;
+                Held::Pinned(fd.pin(&path).map_err(|e| pin_err(&path, e))?)
+            }
+            None => Held::Program(id),
+        };
+        Ok((
+            Link {
+                iface: iface.to_string(),
+                ifindex,
+                how,
+                held,
+            },
+            false,
+        ))
+    }
+
+    fn detach_all(&mut self) {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(prog::NSDB)
+            .and_then(|p| <&mut Xdp>::try_from(p).ok())
+            .expect("load() checked that the XDP program exists");
+        for link in self.links.drain(..) {
+            match link.held {
+                Held::Program(id) => {
+                    let _ = prog.detach(id);
+                }
+                Held::Pinned(p) => {
+                    let _ = p.unpin();
+                }
+                Held::Gone => {}
+            }
+        }
+    }
+
+    /// Checks that every interface is still there with the index it had: an interface that
+    /// disappeared is reported once; one that came back (a new index) gets the program
+    /// attached again. Returns the names re-attached.
+    pub fn check_interfaces(&mut self) -> Vec<String> {
+        let mut reattached = Vec::new();
+        for i in 0..self.links.len() {
+            let (iface, old) = (self.links[i].iface.clone(), self.links[i].ifindex);
+            let now = ifindex(&iface);
+            if now == Some(old) && !matches!(self.links[i].held, Held::Gone) {
+                continue;
+            }
+            match now {
+                None => {
+                    if !matches!(self.links[i].held, Held::Gone) {
+                        tracing::warn!(iface = %iface, "interface disappeared: not filtering there; the program is attached again when it returns");
+                        self.release_link(i);
+                    }
+                }
+                Some(idx) => {
+                    if !matches!(self.links[i].held, Held::Gone) {
+                        self.release_link(i);
+                    }
+                    match self.attach_one(&iface, idx, false) {
+                        Ok((link, _)) => {
+                            tracing::info!(iface = %iface, xdp = link.how, "interface is back: attached again");
+                            self.links[i] = link;
+                            reattached.push(iface);
+                        }
+                        Err(e) => {
+                            tracing::error!(iface = %iface, error = %e, "attaching to the returned interface failed; retrying");
+                        }
+                    }
+                }
+            }
+        }
+        reattached
+    }
+
+    fn release_link(&mut self, i: usize) {
+        let held = std::mem::replace(&mut self.links[i].held, Held::Gone);
+        match held {
+            Held::Program(id) => {
+                if let Some(prog) = self
+                    .ebpf
+                    .program_mut(prog::NSDB)
+                    .and_then(|p| <&mut Xdp>::try_from(p).ok())
+                {
+                    let _ = prog.detach(id);
+                }
+            }
+            Held::Pinned(p) => {
+                let _ = p.unpin();
+            }
+            Held::Gone => {}
+        }
+    }
+
+    /// Interfaces where the program is attached now.
+    pub fn attached_now(&self) -> usize {
+        self.links
+            .iter()
+            .filter(|l| !matches!(l.held, Held::Gone))
+            .count()
     }
 
     /// Attaches the no-op baseline program (native XDP) to `iface` instead of the filter, to

@@ -119,6 +119,8 @@ pub fn dig_id(out: &str) -> u64 {
 pub struct Daemon {
     child: Option<Child>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The control socket the daemon was given (unless the test gave its own --control).
+    pub control: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -127,6 +129,12 @@ impl Daemon {
         let bin = crate::nsdb_bin();
         let mut all = vec![bin.to_str().unwrap(), "run"];
         all.extend_from_slice(args);
+        // Each daemon gets its own control socket (tests run in parallel).
+        let control = std::env::temp_dir().join(format!("nsdb-{}.sock", crate::unique("ctl")));
+        let control_arg = control.to_str().unwrap().to_string();
+        if !args.contains(&"--control") {
+            all.extend_from_slice(&["--control", &control_arg]);
+        }
         let mut child = ns
             .cmd(&all)
             .stdout(Stdio::null())
@@ -148,6 +156,11 @@ impl Daemon {
         let mut d = Self {
             child: Some(child),
             stderr,
+            control: if args.contains(&"--control") {
+                None
+            } else {
+                Some(control)
+            },
         };
         if rx.recv_timeout(Duration::from_secs(30)).is_err() {
             let status = d.child.as_mut().unwrap().try_wait();
@@ -166,6 +179,27 @@ impl Daemon {
 
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// SIGKILL (no clean-up of any kind), wait, and return what it had printed on stderr.
+    pub fn kill9(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.stderr_text()
+    }
+
+    /// Waits up to `timeout` for a stderr line containing `text`.
+    pub fn wait_for_line(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.stderr.lock().unwrap().iter().any(|l| l.contains(text)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// SIGTERM, wait, and return the final counters it printed.

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod check;
+pub mod config;
+pub mod ctl;
 pub mod export;
 pub mod learn;
 pub mod lookup;
@@ -29,17 +31,30 @@ pub enum Command {
     Lookup(lookup::LookupArgs),
     /// Export the ns_db rows (the paper's Table 1 columns) as CSV or JSON.
     Export(export::ExportArgs),
+    /// Show the live counters of a running daemon.
+    Stats(ctl::StatsArgs),
+    /// Change the exceptions of a running daemon: add, remove, list.
+    Allow(ctl::AllowArgs),
 }
 
 /// Entry point of the binary: parse flags, run the command, print a one-line error on failure.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::expand_args(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("nsdb: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Learn(args) => learn::run(args),
         Command::Check(args) => check::run(args),
         Command::Lookup(args) => lookup::run(args),
         Command::Export(args) => export::run(args),
+        Command::Stats(args) => ctl::stats(args),
+        Command::Allow(args) => ctl::allow(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

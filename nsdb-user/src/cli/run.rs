@@ -15,7 +15,7 @@ use crate::{
     events::{self, RingReader},
     learn::Engine,
     live::{self, LiveLearner},
-    loader::{self, AttachMode, Filter, Sizes},
+    loader::{self, AttachMode, Filter, OnExit, Sizes},
     metrics::{self, Metrics, MetricsAddr, RunInfo},
     store::{Store, Writer},
 };
@@ -96,8 +96,98 @@ pub struct RunArgs {
     #[arg(long, default_value = metrics::DEFAULT_ADDR, value_name = "ADDR|off")]
     pub metrics_addr: MetricsAddr,
 
+    /// What happens to filtering when the daemon ends (also by kill -9). detach: the program
+    /// is removed. keep: it stays attached with its maps pinned under --pin-dir, so filtering
+    /// (and in-kernel learning of referral glue) goes on; the next daemon takes it over without
+    /// a gap. Example: --on-exit keep
+    #[arg(long, value_enum, default_value_t = OnExit::Detach)]
+    pub on_exit: OnExit,
+
+    /// Directory on the BPF file system for --on-exit keep (links and allow maps), one per
+    /// daemon. A daemon started with a directory holding a previous daemon's state takes it
+    /// over (whatever its --on-exit). Example: --pin-dir /sys/fs/bpf/nsdb-wan
+    #[arg(long, default_value = "/sys/fs/bpf/nsdb", value_name = "DIR")]
+    pub pin_dir: PathBuf,
+
+    /// The control socket for `nsdb stats` and `nsdb allow` (mode 0600), or `off`.
+    /// Example: --control /run/nsdb/wan.sock
+    #[arg(long, default_value = crate::control::DEFAULT_PATH, value_name = "PATH|off")]
+    pub control: String,
+
+    /// A TOML file with any of these flags (keys are the long flag names: `mode = "enforce"`,
+    /// `iface = ["lan0", "wan0"]`); flags on the command line replace its values.
+    /// Example: --config /etc/nsdb/nsdb.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Check the configuration (flags, config file, interfaces, allow file, root hints,
+    /// database, alert log and metrics address) and exit without loading or attaching
+    /// anything. Example: nsdb run --config /etc/nsdb/nsdb.toml --check-config
+    #[arg(long)]
+    pub check_config: bool,
+
     #[command(flatten)]
     pub engine: crate::cli::learn::EngineFlags,
+}
+
+/// `--check-config`: what `run` would check before attaching, without side effects; prints
+/// the effective configuration as JSON on stdout.
+fn check_config(args: &RunArgs, exempt: &[IpNet], roots: usize) -> Result<()> {
+    if let Some(db) = &args.db {
+        if db.exists() {
+            Store::open_existing(db)
+                .with_context(|| format!("opening history database {}", db.display()))?;
+        } else {
+            let dir = db.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+                anyhow::bail!(
+                    "history database {}: directory {} does not exist",
+                    db.display(),
+                    dir.display()
+                );
+            }
+        }
+    }
+    if args.alerts != "-" {
+        let p = std::path::Path::new(&args.alerts);
+        if p.is_dir() {
+            anyhow::bail!("alert log {}: is a directory", p.display());
+        }
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+            anyhow::bail!(
+                "alert log {}: directory {} does not exist",
+                p.display(),
+                dir.display()
+            );
+        }
+    }
+    if let Some(addr) = args.metrics_addr.0 {
+        std::net::TcpListener::bind(addr)
+            .with_context(|| format!("metrics address {addr}: cannot listen"))?;
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "config": "ok",
+            "ifaces": args.ifaces,
+            "mode": format!("{:?}", args.mode).to_lowercase(),
+            "internal": args.internal.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "exceptions": exempt.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "root_hints": roots,
+            "db": args.db,
+            "alerts": args.alerts,
+            "metrics_addr": args.metrics_addr.0.map(|a| a.to_string()),
+            "xdp_mode": format!("{:?}", args.xdp_mode).to_lowercase(),
+            "allow_entries": args.allow_entries,
+            "event_rate": args.event_rate,
+            "event_burst": args.event_burst,
+            "kernel_learning": !args.no_kernel_learning,
+            "on_exit": format!("{:?}", args.on_exit).to_lowercase(),
+            "pin_dir": args.pin_dir,
+        })
+    );
+    Ok(())
 }
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
@@ -116,20 +206,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(p) => allowlist::load(p)?,
         None => Vec::new(),
     };
+    let from_file = exempt.len();
     let mut learn_cfg = args.engine.config()?;
     exempt.extend(learn_cfg.exceptions.iter().copied());
     learn_cfg.exceptions = exempt.clone();
     learn_cfg.record_rows = args.db.is_some();
     let hints = learn_cfg.root_hints.clone();
-    let mut sink = AlertSink::open(&args.alerts)
-        .with_context(|| format!("cannot open alert log {}", args.alerts))?;
-    let store = match &args.db {
-        Some(db) => Some(
-            Store::open(db)
-                .with_context(|| format!("opening history database {}", db.display()))?,
-        ),
-        None => None,
-    };
+    if args.check_config {
+        return check_config(&args, &exempt, hints.len());
+    }
 
     let metrics = Metrics::new(RunInfo {
         mode: match args.mode {
@@ -143,6 +228,20 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(addr) = args.metrics_addr.0 {
         crate::status::spawn(addr, metrics.clone())?;
     }
+    let control_socket = match args.control.as_str() {
+        "off" => None,
+        path => Some(crate::control::bind(std::path::Path::new(path))?),
+    };
+    // Files last, after everything that can fail without leaving anything behind.
+    let store = match &args.db {
+        Some(db) => Some(
+            Store::open(db)
+                .with_context(|| format!("opening history database {}", db.display()))?,
+        ),
+        None => None,
+    };
+    let mut sink = AlertSink::open(&args.alerts)
+        .with_context(|| format!("cannot open alert log {}", args.alerts))?;
 
     let mut filter = Filter::load(Sizes {
         allow_entries: args.allow_entries,
@@ -183,9 +282,25 @@ pub fn run(args: RunArgs) -> Result<()> {
     let responses = filter
         .take_responses()
         .expect("responses are taken once, here");
-    let attached = filter.attach_all(&args.ifaces, args.xdp_mode)?;
+    let keep = args.on_exit == OnExit::Keep;
+    let mut takeover = loader::Takeover::default();
+    if keep || args.pin_dir.exists() {
+        takeover = filter
+            .use_pin_dir(&args.pin_dir, keep)
+            .context("using the pin directory")?;
+    }
+    let (attached, took) = filter.attach_all(&args.ifaces, args.xdp_mode)?;
+    takeover.entries += took.entries;
+    takeover.links += took.links;
     for (iface, how) in &attached {
         tracing::info!(iface = %iface, xdp = how, "attached");
+    }
+    if takeover.links > 0 || takeover.entries > 0 {
+        tracing::info!(
+            links = takeover.links,
+            entries = takeover.entries,
+            "took over the previous daemon's pinned state"
+        );
     }
     tracing::info!(
         mode = ?args.mode,
@@ -196,6 +311,21 @@ pub fn run(args: RunArgs) -> Result<()> {
         "nsdb ready"
     );
 
+    let mut ctl = Ctl {
+        socket: control_socket,
+        rx: None,
+        mode: match args.mode {
+            Mode::Monitor => "monitor",
+            Mode::Enforce => "enforce",
+        },
+        ifaces: args.ifaces.clone(),
+        started: std::time::Instant::now(),
+        exceptions: exempt
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, if i < from_file { "allow-file" } else { "flag" }))
+            .collect(),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -207,6 +337,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         &mut filter,
         &mut live,
         &metrics,
+        &mut ctl,
     ));
 
     // Detach first (dropping the links), then report what was seen.
@@ -216,7 +347,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     let latency = live.latency_percentiles();
     let engine_stats = live.engine().stats();
     drop(filter);
-    tracing::info!("detached");
+    if keep {
+        tracing::info!(pin_dir = %args.pin_dir.display(), "left attached with its maps pinned (--on-exit keep)");
+    } else {
+        tracing::info!("detached");
+    }
     let finished = live.finish();
     eprintln!(
         "{}",
@@ -224,6 +359,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             "final_counters": counters.to_json(),
             "live": stats,
             "engine": engine_stats,
+            "takeover": takeover,
             "learn_latency_us": latency.map(|(p50, p99)| serde_json::json!({"p50": p50, "p99": p99})),
         })
     );
@@ -239,7 +375,13 @@ async fn event_loop(
     filter: &mut Filter,
     live: &mut LiveLearner,
     metrics: &Metrics,
+    ctl: &mut Ctl,
 ) -> Result<()> {
+    if let Some(socket) = ctl.socket.as_mut() {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        socket.serve(tx)?;
+        ctl.rx = Some(rx);
+    }
     let mut events = RingReader::new(events).context("watching the event ring buffer")?;
     let mut responses = RingReader::new(responses).context("watching the response ring buffer")?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -271,8 +413,18 @@ async fn event_loop(
                 }
             }
             _ = tick.tick() => {
+                filter.check_interfaces();
                 live.tick(filter);
                 metrics.update(filter, live);
+            }
+            Some(call) = async {
+                match ctl.rx.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let answer = ctl.handle(&call.req, filter, live, metrics);
+                let _ = call.reply.send(answer);
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -298,4 +450,82 @@ async fn event_loop(
         tracing::warn!(records = bad_events, "malformed event records skipped");
     }
     Ok(())
+}
+
+/// What the control socket needs besides the filter and the learner.
+struct Ctl {
+    socket: Option<crate::control::Socket>,
+    rx: Option<tokio::sync::mpsc::Receiver<crate::control::Call>>,
+    mode: &'static str,
+    ifaces: Vec<String>,
+    started: std::time::Instant,
+    /// The exceptions in force, with where each came from.
+    exceptions: Vec<(IpNet, &'static str)>,
+}
+
+impl Ctl {
+    fn handle(
+        &mut self,
+        req: &crate::control::Request,
+        filter: &mut Filter,
+        live: &mut LiveLearner,
+        metrics: &Metrics,
+    ) -> serde_json::Value {
+        use crate::control::Request;
+        use serde_json::json;
+        match req {
+            Request::Stats => {
+                let counters = match filter.counters() {
+                    Ok(c) => c.to_json(),
+                    Err(e) => return json!({"ok": false, "error": e.to_string()}),
+                };
+                json!({
+                    "ok": true,
+                    "mode": self.mode,
+                    "ifaces": self.ifaces,
+                    "attached": filter.attached_now(),
+                    "uptime_s": self.started.elapsed().as_secs(),
+                    "counters": counters,
+                    "live": live.stats,
+                    "engine": live.engine().stats(),
+                    "learn_latency_us": live.latency_percentiles().map(|(p50, p99)| json!({"p50": p50, "p99": p99})),
+                    "exceptions": self.list(),
+                })
+            }
+            Request::AllowList => json!({"ok": true, "exceptions": self.list()}),
+            Request::AllowAdd(net) => {
+                let net = net.trunc();
+                if self.exceptions.iter().any(|(n, _)| *n == net) {
+                    return json!({"ok": true, "changed": false});
+                }
+                if let Err(e) = filter.add_exempt(net) {
+                    return json!({"ok": false, "error": e.to_string()});
+                }
+                live.engine_mut().exceptions_mut().push(net);
+                self.exceptions.push((net, "runtime"));
+                metrics.set_exceptions(self.exceptions.len() as u64);
+                tracing::info!(net = %net, "exception added (nsdb allow add)");
+                json!({"ok": true, "changed": true})
+            }
+            Request::AllowRemove(net) => {
+                let net = net.trunc();
+                let Some(i) = self.exceptions.iter().position(|(n, _)| *n == net) else {
+                    return json!({"ok": false, "error": format!("{net} is not an exception (see nsdb allow list)")});
+                };
+                filter.remove_exempt(net);
+                live.engine_mut().exceptions_mut().retain(|n| *n != net);
+                self.exceptions.remove(i);
+                metrics.set_exceptions(self.exceptions.len() as u64);
+                tracing::info!(net = %net, "exception removed (nsdb allow remove)");
+                json!({"ok": true, "changed": true})
+            }
+        }
+    }
+
+    fn list(&self) -> Vec<serde_json::Value> {
+        self.exceptions
+            .iter()
+            .map(|(n, src)| serde_json::json!({"net": n.to_string(), "source": src}))
+            .collect()
+    }
 }

@@ -520,6 +520,11 @@ impl Engine {
         &self.cfg
     }
 
+    /// The operator's exceptions, changed while running (`nsdb allow add|remove`).
+    pub fn exceptions_mut(&mut self) -> &mut Vec<ipnet::IpNet> {
+        &mut self.cfg.exceptions
+    }
+
     pub fn stats(&self) -> Stats {
         self.stats
     }

@@ -186,6 +186,11 @@ fn clamp_i64(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
 }
 
+fn ver_of(conn: &Connection) -> i32 {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
 impl Store {
     /// Open (creating it if missing) a database for writing.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -223,12 +228,16 @@ impl Store {
         if !exists && !create {
             return Err(StoreError::Missing(p));
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | if exists {
-                OpenFlags::empty()
+        // Opening an existing history only to read it (lookup, export, check) writes nothing:
+        // it works on a read-only or full file system, next to a running daemon.
+        let read_only = !create;
+        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | if read_only {
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+            } else if exists {
+                OpenFlags::SQLITE_OPEN_READ_WRITE
             } else {
-                OpenFlags::SQLITE_OPEN_CREATE
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
             };
         let sq = |e| StoreError::Sqlite {
             path: p.clone(),
@@ -267,6 +276,15 @@ impl Store {
             if ver > SCHEMA_VERSION {
                 return Err(StoreError::TooNew(p, ver));
             }
+        }
+        if read_only {
+            if ver_of(&conn) < SCHEMA_VERSION {
+                return Err(StoreError::Corrupt(
+                    p,
+                    "not initialised by nsdb (run `nsdb learn` or `nsdb run --db` first)".into(),
+                ));
+            }
+            return Ok(Store { conn, path: p });
         }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sq)?;
