@@ -199,6 +199,23 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_parses() {
+        use clap::Parser as _;
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/nsdb.toml");
+        let args = os(&["nsdb", "run", "--config", p.to_str().unwrap()]);
+        let cli = super::super::Cli::try_parse_from(expand_args(args).unwrap()).unwrap();
+        let super::super::Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(r.ifaces, ["lan0", "wan0"]);
+        assert_eq!(r.mode, super::super::run::Mode::Monitor);
+        assert_eq!(r.internal.len(), 2);
+        assert_eq!(r.on_exit, crate::loader::OnExit::Keep);
+        assert_eq!(r.control, "/run/nsdb/nsdb.sock");
+        assert_eq!(r.event_rate, 10);
+    }
+
+    #[test]
     fn file_values_come_first_and_command_line_flags_replace_them() {
         let (p, _rm) = write(
             "iface = [\"lan0\", \"wan0\"]\nmode = \"enforce\"\nevent_rate = 5\nno-kernel-learning = false\n",
