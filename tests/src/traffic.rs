@@ -1,10 +1,13 @@
 //! Packet floods with trafgen (netsniff-ng) and the interface counters that account for them,
 //! for the flood tests and the forwarding benchmark.
 //!
-//! trafgen writes whole frames into a PF_PACKET TX ring and sends them without the sender's IP
-//! stack, as fast as one core can (or at a set rate), and prints on exit how many frames the
-//! kernel took. Frames a veth could not deliver show up in the sender's `tx_dropped`, so
-//! `sent - tx_dropped` is exactly what reached the other end.
+//! trafgen sends whole frames on a PF_PACKET socket, without the sender's IP stack, as fast as
+//! one core can (or at a set rate), one sendto(2) per frame, and prints on exit how many frames
+//! the kernel took. When the receiving veth is full, the sender's veth refuses the frame
+//! (counted in its `tx_dropped`), sendto fails with ENOBUFS and trafgen sends the same frame
+//! again without counting it: so trafgen's count is exactly what reached the other end, and
+//! `tx_dropped` counts push-backs, not losses (the flood test checks this against the XDP
+//! program's own counters).
 
 use std::{
     io::Read,
@@ -109,8 +112,12 @@ impl Trafgen {
             "--conf",
             path.to_str().unwrap(),
         ];
-        if let Some(r) = &rate {
-            args.extend(["--rate", r]);
+        match &rate {
+            Some(r) => args.extend(["--rate", r]),
+            // One sendto(2) per frame with no gap rather than the TX ring: the TX ring's
+            // non-blocking flush fails (EAGAIN) when the receiving veth falls behind, which a
+            // loaded machine makes happen at random; a blocking sendto waits instead.
+            None => args.extend(["--gap", "0"]),
         }
         // Its own process group: trafgen forks a sender per CPU, and SIGINT must reach it too.
         let child = ns
@@ -182,6 +189,9 @@ pub struct ProcUsage {
     /// Resident set now and its peak (VmRSS, VmHWM), KiB.
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// The anonymous part of the resident set (RssAnon, KiB): the process's own heap and
+    /// stacks, without mapped files and shared memory such as BPF ring buffers.
+    pub anon_kib: u64,
     /// User + system CPU time, clock ticks.
     pub cpu_ticks: u64,
 }
@@ -206,6 +216,7 @@ pub fn proc_usage(pid: u32) -> Option<ProcUsage> {
     Some(ProcUsage {
         rss_kib: kib("VmRSS:"),
         hwm_kib: kib("VmHWM:"),
+        anon_kib: kib("RssAnon:"),
         cpu_ticks: ticks,
     })
 }
