@@ -101,3 +101,45 @@ pub fn restore_history(
     }
     Ok(live.len())
 }
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory as _;
+
+    /// Every flag and argument of every command explains itself with an example (issue 5).
+    #[test]
+    fn every_flag_of_every_command_has_help_with_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let help = a
+                    .get_long_help()
+                    .or(a.get_help())
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                let positional = a.get_long().is_none() && a.get_short().is_none();
+                // Positional arguments are shown in the command's own examples.
+                let ok = if positional {
+                    !help.is_empty() || cmd.get_after_help().is_some() || cmd.get_about().is_some()
+                } else {
+                    help.contains("Example")
+                };
+                if !ok {
+                    missing.push(format!("{path} {id}: {help:?}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let cmd = super::Cli::command();
+        for sub in cmd.get_subcommands() {
+            walk(sub, sub.get_name(), &mut missing);
+        }
+        assert!(missing.is_empty(), "flags without an example:\n{}", missing.join("\n"));
+    }
+}
