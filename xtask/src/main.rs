@@ -5,6 +5,7 @@
 //! that builds eBPF.
 
 mod bench;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -45,6 +46,14 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Run a cargo-fuzz target (engine: wire parser and learning engine; capture: the
+    /// capture reader) on nightly; seeds fuzz/corpus from ../shared/pcaps first.
+    /// Example: cargo xtask fuzz engine --seconds 600
+    Fuzz {
+        target: String,
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -84,6 +93,7 @@ fn real_main() -> Result<()> {
             build_release(&root)?;
             bench::run(&root, quick)
         }
+        Cmd::Fuzz { target, seconds } => fuzz::run(&root, &target, seconds),
     }
 }
 
