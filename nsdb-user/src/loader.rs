@@ -173,7 +173,7 @@ fn pin_err(path: &Path, msg: impl std::fmt::Display) -> LoadError {
 }
 
 /// True if `dir` is on a BPF file system (where objects can be pinned).
-fn on_bpffs(dir: &Path) -> bool {
+pub fn on_bpffs(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
     const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
     let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {

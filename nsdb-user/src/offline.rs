@@ -86,6 +86,34 @@ fn deliver(sum: &mut ReadSummary, f: &mut dyn FnMut(&Msg<'_>), pkt: DnsPacket<'_
     });
 }
 
+/// Fails, with one line saying what is wrong with each, when none of `paths` opens as a
+/// capture (missing, a directory, empty, not pcap/pcapng, cut inside its header or first
+/// record), so that a command given only bad
+/// files stops before it creates or changes anything. With at least one readable file the
+/// others are reported by [`read_all`] and reading goes on.
+pub fn check_any_readable(paths: &[PathBuf]) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    for path in paths {
+        match capture::map_file(path) {
+            // Readable: a valid header and a first record that is whole (or no record at all);
+            // a capture cut inside its first record holds nothing.
+            Ok(map) => match Reader::new(&map).and_then(|mut r| r.next_frame().map(|_| ())) {
+                Ok(()) => return Ok(()),
+                Err(e) => errors.push(OfflineError::Capture(path.clone(), e).to_string()),
+            },
+            Err(e) => errors.push(OfflineError::Open(path.clone(), e).to_string()),
+        }
+    }
+    match errors.as_slice() {
+        [one] => anyhow::bail!("{one}"),
+        all => anyhow::bail!(
+            "none of the {} capture files can be read: {}",
+            all.len(),
+            all.join("; ")
+        ),
+    }
+}
+
 /// Read `paths` in order and call `f` for every DNS message. `tick` is called about every
 /// 64k frames (for batched writes). Problems with single files are returned in the list and
 /// reading goes on with the next file.

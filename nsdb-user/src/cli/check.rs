@@ -45,6 +45,7 @@ pub struct CheckArgs {
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut cfg = args.engine.config()?;
+    offline::check_any_readable(&args.pcaps)?;
     let store = if args.replay && !args.db.exists() {
         None
     } else {

@@ -42,7 +42,7 @@ pub fn main() -> ExitCode {
     let args = match config::expand_args(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("nsdb: error: {e:#}");
+            eprintln!("nsdb: error: {}", one_line(&e));
             return ExitCode::from(2);
         }
     };
@@ -59,10 +59,28 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nsdb: error: {e:#}");
+            eprintln!("nsdb: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause left out when the message before it
+/// already says it (errors that print their source, like `"{path}: {source}"`, would
+/// otherwise repeat it).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(s.trim()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Structured logs to stderr through `tracing`; `RUST_LOG` overrides the level (default info).

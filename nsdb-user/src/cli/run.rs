@@ -130,9 +130,10 @@ pub struct RunArgs {
     pub engine: crate::cli::learn::EngineFlags,
 }
 
-/// `--check-config`: what `run` would check before attaching, without side effects; prints
-/// the effective configuration as JSON on stdout.
-fn check_config(args: &RunArgs, exempt: &[IpNet], roots: usize) -> Result<()> {
+/// The files and resources `run` will use, checked without creating or changing anything:
+/// the database opens (or its directory exists), the alert log's directory exists, the metrics
+/// address is free, the pin directory is on a BPF file system.
+fn validate(args: &RunArgs) -> Result<()> {
     if let Some(db) = &args.db {
         if db.exists() {
             Store::open_existing(db)
@@ -166,6 +167,26 @@ fn check_config(args: &RunArgs, exempt: &[IpNet], roots: usize) -> Result<()> {
         std::net::TcpListener::bind(addr)
             .with_context(|| format!("metrics address {addr}: cannot listen"))?;
     }
+    if args.on_exit == OnExit::Keep || args.pin_dir.exists() {
+        let dir = &args.pin_dir;
+        if dir.exists() && !dir.is_dir() {
+            anyhow::bail!("pin directory {}: not a directory", dir.display());
+        }
+        // The nearest existing ancestor tells the file system (as Filter::use_pin_dir does).
+        let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(dir);
+        if !loader::on_bpffs(existing) {
+            anyhow::bail!(
+                "pin directory {}: not on a BPF file system (mount one: mount -t bpf bpf /sys/fs/bpf)",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `--check-config`: what `run` would check before attaching, without side effects; prints
+/// the effective configuration as JSON on stdout.
+fn check_config(args: &RunArgs, exempt: &[IpNet], roots: usize) -> Result<()> {
     println!(
         "{}",
         serde_json::json!({
@@ -203,7 +224,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     }
     let mut exempt = match &args.allow {
-        Some(p) => allowlist::load(p)?,
+        Some(p) => {
+            let nets = allowlist::load(p)?;
+            // A file with only comments says "no exceptions"; an empty one is more likely a
+            // failed copy or the wrong path.
+            if std::fs::metadata(p).is_ok_and(|m| m.len() == 0) {
+                anyhow::bail!(
+                    "allow file {}: empty file (list one IP or CIDR per line, or leave out --allow)",
+                    p.display()
+                );
+            }
+            nets
+        }
         None => Vec::new(),
     };
     let from_file = exempt.len();
@@ -212,6 +244,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     learn_cfg.exceptions = exempt.clone();
     learn_cfg.record_rows = args.db.is_some();
     let hints = learn_cfg.root_hints.clone();
+    validate(&args)?;
     if args.check_config {
         return check_config(&args, &exempt, hints.len());
     }

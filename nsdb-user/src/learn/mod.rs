@@ -539,7 +539,13 @@ impl Engine {
         self.inflight.len()
     }
 
-    /// Rows (query_db, ns_db, learned triples) produced since the last call.
+    /// query_db and ns_db rows waiting for [`Self::take_rows`].
+    pub fn log_rows_pending(&self) -> usize {
+        self.rows.queries.len() + self.rows.ns.len()
+    }
+
+    /// Rows (query_db, ns_db, learned triples) produced since the last call; each history
+    /// entry changed since the last call once, in its current state.
     pub fn take_rows(&mut self) -> Rows {
         let mut rows = std::mem::take(&mut self.rows);
         for key in std::mem::take(&mut self.dirty) {

@@ -9,8 +9,11 @@
 //!
 //! Writes are batched: [`Writer`] collects rows and commits them in one transaction per second
 //! (or per [`Writer::MAX_BATCH`] rows), so a crash loses at most the last second; [`Writer::flush`]
-//! on shutdown loses nothing.
+//! on shutdown loses nothing. A history entry queued several times before a commit is written
+//! once, in its latest state. `nsdb learn` commits by capture progress instead (see
+//! `cli/learn.rs`): [`Writer::queue`] and [`Writer::flush`] at its own commit points.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -44,6 +47,10 @@ pub enum StoreError {
     TooNew(PathBuf, i32),
     #[error("{0}: no such database (run `nsdb learn` first)")]
     Missing(PathBuf),
+    #[error("{0}: directory {1} does not exist")]
+    NoDir(PathBuf, PathBuf),
+    #[error("{0}: not an nsdb database yet (empty; run `nsdb learn` or `nsdb run --db` first)")]
+    Uninitialised(PathBuf),
     #[error("{path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -228,6 +235,12 @@ impl Store {
         if !exists && !create {
             return Err(StoreError::Missing(p));
         }
+        if !exists {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+                return Err(StoreError::NoDir(p, dir.to_path_buf()));
+            }
+        }
         // Opening an existing history only to read it (lookup, export, check) writes nothing:
         // it works on a read-only or full file system, next to a running daemon.
         let read_only = !create;
@@ -279,10 +292,7 @@ impl Store {
         }
         if read_only {
             if ver_of(&conn) < SCHEMA_VERSION {
-                return Err(StoreError::Corrupt(
-                    p,
-                    "not initialised by nsdb (run `nsdb learn` or `nsdb run --db` first)".into(),
-                ));
+                return Err(StoreError::Uninitialised(p));
             }
             return Ok(Store { conn, path: p });
         }
@@ -627,6 +637,10 @@ pub struct NsExportRow {
 
 /// Batches rows and commits them at most once a second (or every [`Writer::MAX_BATCH`] rows).
 ///
+/// A history entry (zone, NS name, address) queued again before the commit replaces its queued
+/// state (first seen the earliest, last seen, expiry and count the latest), so each changed
+/// entry costs one upsert per commit however often it was refreshed in between.
+///
 /// A failed commit (disk full, read-only file system, a locked file) loses nothing: the rows
 /// stay queued and the next tick tries again, so learning goes on in memory and the database
 /// catches up when it can be written again. While it cannot, memory stays bounded: history
@@ -636,6 +650,9 @@ pub struct NsExportRow {
 pub struct Writer {
     store: Store,
     pending: Rows,
+    /// Position in `pending.learned` of each queued history entry; built when a second batch
+    /// is queued before a commit (empty while `pending.learned` came from one batch).
+    index: HashMap<(String, String, IpAddr), usize>,
     last: Instant,
     interval: Duration,
     failing: bool,
@@ -654,6 +671,7 @@ impl Writer {
         Writer {
             store,
             pending: Rows::default(),
+            index: HashMap::new(),
             last: Instant::now(),
             interval: Duration::from_secs(1),
             failing: false,
@@ -692,18 +710,69 @@ impl Writer {
     }
 
     /// Queue rows (from [`crate::learn::Engine::take_rows`]); commits if a second has passed.
-    pub fn push(&mut self, mut rows: Rows) -> Result<(), StoreError> {
+    pub fn push(&mut self, rows: Rows) -> Result<(), StoreError> {
+        self.queue(rows);
+        self.tick()
+    }
+
+    /// Queue rows without committing (the caller decides when to [`Self::flush`]).
+    pub fn queue(&mut self, mut rows: Rows) {
         self.pending.queries.append(&mut rows.queries);
         self.pending.ns.append(&mut rows.ns);
         // Keep `counts` aligned with `learned` (values without a count are one sighting).
-        self.pending.counts.resize(self.pending.learned.len(), 1);
         rows.counts.resize(rows.learned.len(), 1);
-        self.pending.learned.append(&mut rows.learned);
-        self.pending.counts.append(&mut rows.counts);
+        if self.pending.learned.is_empty() {
+            // Nothing to merge with (the usual case offline: one batch per commit).
+            self.index.clear();
+            self.pending.learned = rows.learned;
+            self.pending.counts = rows.counts;
+        } else {
+            if self.index.len() != self.pending.learned.len() {
+                self.reindex();
+            }
+            for (l, c) in rows.learned.into_iter().zip(rows.counts) {
+                self.queue_learned(l, c);
+            }
+        }
         if self.failing {
             self.bound();
         }
-        self.tick()
+    }
+
+    /// Adds one history entry to the queue, merged into its queued state if it has one.
+    fn queue_learned(&mut self, l: Learned, count: u64) {
+        let p = &mut self.pending;
+        match self
+            .index
+            .entry((l.zone.clone(), l.ns_name.clone(), l.addr))
+        {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let i = *o.get();
+                let old = &mut p.learned[i];
+                // What the upsert would make of the two rows one after the other.
+                old.first_seen_ms = old.first_seen_ms.min(l.first_seen_ms);
+                old.learned_ms = old.learned_ms.max(l.learned_ms);
+                old.expires_ms = old.expires_ms.max(l.expires_ms);
+                old.ttl = l.ttl;
+                p.counts[i] = p.counts[i].max(count);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(p.learned.len());
+                p.learned.push(l);
+                p.counts.push(count);
+            }
+        }
+    }
+
+    /// Rebuilds `index` over the queued history entries, merging duplicates.
+    fn reindex(&mut self) {
+        let learned = std::mem::take(&mut self.pending.learned);
+        let mut counts = std::mem::take(&mut self.pending.counts);
+        counts.resize(learned.len(), 1);
+        self.index.clear();
+        for (l, c) in learned.into_iter().zip(counts) {
+            self.queue_learned(l, c);
+        }
     }
 
     /// Commit if the interval has passed or the batch is full (while failing: once per
@@ -726,6 +795,7 @@ impl Writer {
         match self.store.write_rows(&self.pending) {
             Ok(()) => {
                 self.pending = Rows::default();
+                self.index.clear();
                 if self.failing {
                     tracing::info!("the history database can be written again; queued rows saved");
                 }
@@ -757,6 +827,8 @@ impl Writer {
             p.learned.retain(|_| *k.next().unwrap_or(&true));
             let mut k = keep.iter();
             p.counts.retain(|_| *k.next().unwrap_or(&true));
+            // Positions moved; rebuilt at the next queue.
+            self.index.clear();
         }
         let logs = p.queries.len() + p.ns.len();
         if logs > Self::MAX_RETAINED {
