@@ -90,7 +90,12 @@ impl<'a> Cursor<'a> {
 /// Everything the wire parser offers, on one message.
 fn walk(msg: &[u8]) {
     let Ok(m) = Message::parse(msg) else { return };
-    let _ = (m.header.is_response(), m.header.opcode(), m.header.rcode(), m.header.truncated());
+    let _ = (
+        m.header.is_response(),
+        m.header.opcode(),
+        m.header.rcode(),
+        m.header.truncated(),
+    );
     let mut name = NameBuf::default();
     if let Some(q) = m.question() {
         let _ = wire::read_name(msg, q.name_off, &mut name);
@@ -138,8 +143,12 @@ pub fn engine(data: &[u8]) {
     let Some(cfg) = c.byte() else { return };
     let collect = cfg & 4 != 0;
     let mut e = Engine::new(LearnConfig {
-        bailiwick: [Bailiwick::Auto, Bailiwick::Strict, Bailiwick::Off, Bailiwick::Auto]
-            [(cfg & 3) as usize],
+        bailiwick: [
+            Bailiwick::Auto,
+            Bailiwick::Strict,
+            Bailiwick::Off,
+            Bailiwick::Auto,
+        ][(cfg & 3) as usize],
         record_rows: true,
         record_all_queries: cfg & 8 != 0,
         explain: cfg & 16 != 0,
@@ -161,7 +170,9 @@ pub fn engine(data: &[u8]) {
                 respond(&mut e, collect, ts, sv, cl, m);
             }
             _ => {
-                let (Some(q), Some(r)) = (c.msg(), c.msg()) else { break };
+                let (Some(q), Some(r)) = (c.msg(), c.msg()) else {
+                    break;
+                };
                 walk(q);
                 e.on_query(ts, cl, sv, q);
                 let mut r = r.to_vec();
@@ -184,14 +195,19 @@ pub fn engine(data: &[u8]) {
 
 /// The capture target: one input.
 pub fn capture(data: &[u8]) {
-    let Ok(mut rd) = Reader::new(data) else { return };
+    let Ok(mut rd) = Reader::new(data) else {
+        return;
+    };
     let mut ex = Extractor::new(&[53, 5353]);
     let mut e = Engine::new(LearnConfig {
         record_rows: true,
         ..LearnConfig::default()
     });
     let mut deliver = |p: nsdb::capture::DnsPacket<'_>| {
-        assert!(p.msg.len() <= 65535, "a DNS message longer than TCP's length field");
+        assert!(
+            p.msg.len() <= 65535,
+            "a DNS message longer than TCP's length field"
+        );
         if p.msg.len() < nsdb::wire::HEADER_LEN {
             return;
         }

@@ -87,7 +87,10 @@ pub fn bind(path: &Path) -> Result<Socket> {
         let meta = std::fs::symlink_metadata(path)?;
         use std::os::unix::fs::FileTypeExt as _;
         if !meta.file_type().is_socket() {
-            bail!("control socket {}: a file that is not a socket is in the way", path.display());
+            bail!(
+                "control socket {}: a file that is not a socket is in the way",
+                path.display()
+            );
         }
         if StdUnixStream::connect(path).is_ok() {
             bail!(
@@ -100,8 +103,7 @@ pub fn bind(path: &Path) -> Result<Socket> {
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
         }
     }
@@ -205,8 +207,16 @@ mod tests {
         }
         assert!(Request::parse("stats").unwrap_err().contains("not JSON"));
         assert!(Request::parse("{}").unwrap_err().contains("cmd"));
-        assert!(Request::parse(r#"{"cmd":"reboot"}"#).unwrap_err().contains("unknown command"));
-        assert!(Request::parse(r#"{"cmd":"allow_add"}"#).unwrap_err().contains("net"));
+        assert!(
+            Request::parse(r#"{"cmd":"reboot"}"#)
+                .unwrap_err()
+                .contains("unknown command")
+        );
+        assert!(
+            Request::parse(r#"{"cmd":"allow_add"}"#)
+                .unwrap_err()
+                .contains("net")
+        );
         assert!(
             Request::parse(r#"{"cmd":"allow_add","net":"10.0.0.0/33"}"#)
                 .unwrap_err()

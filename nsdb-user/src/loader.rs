@@ -503,7 +503,9 @@ impl Filter {
             if path.exists() {
                 match MapData::from_pin(&path) {
                     Ok(m) => old.push((name, Map::LruHashMap(m))),
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable pinned map"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable pinned map")
+                    }
                 }
             }
         }
@@ -664,7 +666,10 @@ impl Filter {
                         let _ = std::fs::remove_file(path);
                         Held::Program(id)
                     };
-                    tracing::info!(iface, "took over the pinned XDP link of the previous daemon (no gap in filtering)");
+                    tracing::info!(
+                        iface,
+                        "took over the pinned XDP link of the previous daemon (no gap in filtering)"
+                    );
                     return Ok((
                         Link {
                             iface: iface.to_string(),

@@ -61,7 +61,12 @@ fn xdp_attached(tb: &Testbed, iface: &str) -> bool {
 
 fn failures(tb: &Testbed, fails: &[Failure]) -> String {
     let list: Vec<String> = fails.iter().take(20).map(|f| f.to_string()).collect();
-    format!("{} failed:\n{}\n{}", fails.len(), list.join("\n"), tb.logs())
+    format!(
+        "{} failed:\n{}\n{}",
+        fails.len(),
+        list.join("\n"),
+        tb.logs()
+    )
 }
 
 /// The hard-coded C&C answers (the query reached it).
@@ -133,20 +138,18 @@ fn on_exit_keep_filters_after_kill9_and_a_restart_takes_over_without_a_gap() {
     // A new daemon (default --on-exit detach) takes the pinned links over atomically and
     // copies what the program learned meanwhile: no false drop, no alert.
     let alerts2 = tb.file("alerts2.json");
-    let d = start(
-        &tb,
-        "enforce",
-        &alerts2,
-        None,
-        &["--pin-dir", &pin_arg],
-    );
+    let d = start(&tb, "enforce", &alerts2, None, &["--pin-dir", &pin_arg]);
     assert!(
         xdp_attached(&tb, GW_LAN_IF) && xdp_attached(&tb, GW_WAN_IF),
         "attached after the takeover"
     );
     tb.restart_unbound();
     let (fails, _) = tb.resolve_all();
-    assert!(fails.is_empty(), "after the takeover: {}", failures(&tb, &fails));
+    assert!(
+        fails.is_empty(),
+        "after the takeover: {}",
+        failures(&tb, &fails)
+    );
     assert!(!cc_answers(&tb), "the new daemon enforces");
     let report = d.stop_report();
     let c = &report["final_counters"];
@@ -181,7 +184,10 @@ fn pin_dir_must_be_on_bpffs_and_is_exclusive() {
         None,
         &["--on-exit", "keep", "--pin-dir", not_bpf.to_str().unwrap()],
     );
-    let mut all = vec![nsdb_tests::nsdb_bin().to_str().unwrap().to_string(), "run".into()];
+    let mut all = vec![
+        nsdb_tests::nsdb_bin().to_str().unwrap().to_string(),
+        "run".into(),
+    ];
     all.extend(args);
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
     let out = tb.gw.cmd(&refs).output().unwrap();
@@ -200,22 +206,24 @@ fn pin_dir_must_be_on_bpffs_and_is_exclusive() {
         None,
         &["--on-exit", "keep", "--pin-dir", pins.to_str().unwrap()],
     );
-    let out = tb.gw.cmd(&[
-        nsdb_tests::nsdb_bin().to_str().unwrap(),
-        "run",
-        "--iface",
-        GW_LAN_IF,
-        "--on-exit",
-        "keep",
-        "--pin-dir",
-        pins.to_str().unwrap(),
-        "--metrics-addr",
-        "off",
-        "--control",
-        "off",
-    ])
-    .output()
-    .unwrap();
+    let out = tb
+        .gw
+        .cmd(&[
+            nsdb_tests::nsdb_bin().to_str().unwrap(),
+            "run",
+            "--iface",
+            GW_LAN_IF,
+            "--on-exit",
+            "keep",
+            "--pin-dir",
+            pins.to_str().unwrap(),
+            "--metrics-addr",
+            "off",
+            "--control",
+            "off",
+        ])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("in use by another nsdb daemon"), "{err}");
@@ -310,7 +318,10 @@ fn a_full_disk_stops_nothing_and_the_database_catches_up() {
         failures(&tb, &fails)
     );
     assert!(
-        d.wait_for_line("writing the history database failed", Duration::from_secs(5)),
+        d.wait_for_line(
+            "writing the history database failed",
+            Duration::from_secs(5)
+        ),
         "the failure is reported: {}",
         d.stderr_text()
     );
@@ -350,6 +361,9 @@ fn a_full_disk_stops_nothing_and_the_database_catches_up() {
     assert_eq!(live["db_dropped"], 0, "{report}");
     for (addr, zone) in [(GLUELESS4, "glueless.test"), (V6ONLY6, "v6only.test")] {
         let out = lookup(addr);
-        assert!(out.contains(zone), "{addr} learned while the disk was full is in the history: {out}");
+        assert!(
+            out.contains(zone),
+            "{addr} learned while the disk was full is in the history: {out}"
+        );
     }
 }

@@ -27,7 +27,13 @@ fn text(o: &Output) -> String {
 }
 
 fn stats(control: &Path) -> Value {
-    let out = nsdb(&["stats", "--format", "json", "--control", control.to_str().unwrap()]);
+    let out = nsdb(&[
+        "stats",
+        "--format",
+        "json",
+        "--control",
+        control.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -44,7 +50,10 @@ fn control_socket_shows_live_counters_and_changes_exceptions_without_a_restart()
     let args = tb.nsdb_args("enforce", &alerts, None, &[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let d = Daemon::start(&tb.gw, &args);
-    let control = d.control.clone().expect("Daemon::start gives a control socket");
+    let control = d
+        .control
+        .clone()
+        .expect("Daemon::start gives a control socket");
     let ctl = control.to_str().unwrap();
     let mode = std::fs::metadata(&control).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "only root may use the control socket");
@@ -58,7 +67,10 @@ fn control_socket_shows_live_counters_and_changes_exceptions_without_a_restart()
 
     let out = nsdb(&["allow", "add", PUBLIC1_4, "--control", ctl]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "198.18.8.8/32 added");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "198.18.8.8/32 added"
+    );
     let out = nsdb(&["allow", "add", "198.18.8.8/32", "--control", ctl]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -66,14 +78,20 @@ fn control_socket_shows_live_counters_and_changes_exceptions_without_a_restart()
     );
     assert!(public_answers(&tb), "an exception now: passes");
     let out = nsdb(&["allow", "list", "--control", ctl]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "198.18.8.8/32\truntime\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "198.18.8.8/32\truntime\n"
+    );
     let s = stats(&control);
     assert_eq!(s["counters"]["query_exempt_pass_ipv4_udp"], 1, "{s}");
     assert_eq!(s["counters"]["query_unknown_drop_ipv4_udp"], 1, "{s}");
 
     let out = nsdb(&["allow", "remove", PUBLIC1_4, "--control", ctl]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(!public_answers(&tb), "no longer an exception: dropped again");
+    assert!(
+        !public_answers(&tb),
+        "no longer an exception: dropped again"
+    );
     let out = nsdb(&["allow", "remove", PUBLIC2_4, "--control", ctl]);
     assert!(!out.status.success());
     assert_eq!(
@@ -87,13 +105,19 @@ fn control_socket_shows_live_counters_and_changes_exceptions_without_a_restart()
     let out = nsdb(&["stats", "--control", ctl]);
     let t = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(t.starts_with("nsdb enforce on lan0, wan0"), "{t}");
-    let unknown = t.lines().find(|l| l.trim_start().starts_with("unknown")).unwrap();
+    let unknown = t
+        .lines()
+        .find(|l| l.trim_start().starts_with("unknown"))
+        .unwrap();
     let nums: Vec<u64> = unknown
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
         .collect();
     assert_eq!(nums, [0, 2], "0 passed, 2 dropped: {t}");
-    let exempt = t.lines().find(|l| l.trim_start().starts_with("exempt")).unwrap();
+    let exempt = t
+        .lines()
+        .find(|l| l.trim_start().starts_with("exempt"))
+        .unwrap();
     assert!(exempt.split_whitespace().any(|w| w == "1"), "{t}");
 
     let c = d.stop();
@@ -139,7 +163,13 @@ fn config_file_equals_flags_and_command_line_flags_win() {
     // --check-config: the effective configuration, and nothing created.
     let out = tb
         .gw
-        .cmd(&[nsdb_bin().to_str().unwrap(), "run", "--config", c, "--check-config"])
+        .cmd(&[
+            nsdb_bin().to_str().unwrap(),
+            "run",
+            "--config",
+            c,
+            "--check-config",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -151,7 +181,10 @@ fn config_file_equals_flags_and_command_line_flags_win() {
     assert_eq!(v["root_hints"], 3);
     assert_eq!(v["event_rate"], 0);
     assert_eq!(v["metrics_addr"], Value::Null);
-    assert!(!alerts.exists() && !db.exists(), "--check-config creates nothing");
+    assert!(
+        !alerts.exists() && !db.exists(),
+        "--check-config creates nothing"
+    );
     let out = tb
         .gw
         .cmd(&[
@@ -179,7 +212,11 @@ fn config_file_equals_flags_and_command_line_flags_win() {
     };
     assert!(!cc(), "mode = enforce from the file");
     let (fails, _) = tb.resolve_list(&tb.names_of("glue"));
-    assert!(fails.is_empty(), "{:?}", fails.first().map(|f| f.to_string()));
+    assert!(
+        fails.is_empty(),
+        "{:?}",
+        fails.first().map(|f| f.to_string())
+    );
     let c1 = d.stop();
     assert_eq!(c1["query_unknown_drop_ipv4_udp"], 1, "{c1}");
     assert!(db.exists(), "db from the file");

@@ -91,7 +91,11 @@ impl Net {
             IpAddr::V6(a) => (u128::from(*a), 128),
         };
         let ((n, fam_n), (x, fam_x)) = (bits(&self.0), bits(x));
-        let keep = if self.1 == 0 { 0 } else { u128::MAX << (128 - self.1) };
+        let keep = if self.1 == 0 {
+            0
+        } else {
+            u128::MAX << (128 - self.1)
+        };
         fam_n == fam_x && n & keep == x & keep
     }
 }
@@ -193,7 +197,10 @@ enum Class {
     NotDns,
     TcpOther,
     /// A response (QR=1) to or from port 53; `pairable`: from port 53 (looked up in INFLIGHT).
-    Response { pairable: bool, key: Key },
+    Response {
+        pairable: bool,
+        key: Key,
+    },
     /// A query (QR=0 to port 53, or a TCP SYN to 53) to `dst`; `question_ok`: a UDP query
     /// whose question the program can read whole.
     Query {
@@ -244,8 +251,12 @@ fn classify(p: &[u8]) -> Class {
                 return Fragment;
             }
             family = f::V4;
-            src = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&p[off + 12..off + 16]).unwrap()));
-            dst = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&p[off + 16..off + 20]).unwrap()));
+            src = IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(&p[off + 12..off + 16]).unwrap(),
+            ));
+            dst = IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(&p[off + 16..off + 20]).unwrap(),
+            ));
             l4 = off + ihl;
             proto = p[off + 9];
         }
@@ -257,8 +268,12 @@ fn classify(p: &[u8]) -> Class {
                 return Malformed;
             }
             family = f::V6;
-            src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&p[off + 8..off + 24]).unwrap()));
-            dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&p[off + 24..off + 40]).unwrap()));
+            src = IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(&p[off + 8..off + 24]).unwrap(),
+            ));
+            dst = IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(&p[off + 24..off + 40]).unwrap(),
+            ));
             proto = p[off + 6];
             l4 = off + 40;
             let mut done = false;
@@ -383,7 +398,9 @@ fn random_name(r: &mut Rng) -> String {
     (0..labels)
         .map(|_| {
             let n = 1 + r.below(12);
-            (0..n).map(|_| (b'a' + r.below(26) as u8) as char).collect::<String>()
+            (0..n)
+                .map(|_| (b'a' + r.below(26) as u8) as char)
+                .collect::<String>()
         })
         .collect::<Vec<_>>()
         .join(".")
@@ -445,7 +462,8 @@ fn hostile_message(r: &mut Rng, id: u16, response: bool) -> Vec<u8> {
         // Huge section counts with few records.
         7 => {
             for o in [4, 6, 8, 10] {
-                m[o..o + 2].copy_from_slice(&r.pick(&[0u16, 1, 2, 64, 65, 0x7fff, 0xffff]).to_be_bytes());
+                m[o..o + 2]
+                    .copy_from_slice(&r.pick(&[0u16, 1, 2, 64, 65, 0x7fff, 0xffff]).to_be_bytes());
             }
         }
         // No question at all / question cut inside the type.
@@ -477,7 +495,12 @@ fn hostile_message(r: &mut Rng, id: u16, response: bool) -> Vec<u8> {
 
 /// A response carrying NS, A and AAAA records, with hostile twists.
 fn random_response(r: &mut Rng, id: u16, qname: &str) -> Vec<u8> {
-    let ns_pool = ["a.nic.test", "b.nic.test", "ns1.example.test", "ns.evil.test"];
+    let ns_pool = [
+        "a.nic.test",
+        "b.nic.test",
+        "ns1.example.test",
+        "ns.evil.test",
+    ];
     let mut answer = Vec::new();
     let mut authority = Vec::new();
     let mut additional = Vec::new();
@@ -486,14 +509,26 @@ fn random_response(r: &mut Rng, id: u16, qname: &str) -> Vec<u8> {
         authority.push(Rr::ns("test", r.next() as u32, target));
     }
     for _ in 0..r.below(3) {
-        answer.push(Rr::a(qname, r.next() as u32, &format!("203.0.113.{}", r.byte())));
+        answer.push(Rr::a(
+            qname,
+            r.next() as u32,
+            &format!("203.0.113.{}", r.byte()),
+        ));
     }
     for _ in 0..r.below(6) {
         let owner = r.pick(&ns_pool).to_string();
         if r.chance(50) {
-            additional.push(Rr::a(&owner, r.next() as u32, &format!("198.18.{}.{}", r.byte(), r.byte())));
+            additional.push(Rr::a(
+                &owner,
+                r.next() as u32,
+                &format!("198.18.{}.{}", r.byte(), r.byte()),
+            ));
         } else {
-            additional.push(Rr::aaaa(&owner, r.next() as u32, &format!("2001:db8:77::{:x}", r.next() as u16)));
+            additional.push(Rr::aaaa(
+                &owner,
+                r.next() as u32,
+                &format!("2001:db8:77::{:x}", r.next() as u16),
+            ));
         }
     }
     if r.chance(10) {
@@ -548,7 +583,11 @@ fn random_response(r: &mut Rng, id: u16, qname: &str) -> Vec<u8> {
 fn wrap(r: &mut Rng, src: IpAddr, dst: IpAddr, l4: &L4) -> Vec<u8> {
     let mut l3 = L3::between(src, dst);
     match &mut l3 {
-        L3::V4 { options, frag_offset, .. } => {
+        L3::V4 {
+            options,
+            frag_offset,
+            ..
+        } => {
             if r.chance(20) {
                 *options = 4 * r.below(11);
             }
@@ -556,7 +595,9 @@ fn wrap(r: &mut Rng, src: IpAddr, dst: IpAddr, l4: &L4) -> Vec<u8> {
                 *frag_offset = 1 + r.below(100) as u16;
             }
         }
-        L3::V6 { ext, frag_offset, .. } => {
+        L3::V6 {
+            ext, frag_offset, ..
+        } => {
             if r.chance(25) {
                 let n = r.below(11);
                 *ext = (0..n).map(|_| *r.pick(&[0u8, 43, 44, 51, 60])).collect();
@@ -574,7 +615,14 @@ fn wrap(r: &mut Rng, src: IpAddr, dst: IpAddr, l4: &L4) -> Vec<u8> {
 
 fn addr_pair(r: &mut Rng) -> (IpAddr, IpAddr) {
     if r.chance(70) {
-        let dst = *r.pick(&[REGISTERED4, EXPIRED4, UNKNOWN4, EXEMPT4, INTERNAL4, "198.18.5.5"]);
+        let dst = *r.pick(&[
+            REGISTERED4,
+            EXPIRED4,
+            UNKNOWN4,
+            EXEMPT4,
+            INTERNAL4,
+            "198.18.5.5",
+        ]);
         (r.pick(&CLIENTS4).parse().unwrap(), dst.parse().unwrap())
     } else {
         let dst = *r.pick(&[REGISTERED6, UNKNOWN6, EXEMPT6, "2001:db8:1::99"]);
@@ -601,7 +649,14 @@ fn base_frame(r: &mut Rng) -> Vec<u8> {
             wrap(r, dst, src, &udp(53, port, &msg))
         }
         11 => {
-            let flags = *r.pick(&[TCP_SYN, TCP_SYN | TCP_ACK, TCP_ACK, TCP_PSH | TCP_ACK, 0, 0xff]);
+            let flags = *r.pick(&[
+                TCP_SYN,
+                TCP_SYN | TCP_ACK,
+                TCP_ACK,
+                TCP_PSH | TCP_ACK,
+                0,
+                0xff,
+            ]);
             let (sp, dp) = *r.pick(&[(port, 53), (53, port), (port, port)]);
             wrap(r, src, dst, &tcp(sp, dp, flags, &[]))
         }
@@ -840,12 +895,22 @@ impl Checker {
                 }
                 if paired == 0 || d(c::RESP_UNTRUSTED) == 1 {
                     for i in [c::GLUE_LEARNED, c::GLUE_REFRESHED, c::PENDING_LEARNED] {
-                        assert_eq!(d(i), 0, "an untrusted or unpaired response taught: {}", ctx());
+                        assert_eq!(
+                            d(i),
+                            0,
+                            "an untrusted or unpaired response taught: {}",
+                            ctx()
+                        );
                     }
                 }
             }
             _ => {
-                for i in [c::EVENTS_SENT, c::RESP_PAIRED, c::GLUE_LEARNED, c::QNAME_TRUNCATED] {
+                for i in [
+                    c::EVENTS_SENT,
+                    c::RESP_PAIRED,
+                    c::GLUE_LEARNED,
+                    c::QNAME_TRUNCATED,
+                ] {
                     assert_eq!(d(i), 0, "counter {i} for {}", ctx());
                 }
             }
@@ -855,7 +920,10 @@ impl Checker {
 }
 
 fn primary_sum(cn: &Counters) -> u64 {
-    (0..c::COUNT).filter(|i| primary(*i)).map(|i| cn.get(i)).sum()
+    (0..c::COUNT)
+        .filter(|i| primary(*i))
+        .map(|i| cn.get(i))
+        .sum()
 }
 
 fn run_corpus(fx: &mut Fx, seed: u64, n_random: usize, enforce: bool) -> Checker {
@@ -963,14 +1031,25 @@ fn unpaired_hostile_responses_teach_nothing() {
     let end = fx.counters();
     let d = |i| end.get(i) - base.get(i);
     assert_eq!(d(c::RESP_PAIRED), 0);
-    assert_eq!(d(c::GLUE_LEARNED) + d(c::GLUE_REFRESHED) + d(c::PENDING_LEARNED), 0);
-    assert_eq!(fx.filter.allow_entries().len(), before, "the allow maps grew");
+    assert_eq!(
+        d(c::GLUE_LEARNED) + d(c::GLUE_REFRESHED) + d(c::PENDING_LEARNED),
+        0
+    );
+    assert_eq!(
+        fx.filter.allow_entries().len(),
+        before,
+        "the allow maps grew"
+    );
     // Every frame was either a response (paired or not) or something the parse rejected.
     assert_eq!(
         d(c::RESPONSES) + d(c::MALFORMED) + d(c::FRAGMENTS) + d(c::IPV6_EXT_LIMIT) + d(c::NOT_IP),
         n
     );
-    assert_eq!(d(c::RESP_UNSOLICITED), unsolicited, "every response from port 53 is unsolicited");
+    assert_eq!(
+        d(c::RESP_UNSOLICITED),
+        unsolicited,
+        "every response from port 53 is unsolicited"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1071,7 +1150,11 @@ fn ref_walk(msg: &[u8], pending: &HashSet<u64>) -> Walk {
         return w;
     };
     w.question_pending = pending.contains(&qh);
-    let (an, ns, ar) = (be16(b, 6) as usize, be16(b, 8) as usize, be16(b, 10) as usize);
+    let (an, ns, ar) = (
+        be16(b, 6) as usize,
+        be16(b, 8) as usize,
+        be16(b, 10) as usize,
+    );
     if an + ns + ar > 64 {
         w.stopped = true;
     }
@@ -1103,9 +1186,13 @@ fn ref_walk(msg: &[u8], pending: &HashSet<u64>) -> Walk {
         }
         if class == 1 && ((additional && have_ns) || (answer && w.question_pending)) {
             if rtype == 1 && rdlen == 4 {
-                w.learn.push(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&b[rd..rd + 4]).unwrap())));
+                w.learn.push(IpAddr::V4(Ipv4Addr::from(
+                    <[u8; 4]>::try_from(&b[rd..rd + 4]).unwrap(),
+                )));
             } else if rtype == 28 && rdlen == 16 {
-                w.learn.push(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&b[rd..rd + 16]).unwrap())));
+                w.learn.push(IpAddr::V6(Ipv6Addr::from(
+                    <[u8; 16]>::try_from(&b[rd..rd + 16]).unwrap(),
+                )));
             }
         }
         off = rd + rdlen;
@@ -1121,8 +1208,12 @@ fn paired_hostile_responses_walk_within_counted_bounds() {
     let mut fx = Fx::new(mode::ENFORCE, true);
     let mut r = Rng::new(0x5eed_0004);
     let mut pending: HashSet<u64> = HashSet::new();
-    let mut allowed_by_rules: HashSet<IpAddr> =
-        fx.filter.allow_entries().into_iter().map(|(a, _)| a).collect();
+    let mut allowed_by_rules: HashSet<IpAddr> = fx
+        .filter
+        .allow_entries()
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
     let (mut stops, mut learned_total, mut pending_hits) = (0u64, 0u64, 0u64);
     let n = 15_000;
     for k in 0..n {
@@ -1132,11 +1223,21 @@ fn paired_hostile_responses_walk_within_counted_bounds() {
         let port = 1024 + r.below(64000) as u16;
         // A pending NS name's lookup now and then (the glue-less path).
         let qname = if r.chance(15) {
-            r.pick(&["a.nic.test", "b.nic.test", "ns1.example.test", "ns.evil.test"]).to_string()
+            r.pick(&[
+                "a.nic.test",
+                "b.nic.test",
+                "ns1.example.test",
+                "ns.evil.test",
+            ])
+            .to_string()
         } else {
             random_name(&mut r)
         };
-        let q = frame(&[], &L3::between(client, server), &udp(port, 53, &dns_query(id, &qname, 1)));
+        let q = frame(
+            &[],
+            &L3::between(client, server),
+            &udp(port, 53, &dns_query(id, &qname, 1)),
+        );
         assert_eq!(fx.run(&q), XDP_PASS, "query to a registered server");
         let mut msg = if r.chance(70) {
             random_response(&mut r, id, &qname)
@@ -1180,9 +1281,15 @@ fn paired_hostile_responses_walk_within_counted_bounds() {
             fx.drain();
         }
     }
-    assert!(pending.len() < 4096, "pending names stay far below the map's size");
+    assert!(
+        pending.len() < 4096,
+        "pending names stay far below the map's size"
+    );
     for (a, _) in fx.filter.allow_entries() {
-        assert!(allowed_by_rules.contains(&a), "{a} learned against the rules");
+        assert!(
+            allowed_by_rules.contains(&a),
+            "{a} learned against the rules"
+        );
     }
     eprintln!(
         "paired hostile responses: {n}, walks stopped at a bound {stops}, addresses learned {learned_total}, pending hits {pending_hits}"
@@ -1196,7 +1303,9 @@ fn paired_hostile_responses_walk_within_counted_bounds() {
 fn verifier_stats() {
     let fx = Fx::new(mode::ENFORCE, true);
     let info = fx.filter.program().info().expect("program info");
-    let verified = info.verified_instruction_count().expect("kernel reports verified_insns");
+    let verified = info
+        .verified_instruction_count()
+        .expect("kernel reports verified_insns");
     eprintln!(
         "verifier: id {} verified_insns {verified} xlated {} B jited {} B",
         info.id(),

@@ -15,7 +15,13 @@ pub const TARGETS: [&str; 2] = ["engine", "capture"];
 fn nightly_cargo(dir: &Path) -> Command {
     let mut c = Command::new("cargo");
     c.arg("+nightly").current_dir(dir);
-    for v in ["CARGO", "RUSTC", "RUSTDOC", "RUSTUP_TOOLCHAIN", "CARGO_MANIFEST_DIR"] {
+    for v in [
+        "CARGO",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_MANIFEST_DIR",
+    ] {
         c.env_remove(v);
     }
     // The targets use the offline code only: no XDP program build (and no bpf-linker needed).
@@ -25,7 +31,10 @@ fn nightly_cargo(dir: &Path) -> Command {
 
 pub fn run(root: &Path, target: &str, seconds: u64) -> Result<()> {
     if !TARGETS.contains(&target) {
-        bail!("unknown fuzz target {target:?} (have: {})", TARGETS.join(", "));
+        bail!(
+            "unknown fuzz target {target:?} (have: {})",
+            TARGETS.join(", ")
+        );
     }
     let dir = root.join("fuzz");
     let have_fuzz = Command::new("cargo")

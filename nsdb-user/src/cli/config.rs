@@ -63,7 +63,10 @@ pub fn flags_from_file(path: &Path, given: &BTreeSet<String>) -> Result<Vec<OsSt
             );
         };
         if matches!(flag.as_str(), "config" | "help" | "version") {
-            bail!("{}: key {key:?} cannot be set in a config file", path.display());
+            bail!(
+                "{}: key {key:?} cannot be set in a config file",
+                path.display()
+            );
         }
         if given.contains(&flag) {
             continue;
@@ -113,7 +116,10 @@ pub fn expand_args(args: Vec<OsString>) -> Result<Vec<OsString>> {
         return Ok(args);
     };
     // Only when `run` is the subcommand (the first argument that is not a global flag).
-    if args[1..run_at].iter().any(|a| !a.to_string_lossy().starts_with('-')) {
+    if args[1..run_at]
+        .iter()
+        .any(|a| !a.to_string_lossy().starts_with('-'))
+    {
         return Ok(args);
     }
     let rest = &args[run_at + 1..];
@@ -193,7 +199,10 @@ mod tests {
             } else {
                 assert!(r.unwrap_err().to_string().contains("is a switch"), "{flag}");
                 let (p, _rm) = write(&format!("{flag} = true\n"));
-                assert_eq!(flags_from_file(&p, &BTreeSet::new()).unwrap(), os(&[&format!("--{flag}")]));
+                assert_eq!(
+                    flags_from_file(&p, &BTreeSet::new()).unwrap(),
+                    os(&[&format!("--{flag}")])
+                );
             }
         }
     }
@@ -220,18 +229,43 @@ mod tests {
         let (p, _rm) = write(
             "iface = [\"lan0\", \"wan0\"]\nmode = \"enforce\"\nevent_rate = 5\nno-kernel-learning = false\n",
         );
-        let args = os(&["nsdb", "run", "--config", p.to_str().unwrap(), "--mode", "monitor"]);
+        let args = os(&[
+            "nsdb",
+            "run",
+            "--config",
+            p.to_str().unwrap(),
+            "--mode",
+            "monitor",
+        ]);
         let out = expand_args(args).unwrap();
-        let text: Vec<String> = out.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let text: Vec<String> = out
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(
             text,
             [
-                "nsdb", "run", "--event-rate", "5", "--iface", "lan0", "--iface", "wan0", "--config",
-                p.to_str().unwrap(), "--mode", "monitor"
+                "nsdb",
+                "run",
+                "--event-rate",
+                "5",
+                "--iface",
+                "lan0",
+                "--iface",
+                "wan0",
+                "--config",
+                p.to_str().unwrap(),
+                "--mode",
+                "monitor"
             ]
         );
         // A repeated flag on the command line replaces the file's whole list.
-        let args = os(&["nsdb", "run", &format!("--config={}", p.display()), "--iface=eth9"]);
+        let args = os(&[
+            "nsdb",
+            "run",
+            &format!("--config={}", p.display()),
+            "--iface=eth9",
+        ]);
         let text: Vec<String> = expand_args(args)
             .unwrap()
             .iter()
@@ -244,19 +278,32 @@ mod tests {
     #[test]
     fn bad_files_give_one_line_errors_naming_the_file() {
         let (p, _rm) = write("mode = \"enforce\"\nfrobnicate = 1\n");
-        let e = flags_from_file(&p, &BTreeSet::new()).unwrap_err().to_string();
-        assert!(e.contains("unknown key \"frobnicate\"") && e.contains(p.to_str().unwrap()), "{e}");
+        let e = flags_from_file(&p, &BTreeSet::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown key \"frobnicate\"") && e.contains(p.to_str().unwrap()),
+            "{e}"
+        );
         let (p, _rm) = write("mode = \n");
-        let e = flags_from_file(&p, &BTreeSet::new()).unwrap_err().to_string();
-        assert!(e.starts_with(p.to_str().unwrap()) && !e.contains('\n'), "{e}");
+        let e = flags_from_file(&p, &BTreeSet::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(p.to_str().unwrap()) && !e.contains('\n'),
+            "{e}"
+        );
         let (p, _rm) = write("[section]\nx = 1\n");
-        let e = flags_from_file(&p, &BTreeSet::new()).unwrap_err().to_string();
+        let e = flags_from_file(&p, &BTreeSet::new())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown key \"section\""), "{e}");
         let (p, _rm) = write("mode = { a = 1 }\n");
-        let e = flags_from_file(&p, &BTreeSet::new()).unwrap_err().to_string();
+        let e = flags_from_file(&p, &BTreeSet::new())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected a string or a number"), "{e}");
-        let e = flags_from_file(Path::new("/nonexistent/nsdb.toml"), &BTreeSet::new())
-            .unwrap_err();
+        let e = flags_from_file(Path::new("/nonexistent/nsdb.toml"), &BTreeSet::new()).unwrap_err();
         assert!(format!("{e:#}").contains("/nonexistent/nsdb.toml"), "{e:#}");
         // Other commands are untouched.
         let args = os(&["nsdb", "learn", "x.pcap", "--db", "h.db"]);

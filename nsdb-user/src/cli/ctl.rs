@@ -65,7 +65,8 @@ pub enum AllowAction {
 }
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
-    crate::allowlist::parse_net(s).ok_or_else(|| format!("{s:?} is not an IP address or CIDR prefix"))
+    crate::allowlist::parse_net(s)
+        .ok_or_else(|| format!("{s:?} is not an IP address or CIDR prefix"))
 }
 
 pub fn stats(args: StatsArgs) -> Result<()> {
@@ -99,7 +100,11 @@ fn stats_text(v: &Value) -> String {
         v["mode"].as_str().unwrap_or("?"),
         v["ifaces"]
             .as_array()
-            .map(|a| a.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(", "))
+            .map(|a| a
+                .iter()
+                .filter_map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join(", "))
             .unwrap_or_default(),
         n(&v["uptime_s"])
     );
@@ -125,14 +130,31 @@ fn stats_text(v: &Value) -> String {
         n(&l["allow_entries"]),
         n(&l["allow_capacity"])
     );
-    let _ = writeln!(out, "  learned     {:>12} (by the program: {})", n(&l["allowed"]), n(&c["glue_learned_kernel"]));
+    let _ = writeln!(
+        out,
+        "  learned     {:>12} (by the program: {})",
+        n(&l["allowed"]),
+        n(&c["glue_learned_kernel"])
+    );
     let _ = writeln!(out, "  expired     {:>12}", n(&l["expired"]));
     let _ = writeln!(out, "  evicted     {:>12}", n(&l["evicted"]));
     let _ = writeln!(out, "alerts");
     let _ = writeln!(out, "  sent        {:>12}", n(&c["events_sent"]));
-    let _ = writeln!(out, "  suppressed  {:>12} (rate limit)", n(&c["events_rate_limited"]));
-    let _ = writeln!(out, "  lost        {:>12} (ring buffer full)", n(&c["events_lost"]));
-    let _ = writeln!(out, "exceptions    {:>12}", v["exceptions"].as_array().map_or(0, Vec::len));
+    let _ = writeln!(
+        out,
+        "  suppressed  {:>12} (rate limit)",
+        n(&c["events_rate_limited"])
+    );
+    let _ = writeln!(
+        out,
+        "  lost        {:>12} (ring buffer full)",
+        n(&c["events_lost"])
+    );
+    let _ = writeln!(
+        out,
+        "exceptions    {:>12}",
+        v["exceptions"].as_array().map_or(0, Vec::len)
+    );
     if n(&l["db_errors"]) > 0 {
         let _ = writeln!(
             out,
@@ -149,7 +171,14 @@ pub fn allow(args: AllowArgs) -> Result<()> {
         AllowAction::Add { nets } => {
             for net in nets {
                 let v = control::call(&args.control, &Request::AllowAdd(net))?;
-                println!("{net} {}", if v["changed"] == true { "added" } else { "was already allowed" });
+                println!(
+                    "{net} {}",
+                    if v["changed"] == true {
+                        "added"
+                    } else {
+                        "was already allowed"
+                    }
+                );
             }
         }
         AllowAction::Remove { nets } => {

@@ -158,6 +158,10 @@ mod help_tests {
         for sub in cmd.get_subcommands() {
             walk(sub, sub.get_name(), &mut missing);
         }
-        assert!(missing.is_empty(), "flags without an example:\n{}", missing.join("\n"));
+        assert!(
+            missing.is_empty(),
+            "flags without an example:\n{}",
+            missing.join("\n")
+        );
     }
 }

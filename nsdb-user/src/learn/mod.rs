@@ -772,8 +772,7 @@ impl Engine {
         // query whose question does not match is put back, as it was never consumed.
         let qinfo = match self.inflight.remove(&key) {
             Some(i)
-                if m.header.qdcount > 0
-                    && i.qhash == question_hash(qname_hash, qtype, qclass) =>
+                if m.header.qdcount > 0 && i.qhash == question_hash(qname_hash, qtype, qclass) =>
             {
                 i
             }
@@ -1400,7 +1399,10 @@ impl Engine {
         let pick = |list: &'_ [(u32, u32)]| {
             let mut best: Option<((u32, u32), Entry)> = None;
             for zn in list {
-                let Some(e) = self.entries.get(&(zn.0, zn.1, addr)).map(|&i| &self.slab[i as usize])
+                let Some(e) = self
+                    .entries
+                    .get(&(zn.0, zn.1, addr))
+                    .map(|&i| &self.slab[i as usize])
                 else {
                     continue;
                 };
@@ -1435,17 +1437,20 @@ impl Engine {
     /// Every history entry: (zone, NS name, address, first_seen, last_seen, count, expires,
     /// ttl, source).
     pub fn entries(&self) -> impl Iterator<Item = HistoryEntry<'_>> + '_ {
-        self.entries.iter().map(|(k, &i)| (k, &self.slab[i as usize])).map(|(k, e)| HistoryEntry {
-            zone: self.names.name(k.0),
-            ns_name: self.names.name(k.1),
-            addr: k.2,
-            first_seen: e.first_seen,
-            last_seen: e.last_seen,
-            count: e.count,
-            expires: e.expires,
-            ttl: e.ttl,
-            source: e.source,
-        })
+        self.entries
+            .iter()
+            .map(|(k, &i)| (k, &self.slab[i as usize]))
+            .map(|(k, e)| HistoryEntry {
+                zone: self.names.name(k.0),
+                ns_name: self.names.name(k.1),
+                addr: k.2,
+                first_seen: e.first_seen,
+                last_seen: e.last_seen,
+                count: e.count,
+                expires: e.expires,
+                ttl: e.ttl,
+                source: e.source,
+            })
     }
 
     /// Unexpired registered addresses with their latest expiry.

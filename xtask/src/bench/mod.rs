@@ -138,7 +138,9 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
     }
     let mut fwd = Value::Null;
     if want("forward") {
-        eprintln!("bench: forwarding through a gateway namespace (none, no-op XDP, nsdb, nftables); daemon footprint");
+        eprintln!(
+            "bench: forwarding through a gateway namespace (none, no-op XDP, nsdb, nftables); daemon footprint"
+        );
         fwd = json_tool(root, "nsdb-forward-bench", q)?;
         md += "\n";
         md += &forward::markdown(&fwd);
