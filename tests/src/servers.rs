@@ -243,3 +243,19 @@ pub fn read_alerts(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad alert line {l:?}: {e}")))
         .collect()
 }
+
+/// The counter `key` of a final report's `final_counters` (panics, naming it, if absent).
+pub fn counter(c: &serde_json::Value, key: &str) -> u64 {
+    c[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {key} in {c}"))
+}
+
+/// Sum of the counters whose names start with `prefix` (e.g. `query_unknown_drop_`); at least
+/// one must exist.
+pub fn counter_sum(c: &serde_json::Value, prefix: &str) -> u64 {
+    let m = c.as_object().expect("counters are an object");
+    let keys: Vec<_> = m.keys().filter(|k| k.starts_with(prefix)).collect();
+    assert!(!keys.is_empty(), "no counter starts with {prefix}: {c}");
+    keys.iter().map(|k| m[*k].as_u64().unwrap_or(0)).sum()
+}

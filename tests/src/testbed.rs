@@ -593,6 +593,19 @@ impl Testbed {
         v
     }
 
+    /// Starts `nsdb run` on this gateway with [`Testbed::nsdb_args`].
+    pub fn start_nsdb(
+        &self,
+        mode: &str,
+        alerts: &Path,
+        db: Option<&Path>,
+        extra: &[&str],
+    ) -> crate::servers::Daemon {
+        let args = self.nsdb_args(mode, alerts, db, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::servers::Daemon::start(&self.gw, &args)
+    }
+
     fn unbound_conf(&self) -> String {
         let d = self.unbound_dir.display();
         format!(

@@ -3,32 +3,14 @@
 //! (`--on-exit keep|detach`), what a restart does with pinned state, an interface that
 //! disappears and comes back, and a history database that cannot be written (disk full).
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use nsdb_tests::{
     netns::veth,
-    servers::{Daemon, read_alerts},
+    servers::{counter_sum, read_alerts},
     testbed::*,
 };
 use serde_json::Value;
-
-fn start(tb: &Testbed, mode: &str, alerts: &Path, db: Option<&Path>, extra: &[&str]) -> Daemon {
-    let args = tb.nsdb_args(mode, alerts, db, extra);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(&tb.gw, &args)
-}
-
-fn sum(c: &Value, prefix: &str) -> u64 {
-    let m = c.as_object().expect("counters are an object");
-    m.iter()
-        .filter(|(k, _)| k.starts_with(prefix))
-        .map(|(_, v)| v.as_u64().unwrap_or(0))
-        .sum()
-}
 
 /// A file system mounted for one test, unmounted (lazily) on drop.
 struct Mount(PathBuf);
@@ -79,7 +61,7 @@ fn cc_answers(tb: &Testbed) -> bool {
 fn on_exit_detach_kill9_removes_the_filter() {
     let tb = Testbed::new("fd");
     let alerts = tb.file("alerts.json");
-    let d = start(&tb, "enforce", &alerts, None, &[]);
+    let d = tb.start_nsdb("enforce", &alerts, None, &[]);
     assert!(xdp_attached(&tb, GW_LAN_IF) && xdp_attached(&tb, GW_WAN_IF));
     assert!(!cc_answers(&tb), "enforce mode drops the query to the C&C");
     let err = d.kill9();
@@ -106,8 +88,7 @@ fn on_exit_keep_filters_after_kill9_and_a_restart_takes_over_without_a_gap() {
     }
 
     let alerts = tb.file("alerts1.json");
-    let d = start(
-        &tb,
+    let d = tb.start_nsdb(
         "enforce",
         &alerts,
         None,
@@ -138,7 +119,7 @@ fn on_exit_keep_filters_after_kill9_and_a_restart_takes_over_without_a_gap() {
     // A new daemon (default --on-exit detach) takes the pinned links over atomically and
     // copies what the program learned meanwhile: no false drop, no alert.
     let alerts2 = tb.file("alerts2.json");
-    let d = start(&tb, "enforce", &alerts2, None, &["--pin-dir", &pin_arg]);
+    let d = tb.start_nsdb("enforce", &alerts2, None, &["--pin-dir", &pin_arg]);
     assert!(
         xdp_attached(&tb, GW_LAN_IF) && xdp_attached(&tb, GW_WAN_IF),
         "attached after the takeover"
@@ -158,7 +139,11 @@ fn on_exit_keep_filters_after_kill9_and_a_restart_takes_over_without_a_gap() {
         report["takeover"]["entries"].as_u64().unwrap() >= 5,
         "entries learned by the previous daemon and by the program alone were copied: {report}"
     );
-    assert_eq!(sum(c, "query_unknown_drop_"), 1, "only the C&C query: {c}");
+    assert_eq!(
+        counter_sum(c, "query_unknown_drop_"),
+        1,
+        "only the C&C query: {c}"
+    );
     let unexpected: Vec<Value> = read_alerts(&alerts2)
         .into_iter()
         .filter(|a| a["dst_ip"] != FEEDERBOT_CC4)
@@ -199,8 +184,7 @@ fn pin_dir_must_be_on_bpffs_and_is_exclusive() {
 
     let bpffs = Mount::new(tb.file("bpffs"), "bpf", "");
     let pins = bpffs.0.join("one");
-    let d = start(
-        &tb,
+    let d = tb.start_nsdb(
         "monitor",
         &alerts,
         None,
@@ -241,7 +225,7 @@ fn pin_dir_must_be_on_bpffs_and_is_exclusive() {
 fn an_interface_that_disappears_and_comes_back_is_filtered_again() {
     let tb = Testbed::new("fi");
     let alerts = tb.file("alerts.json");
-    let d = start(&tb, "enforce", &alerts, None, &[]);
+    let d = tb.start_nsdb("enforce", &alerts, None, &[]);
     assert!(!cc_answers(&tb), "dropped while attached");
     // Deleting the gateway's LAN interface deletes the pair (the LAN's eth0) too.
     tb.gw.ip(&["link", "del", GW_LAN_IF]);
@@ -284,7 +268,7 @@ fn an_interface_that_disappears_and_comes_back_is_filtered_again() {
         "a registered server answers through the re-created interface"
     );
     let c = d.stop();
-    assert_eq!(sum(&c, "query_unknown_drop_ipv4_udp"), 2, "{c}");
+    assert_eq!(counter_sum(&c, "query_unknown_drop_ipv4_udp"), 2, "{c}");
 }
 
 #[test]
@@ -293,7 +277,7 @@ fn a_full_disk_stops_nothing_and_the_database_catches_up() {
     let fs = Mount::new(tb.file("dbfs"), "tmpfs", "size=8m");
     let db = fs.0.join("history.db");
     let alerts = tb.file("alerts.json");
-    let d = start(&tb, "enforce", &alerts, Some(&db), &[]);
+    let d = tb.start_nsdb("enforce", &alerts, Some(&db), &[]);
     let glue = tb.names_of("glue");
     let (fails, _) = tb.resolve_list(&glue);
     assert!(fails.is_empty(), "{}", failures(&tb, &fails));

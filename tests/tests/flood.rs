@@ -14,17 +14,15 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
     time::{Duration, Instant},
 };
 
 use nsdb_tests::{
     packet::{dns_query, referral_13},
-    servers::{Daemon, read_alerts},
+    servers::{counter, counter_sum, read_alerts},
     testbed::*,
     traffic::{Trafgen, link_stats, mac, proc_usage, random_id, udp4_frame},
 };
-use serde_json::Value;
 
 /// The bots: four LAN addresses (not configured anywhere; trafgen writes them into frames).
 const BOTS: [&str; 4] = ["192.0.2.66", "192.0.2.67", "192.0.2.68", "192.0.2.69"];
@@ -39,31 +37,11 @@ const HWM_LIMIT_KIB: u64 = 64 * 1024;
 /// How long the query flood lasts.
 const FLOOD: Duration = Duration::from_secs(10);
 
-fn start(tb: &Testbed, alerts: &Path) -> Daemon {
-    let args = tb.nsdb_args("enforce", alerts, None, &[]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(&tb.gw, &args)
-}
-
-fn n(c: &Value, key: &str) -> u64 {
-    c[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {key} in {c}"))
-}
-
-fn sum(c: &Value, prefix: &str) -> u64 {
-    let m = c.as_object().expect("counters are an object");
-    m.iter()
-        .filter(|(k, _)| k.starts_with(prefix))
-        .map(|(_, v)| v.as_u64().unwrap_or(0))
-        .sum()
-}
-
 #[test]
 fn unknown_query_flood_is_counted_exactly_rate_limited_and_resolution_keeps_working() {
     let mut tb = Testbed::new("fq");
     let alerts = tb.file("alerts.json");
-    let d = start(&tb, &alerts);
+    let d = tb.start_nsdb("enforce", &alerts, None, &[]);
     let pid = d.pid();
     let idle = proc_usage(pid).expect("nsdb runs");
 
@@ -133,14 +111,14 @@ fn unknown_query_flood_is_counted_exactly_rate_limited_and_resolution_keeps_work
     // Every frame trafgen counted reached the gateway (frames the LAN veth refused, counted in
     // its tx_dropped, trafgen sent again) and is counted once as an unknown query dropped.
     let pushed_back = lan.tx_dropped;
-    let dropped = n(c, "query_unknown_drop_ipv4_udp");
+    let dropped = counter(c, "query_unknown_drop_ipv4_udp");
     println!(
         "flood: {sent} queries sent in {flood_secs:.1} s ({:.0}/s; the veth pushed back \
          {pushed_back} times), {dropped} counted dropped; events sent {}, rate-limited {}, lost {}",
         sent as f64 / flood_secs,
-        n(c, "events_sent"),
-        n(c, "events_rate_limited"),
-        n(c, "events_lost")
+        counter(c, "events_sent"),
+        counter(c, "events_rate_limited"),
+        counter(c, "events_lost")
     );
     assert!(
         sent > 10_000,
@@ -151,24 +129,24 @@ fn unknown_query_flood_is_counted_exactly_rate_limited_and_resolution_keeps_work
         "unknown queries counted dropped vs frames sent: {c}"
     );
     assert_eq!(
-        sum(c, "query_unknown_pass_"),
+        counter_sum(c, "query_unknown_pass_"),
         0,
         "enforce mode passes no unknown query: {c}"
     );
-    assert_eq!(n(c, "malformed"), 0, "{c}");
+    assert_eq!(counter(c, "malformed"), 0, "{c}");
     // Each unknown query either raised an event or was rate-limited (or the ring was full).
     assert_eq!(
-        n(c, "events_sent") + n(c, "events_rate_limited") + n(c, "events_lost"),
+        counter(c, "events_sent") + counter(c, "events_rate_limited") + counter(c, "events_lost"),
         dropped,
         "every unknown query is accounted for by the event counters: {c}"
     );
-    assert!(n(c, "events_rate_limited") > 0, "{c}");
+    assert!(counter(c, "events_rate_limited") > 0, "{c}");
 
     // Alerts: every event became a line; per bot at most burst + rate × duration.
     let all = read_alerts(&alerts);
     assert_eq!(
         all.len() as u64,
-        n(c, "events_sent"),
+        counter(c, "events_sent"),
         "alert lines vs events_sent"
     );
     let mut per_src: BTreeMap<String, u64> = BTreeMap::new();
@@ -226,7 +204,7 @@ fn unknown_query_flood_is_counted_exactly_rate_limited_and_resolution_keeps_work
 fn spoofed_response_flood_teaches_nothing() {
     let tb = Testbed::new("fr");
     let alerts = tb.file("alerts.json");
-    let d = start(&tb, &alerts);
+    let d = tb.start_nsdb("enforce", &alerts, None, &[]);
 
     // Root-style referrals (13 NS, 13 A and 13 AAAA glue in 198.18.123.0/24 and
     // 2001:db8:123::/48) with random ids, to the resolver's address at random ports: from
@@ -261,9 +239,9 @@ fn spoofed_response_flood_teaches_nothing() {
     println!(
         "spoofed responses: {sent} sent (veth push-backs {pushed_back}); counters {} unsolicited, \
          {} untrusted, {} paired; allow entries at exit {}",
-        n(c, "responses_unsolicited"),
-        n(c, "responses_untrusted"),
-        n(c, "responses_paired"),
+        counter(c, "responses_unsolicited"),
+        counter(c, "responses_untrusted"),
+        counter(c, "responses_paired"),
         live["allow_entries"]
     );
     assert!(
@@ -271,18 +249,18 @@ fn spoofed_response_flood_teaches_nothing() {
         "the flood was too slow to mean anything: {sent}"
     );
     assert_eq!(
-        n(c, "responses_unsolicited") + n(c, "responses_untrusted"),
+        counter(c, "responses_unsolicited") + counter(c, "responses_untrusted"),
         sent,
         "every spoofed response is counted unsolicited or untrusted: {c}"
     );
-    assert_eq!(n(c, "responses_paired"), 0, "{c}");
+    assert_eq!(counter(c, "responses_paired"), 0, "{c}");
     assert_eq!(
-        n(c, "responses_sent"),
+        counter(c, "responses_sent"),
         0,
         "nothing went to the learner: {c}"
     );
-    assert_eq!(n(c, "glue_learned_kernel"), 0, "{c}");
-    assert_eq!(n(c, "pending_learned_kernel"), 0, "{c}");
+    assert_eq!(counter(c, "glue_learned_kernel"), 0, "{c}");
+    assert_eq!(counter(c, "pending_learned_kernel"), 0, "{c}");
     assert_eq!(live["responses"], 0, "{live}");
     assert_eq!(live["inserted"], 0, "{live}");
     // The maps hold the root hints and nothing else (a.root: A + AAAA, b.root: A).

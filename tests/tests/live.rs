@@ -11,36 +11,13 @@
 //! `NSDB_TIMING_STRICT=1` also asserts the 10 % enforce/monitor bound, which wall-clock noise
 //! on a shared machine can break (see the enforce test).
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use nsdb_tests::{
-    servers::{Daemon, dig_id, read_alerts},
+    servers::{Daemon, counter, counter_sum, dig_id, read_alerts},
     testbed::*,
 };
 use serde_json::Value;
-
-fn start(tb: &Testbed, mode: &str, alerts: &Path, db: Option<&Path>, extra: &[&str]) -> Daemon {
-    let args = tb.nsdb_args(mode, alerts, db, extra);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(&tb.gw, &args)
-}
-
-fn n(c: &Value, key: &str) -> u64 {
-    c[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {key} in {c}"))
-}
-
-/// Sum of the counters whose names start with `prefix` (e.g. `query_unknown_drop_`).
-fn sum(c: &Value, prefix: &str) -> u64 {
-    let m = c.as_object().expect("counters are an object");
-    let keys: Vec<_> = m.keys().filter(|k| k.starts_with(prefix)).collect();
-    assert!(!keys.is_empty(), "no counter starts with {prefix}: {c}");
-    keys.iter().map(|k| m[*k].as_u64().unwrap_or(0)).sum()
-}
 
 fn failures_text(f: &[Failure]) -> String {
     f.iter()
@@ -141,7 +118,7 @@ fn testbed_resolves_every_name_without_nsdb_and_in_monitor_mode() {
             tb.restart_unbound();
         }
         let alerts = tb.file(&format!("alerts{round}.json"));
-        let d = start(&tb, "monitor", &alerts, None, &[]);
+        let d = tb.start_nsdb("monitor", &alerts, None, &[]);
         let (fails, t) = tb.resolve_all();
         c = d.stop();
         assert_all_resolved(&tb, "monitor mode", &fails);
@@ -158,29 +135,31 @@ fn testbed_resolves_every_name_without_nsdb_and_in_monitor_mode() {
     );
     eprintln!("monitor counters: {c}");
     assert_eq!(
-        sum(&c, "query_unknown_drop_"),
+        counter_sum(&c, "query_unknown_drop_"),
         0,
         "monitor drops nothing: {c}"
     );
-    assert_eq!(sum(&c, "query_registered_drop_"), 0, "{c}");
-    let v6 = n(&c, "query_registered_pass_ipv6_udp") + n(&c, "query_unknown_pass_ipv6_udp");
+    assert_eq!(counter_sum(&c, "query_registered_drop_"), 0, "{c}");
+    let v6 =
+        counter(&c, "query_registered_pass_ipv6_udp") + counter(&c, "query_unknown_pass_ipv6_udp");
     assert!(
         v6 >= 20,
         "v6only.test is reachable over IPv6 only: {v6} IPv6 queries: {c}"
     );
-    let tcp = n(&c, "query_registered_pass_ipv4_tcp")
-        + n(&c, "query_unknown_pass_ipv4_tcp")
-        + n(&c, "query_registered_pass_ipv6_tcp")
-        + n(&c, "query_unknown_pass_ipv6_tcp");
+    let tcp = counter(&c, "query_registered_pass_ipv4_tcp")
+        + counter(&c, "query_unknown_pass_ipv4_tcp")
+        + counter(&c, "query_registered_pass_ipv6_tcp")
+        + counter(&c, "query_unknown_pass_ipv6_tcp");
     assert!(tcp >= 1, "big.test answers are truncated over UDP: {c}");
-    let udp4 = n(&c, "query_registered_pass_ipv4_udp") + n(&c, "query_unknown_pass_ipv4_udp");
+    let udp4 =
+        counter(&c, "query_registered_pass_ipv4_udp") + counter(&c, "query_unknown_pass_ipv4_udp");
     assert!(udp4 >= 20, "IPv4 transport used too: {c}");
-    let queries = sum(&c, "query_");
+    let queries = counter_sum(&c, "query_");
     assert!(
         queries >= tb.names.len() as u64,
         "Unbound's iterative queries (at least one per name) cross the gateway: {c}"
     );
-    assert!(n(&c, "responses") >= queries - tcp, "{c}");
+    assert!(counter(&c, "responses") >= queries - tcp, "{c}");
 }
 
 /// The paper's Table 2: after the resolver has resolved the names (so nsdb learned the name
@@ -190,7 +169,7 @@ fn testbed_resolves_every_name_without_nsdb_and_in_monitor_mode() {
 fn table2_direct_queries_to_learned_servers_are_registered_others_unknown() {
     let tb = Testbed::new("t2");
     let alerts = tb.file("alerts.json");
-    let d = start(&tb, "monitor", &alerts, None, &[]);
+    let d = tb.start_nsdb("monitor", &alerts, None, &[]);
     let (fails, _) = tb.resolve_all();
     assert_all_resolved(&tb, "monitor mode", &fails);
 
@@ -239,14 +218,17 @@ fn table2_direct_queries_to_learned_servers_are_registered_others_unknown() {
             "pass",
         );
     }
-    assert_eq!(n(&c, "query_unknown_pass_ipv4_udp"), 2, "{c}");
-    assert_eq!(sum(&c, "query_unknown_"), 2, "{c}");
+    assert_eq!(counter(&c, "query_unknown_pass_ipv4_udp"), 2, "{c}");
+    assert_eq!(counter_sum(&c, "query_unknown_"), 2, "{c}");
     assert!(
-        sum(&c, "query_registered_pass_") >= tb.names.len() as u64 + 7,
+        counter_sum(&c, "query_registered_pass_") >= tb.names.len() as u64 + 7,
         "{c}"
     );
-    assert!(n(&c, "query_registered_pass_ipv6_udp") >= 20 + 2, "{c}");
-    assert_eq!(n(&c, "events_sent"), 2, "{c}");
+    assert!(
+        counter(&c, "query_registered_pass_ipv6_udp") >= 20 + 2,
+        "{c}"
+    );
+    assert_eq!(counter(&c, "events_sent"), 2, "{c}");
 }
 
 /// Stops the daemon; prints what live learning did (the `live`, `engine` and
@@ -273,7 +255,7 @@ fn morto_resolved_cc_queried_directly_is_unknown() {
     assert!(out.contains(CC_CMD_TXT), "{out}");
 
     let alerts = tb.file("alerts.json");
-    let d = start(&tb, "monitor", &alerts, None, &[]);
+    let d = tb.start_nsdb("monitor", &alerts, None, &[]);
     assert_eq!(tb.resolve("c2.test", "A"), Ok(vec![MORTO_CC4.to_string()]));
     assert_eq!(
         tb.resolve("c2.test", "AAAA"),
@@ -311,11 +293,11 @@ fn morto_resolved_cc_queried_directly_is_unknown() {
         Some("TXT"),
         "pass",
     );
-    assert_eq!(n(&c, "query_unknown_pass_ipv4_udp"), 1, "{c}");
-    assert_eq!(n(&c, "query_unknown_pass_ipv6_udp"), 1, "{c}");
-    assert_eq!(sum(&c, "query_unknown_"), 2, "{c}");
+    assert_eq!(counter(&c, "query_unknown_pass_ipv4_udp"), 1, "{c}");
+    assert_eq!(counter(&c, "query_unknown_pass_ipv6_udp"), 1, "{c}");
+    assert_eq!(counter_sum(&c, "query_unknown_"), 2, "{c}");
     assert!(
-        sum(&c, "query_registered_pass_") >= 3,
+        counter_sum(&c, "query_registered_pass_") >= 3,
         "Unbound's queries (root, test., over IPv4 or IPv6): {c}"
     );
 
@@ -324,7 +306,7 @@ fn morto_resolved_cc_queried_directly_is_unknown() {
     let mut tb = tb;
     tb.restart_unbound();
     let alerts = tb.file("alerts-enforce.json");
-    let d = start(&tb, "enforce", &alerts, None, &[]);
+    let d = tb.start_nsdb("enforce", &alerts, None, &[]);
     assert_eq!(tb.resolve("c2.test", "A"), Ok(vec![MORTO_CC4.to_string()]));
     assert_eq!(
         tb.resolve("c2.test", "AAAA"),
@@ -363,9 +345,9 @@ fn morto_resolved_cc_queried_directly_is_unknown() {
         Some("TXT"),
         "drop",
     );
-    assert_eq!(n(&c, "query_unknown_drop_ipv4_udp"), 1, "{c}");
-    assert_eq!(n(&c, "query_unknown_drop_ipv6_udp"), 1, "{c}");
-    assert_eq!(sum(&c, "query_unknown_"), 2, "{c}");
+    assert_eq!(counter(&c, "query_unknown_drop_ipv4_udp"), 1, "{c}");
+    assert_eq!(counter(&c, "query_unknown_drop_ipv6_udp"), 1, "{c}");
+    assert_eq!(counter_sum(&c, "query_unknown_"), 2, "{c}");
 }
 
 /// A C&C server answers like an authoritative server, with `c2.test. NS c2.test.` in the
@@ -377,7 +359,7 @@ fn cc_answers_do_not_register_the_cc_itself() {
     let tb = Testbed::new("cc");
     let alerts = tb.file("alerts.json");
     let db = tb.file("history.db");
-    let d = start(&tb, "monitor", &alerts, Some(&db), &[]);
+    let d = tb.start_nsdb("monitor", &alerts, Some(&db), &[]);
     assert_eq!(tb.resolve("c2.test", "A"), Ok(vec![MORTO_CC4.to_string()]));
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -400,17 +382,17 @@ fn cc_answers_do_not_register_the_cc_itself() {
         ids,
         "every query to the C&C alerts, not only the first: {a:?}"
     );
-    assert_eq!(n(&c, "query_unknown_pass_ipv4_udp"), 3, "{c}");
+    assert_eq!(counter(&c, "query_unknown_pass_ipv4_udp"), 3, "{c}");
 
     std::fs::remove_file(&alerts).unwrap();
-    let d = start(&tb, "enforce", &alerts, Some(&db), &[]);
+    let d = tb.start_nsdb("enforce", &alerts, Some(&db), &[]);
     assert!(
         tb.dig_from_lan(MORTO_CC4, CC_CMD_NAME, "TXT", 2, &["+norecurse"])
             .is_none(),
         "the C&C's self-glue was not restored from the database"
     );
     let c = stop(d, "c&c enforce");
-    assert_eq!(n(&c, "query_unknown_drop_ipv4_udp"), 1, "{c}");
+    assert_eq!(counter(&c, "query_unknown_drop_ipv4_udp"), 1, "{c}");
     assert_eq!(read_alerts(&alerts).len(), 1);
 }
 
@@ -426,7 +408,7 @@ fn feederbot_hard_coded_cc_is_dropped_in_enforce_mode() {
     assert!(out.contains(CC_CMD_TXT), "{out}");
 
     let alerts = tb.file("alerts.json");
-    let d = start(&tb, "enforce", &alerts, None, &[]);
+    let d = tb.start_nsdb("enforce", &alerts, None, &[]);
     let (fails, _) = tb.resolve_all();
     assert_all_resolved(&tb, "enforce mode", &fails);
     assert!(
@@ -468,11 +450,11 @@ fn feederbot_hard_coded_cc_is_dropped_in_enforce_mode() {
     for t in &a[1..] {
         assert_alert(t, CLIENT4, FEEDERBOT_CC4, "tcp", None, None, None, "drop");
     }
-    assert_eq!(n(&c, "query_unknown_drop_ipv4_udp"), 1, "{c}");
-    assert!(n(&c, "query_unknown_drop_ipv4_tcp") >= 1, "{c}");
+    assert_eq!(counter(&c, "query_unknown_drop_ipv4_udp"), 1, "{c}");
+    assert!(counter(&c, "query_unknown_drop_ipv4_tcp") >= 1, "{c}");
     assert_eq!(
-        sum(&c, "query_unknown_"),
-        n(&c, "query_unknown_drop_ipv4_udp") + n(&c, "query_unknown_drop_ipv4_tcp"),
+        counter_sum(&c, "query_unknown_"),
+        counter(&c, "query_unknown_drop_ipv4_udp") + counter(&c, "query_unknown_drop_ipv4_tcp"),
         "nothing else unknown: {c}"
     );
 }
@@ -491,7 +473,7 @@ fn enforce_mode_cold_cache_resolves_everything_without_drops() {
         for (i, mode) in ["monitor", "enforce"].iter().enumerate() {
             tb.restart_unbound();
             let alerts = tb.file(&format!("alerts-{mode}-{round}.json"));
-            let d = start(&tb, mode, &alerts, None, &[]);
+            let d = tb.start_nsdb(mode, &alerts, None, &[]);
             let (fails, took) = tb.resolve_all();
             let c = stop(d, &format!("{mode} round {round}"));
             assert_all_resolved(&tb, &format!("{mode} round {round}"), &fails);
@@ -502,13 +484,17 @@ fn enforce_mode_cold_cache_resolves_everything_without_drops() {
                 a.len(),
                 &a[..a.len().min(5)]
             );
-            assert_eq!(sum(&c, "query_unknown_"), 0, "{mode} round {round}: {c}");
+            assert_eq!(
+                counter_sum(&c, "query_unknown_"),
+                0,
+                "{mode} round {round}: {c}"
+            );
             if *mode == "enforce" {
-                assert_eq!(sum(&c, "query_unknown_drop_"), 0, "{c}");
-                assert!(n(&c, "query_registered_pass_ipv6_udp") >= 20, "{c}");
+                assert_eq!(counter_sum(&c, "query_unknown_drop_"), 0, "{c}");
+                assert!(counter(&c, "query_registered_pass_ipv6_udp") >= 20, "{c}");
                 assert!(
-                    n(&c, "query_registered_pass_ipv4_tcp")
-                        + n(&c, "query_registered_pass_ipv6_tcp")
+                    counter(&c, "query_registered_pass_ipv4_tcp")
+                        + counter(&c, "query_registered_pass_ipv6_tcp")
                         >= 1,
                     "TCP fallback passed: {c}"
                 );
@@ -564,12 +550,12 @@ fn glueless_delegations_are_never_dropped_in_enforce_mode() {
     for t in 0..TRIES {
         tb.restart_unbound();
         let alerts = tb.file(&format!("alerts{t}.json"));
-        let d = start(&tb, "enforce", &alerts, None, &[]);
+        let d = tb.start_nsdb("enforce", &alerts, None, &[]);
         // A second client resolves the rest of the tree at the same time.
         let (fails, _) = tb.resolve_concurrently(&[&glueless, &others]);
         let c = stop(d, &format!("glue-less try {t}"));
         assert_all_resolved(&tb, &format!("try {t}"), &fails);
-        let drops = sum(&c, "query_unknown_drop_");
+        let drops = counter_sum(&c, "query_unknown_drop_");
         if drops > 0 {
             let a = read_alerts(&alerts);
             dropped.push((t, drops, a.first().cloned()));
@@ -602,12 +588,12 @@ fn restart_with_the_same_db_keeps_learned_servers() {
     assert!(second.iter().any(|e| e.kind == "tcp") && second.iter().any(|e| e.kind == "v6only"));
 
     let alerts1 = tb.file("alerts1.json");
-    let d = start(&tb, "monitor", &alerts1, Some(&db), &[]);
+    let d = tb.start_nsdb("monitor", &alerts1, Some(&db), &[]);
     let (fails, _) = tb.resolve_list(&first);
     assert_all_resolved(&tb, "round 1", &fails);
     let c1 = d.stop();
     assert_eq!(
-        sum(&c1, "query_unknown_"),
+        counter_sum(&c1, "query_unknown_"),
         0,
         "round 1 learned everything: {c1}"
     );
@@ -615,7 +601,7 @@ fn restart_with_the_same_db_keeps_learned_servers() {
     assert!(db.exists(), "--db written");
 
     let alerts2 = tb.file("alerts2.json");
-    let d = start(&tb, "enforce", &alerts2, Some(&db), &[]);
+    let d = tb.start_nsdb("enforce", &alerts2, Some(&db), &[]);
     let (fails, _) = tb.resolve_list(&second);
     assert_all_resolved(&tb, "round 2 after the restart", &fails);
     for (server, name, qtype) in [
@@ -632,12 +618,12 @@ fn restart_with_the_same_db_keeps_learned_servers() {
     let c2 = stop(d, "after restart");
     let a = read_alerts(&alerts2);
     assert!(a.is_empty(), "no alert after the restart: {a:?}");
-    assert_eq!(sum(&c2, "query_unknown_"), 0, "{c2}");
+    assert_eq!(counter_sum(&c2, "query_unknown_"), 0, "{c2}");
     assert!(
-        sum(&c2, "query_registered_pass_") >= second.len() as u64,
+        counter_sum(&c2, "query_registered_pass_") >= second.len() as u64,
         "the second round's queries went to the restored servers: {c2}"
     );
-    assert!(n(&c2, "query_registered_pass_ipv6_udp") >= 10, "{c2}");
+    assert!(counter(&c2, "query_registered_pass_ipv6_udp") >= 10, "{c2}");
 }
 
 /// Short TTLs: short.test's NS and glue live SHORT_TTL seconds. nsdb (with TTLs honoured as
@@ -649,8 +635,7 @@ fn restart_with_the_same_db_keeps_learned_servers() {
 fn ttl_expiry_removes_entries_and_the_next_referral_relearns_them() {
     let tb = Testbed::new("tt");
     let alerts = tb.file("alerts.json");
-    let d = start(
-        &tb,
+    let d = tb.start_nsdb(
         "enforce",
         &alerts,
         None,
@@ -715,8 +700,8 @@ fn ttl_expiry_removes_entries_and_the_next_referral_relearns_them() {
         Some("A"),
         "drop",
     );
-    assert_eq!(n(&c, "query_unknown_drop_ipv4_udp"), 1, "{c}");
-    assert_eq!(sum(&c, "query_unknown_"), 1, "{c}");
+    assert_eq!(counter(&c, "query_unknown_drop_ipv4_udp"), 1, "{c}");
+    assert_eq!(counter_sum(&c, "query_unknown_"), 1, "{c}");
 }
 
 /// Small allow maps: when they fill up, the least recently used name servers are evicted,
@@ -728,7 +713,7 @@ fn full_allow_maps_evict_count_and_warn() {
     let mut tb = Testbed::new("ev");
     tb.restart_unbound();
     let alerts = tb.file("alerts.json");
-    let d = start(&tb, "monitor", &alerts, None, &["--allow-entries", "6"]);
+    let d = tb.start_nsdb("monitor", &alerts, None, &["--allow-entries", "6"]);
     let (fails, _) = tb.resolve_all();
     assert_all_resolved(&tb, "small maps", &fails);
     let log = d.stderr_text();
