@@ -172,6 +172,13 @@ fn pin_err(path: &Path, msg: impl std::fmt::Display) -> LoadError {
     }
 }
 
+/// One of the loaded XDP programs (`load()` checked that both exist).
+fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
+    ebpf.program_mut(name)
+        .and_then(|p| <&mut Xdp>::try_from(p).ok())
+        .expect("load() checked that both XDP programs exist")
+}
+
 /// True if `dir` is on a BPF file system (where objects can be pinned).
 pub fn on_bpffs(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
@@ -637,11 +644,7 @@ impl Filter {
         let mode = self.mode;
         let pin_path = self.pins.as_ref().map(|p| link_pin_path(&p.dir, iface));
         let keep = self.pins.as_ref().is_some_and(|p| p.keep);
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(prog::NSDB)
-            .and_then(|p| <&mut Xdp>::try_from(p).ok())
-            .expect("load() checked that the XDP program exists");
+        let prog: &mut Xdp = xdp_mut(&mut self.ebpf, prog::NSDB);
         let attach_err = |source| LoadError::Attach {
             iface: iface.to_string(),
             source,
@@ -720,22 +723,10 @@ impl Filter {
     }
 
     fn detach_all(&mut self) {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(prog::NSDB)
-            .and_then(|p| <&mut Xdp>::try_from(p).ok())
-            .expect("load() checked that the XDP program exists");
-        for link in self.links.drain(..) {
-            match link.held {
-                Held::Program(id) => {
-                    let _ = prog.detach(id);
-                }
-                Held::Pinned(p) => {
-                    let _ = p.unpin();
-                }
-                Held::Gone => {}
-            }
+        for i in 0..self.links.len() {
+            self.release_link(i);
         }
+        self.links.clear();
     }
 
     /// Checks that every interface is still there with the index it had: an interface that
@@ -780,13 +771,7 @@ impl Filter {
         let held = std::mem::replace(&mut self.links[i].held, Held::Gone);
         match held {
             Held::Program(id) => {
-                if let Some(prog) = self
-                    .ebpf
-                    .program_mut(prog::NSDB)
-                    .and_then(|p| <&mut Xdp>::try_from(p).ok())
-                {
-                    let _ = prog.detach(id);
-                }
+                let _ = xdp_mut(&mut self.ebpf, prog::NSDB).detach(id);
             }
             Held::Pinned(p) => {
                 let _ = p.unpin();
@@ -806,11 +791,7 @@ impl Filter {
     /// Attaches the no-op baseline program (native XDP) to `iface` instead of the filter, to
     /// measure what XDP itself costs there (benchmarks). Detached when the filter is dropped.
     pub fn attach_noop(&mut self, iface: &str) -> Result<(), LoadError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(prog::NOOP)
-            .and_then(|p| <&mut Xdp>::try_from(p).ok())
-            .expect("load() checked that the no-op program exists");
+        let prog: &mut Xdp = xdp_mut(&mut self.ebpf, prog::NOOP);
         prog.attach(iface, XdpMode::Driver)
             .map_err(|source| LoadError::Attach {
                 iface: iface.to_string(),
