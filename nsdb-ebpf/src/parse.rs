@@ -87,9 +87,58 @@ pub struct Flow {
     pub proto: u8,
 }
 
+/// The fast exit for the bulk of a gateway's traffic: an untagged IPv4 packet without options
+/// (first fragment or unfragmented) or an IPv6 packet without extension headers, carrying a
+/// whole UDP or TCP header with neither port 53. About twenty instructions instead of the full
+/// walk; what it does not recognise goes on to the full walk, which decides the same way for
+/// these packets (counted NOT_DNS, passed).
+#[inline(always)]
+fn plainly_not_dns(ctx: &XdpContext) -> bool {
+    const L4_V4: usize = EthHdr::LEN + 20;
+    const L4_V6: usize = EthHdr::LEN + 40;
+    let start = ctx.data();
+    let end = ctx.data_end();
+    // The smallest packet this can settle: IPv4 without options and a UDP header.
+    if start + L4_V4 + UdpHdr::LEN > end {
+        return false;
+    }
+    let p = start as *const u8;
+    let rd16 = |off: usize| unsafe { u16::from_be(p.add(off).cast::<u16>().read_unaligned()) };
+    // SAFETY (all reads): each offset is checked against `end` before it is read.
+    let ether_type = rd16(12);
+    let (proto, l4) = if ether_type == ETH_P_IPV4 {
+        // Version 4, IHL 5; fragment offset 0 (the flags may be set).
+        if unsafe { *p.add(EthHdr::LEN) } != 0x45 || rd16(EthHdr::LEN + 6) & 0x1fff != 0 {
+            return false;
+        }
+        (unsafe { *p.add(EthHdr::LEN + 9) }, L4_V4)
+    } else if ether_type == ETH_P_IPV6 {
+        if start + L4_V6 + UdpHdr::LEN > end || unsafe { *p.add(EthHdr::LEN) } >> 4 != 6 {
+            return false;
+        }
+        (unsafe { *p.add(EthHdr::LEN + 6) }, L4_V6)
+    } else {
+        return false;
+    };
+    // The whole transport header must be there, as `udp` and `tcp` require.
+    let need = match proto {
+        IPPROTO_UDP => UdpHdr::LEN,
+        IPPROTO_TCP => TcpHdr::LEN,
+        _ => return false,
+    };
+    if start + l4 + need > end {
+        return false;
+    }
+    rd16(l4) != DNS_PORT && rd16(l4 + 2) != DNS_PORT
+}
+
 /// Classifies one frame and returns the XDP action.
 #[inline(always)]
 pub fn classify(ctx: &XdpContext) -> Result<u32, ()> {
+    if plainly_not_dns(ctx) {
+        count(counter::NOT_DNS);
+        return Ok(xdp_action::XDP_PASS);
+    }
     let eth: *const EthHdr = ptr_at(ctx, 0)?;
     // SAFETY: ptr_at checked that the header lies inside the packet.
     let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });

@@ -46,7 +46,9 @@ pub fn check(
         count(counter::INTERNAL_ERROR);
         return xdp_action::XDP_PASS;
     };
-    let v = lookup(cfg, flow);
+    // One clock read per query, shared by the expiry check and the pairing stamp.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let v = lookup(cfg, flow, now);
     if v != verdict::UNKNOWN {
         count(counter::query_index(
             v,
@@ -55,7 +57,7 @@ pub fn check(
             transport,
         ));
         if transport == transport::UDP {
-            response::remember(flow, sport, dns_id.to_be(), true);
+            response::remember(cfg, flow, sport, dns_id.to_be(), true, now);
         }
         return xdp_action::XDP_PASS;
     }
@@ -94,7 +96,7 @@ pub fn check(
     if act == action::PASS && transport == transport::UDP {
         // Monitor mode (or a malformed query): it leaves, so its response is paired, but an
         // unknown server's answer never teaches.
-        response::remember(flow, sport, dns_id.to_be(), false);
+        response::remember(cfg, flow, sport, dns_id.to_be(), false, now);
     }
     if act == action::DROP {
         xdp_action::XDP_DROP
@@ -106,11 +108,11 @@ pub fn check(
 /// The verdict for a destination. The allow map comes first: a registered name server is the
 /// common case on a busy gateway, and one hash lookup settles it.
 #[inline(always)]
-fn lookup(cfg: &Config, flow: &Flow) -> u8 {
+fn lookup(cfg: &Config, flow: &Flow, now: u64) -> u8 {
     if flow.family == family::V4 {
         let a = flow.dst[0];
         if let Some(e) = unsafe { ALLOW_V4.get(a) } {
-            if unexpired(e.expires_ns) {
+            if unexpired(e.expires_ns, now) {
                 return verdict::REGISTERED;
             }
         }
@@ -123,7 +125,7 @@ fn lookup(cfg: &Config, flow: &Flow) -> u8 {
     } else {
         let a = flow.dst;
         if let Some(e) = unsafe { ALLOW_V6.get(a) } {
-            if unexpired(e.expires_ns) {
+            if unexpired(e.expires_ns, now) {
                 return verdict::REGISTERED;
             }
         }
@@ -138,12 +140,12 @@ fn lookup(cfg: &Config, flow: &Flow) -> u8 {
 }
 
 /// The program compares the expiry itself, so an expired entry counts as absent even before
-/// userspace removes it. The clock is CLOCK_MONOTONIC_COARSE (`bpf_ktime_get_coarse_ns`, a
-/// read of a kernel variable): it costs a fraction of the precise clocks, and a jiffy of
+/// userspace removes it. `now` is CLOCK_MONOTONIC_COARSE (`bpf_ktime_get_coarse_ns`, a read
+/// of a kernel variable): it costs a fraction of the precise clocks, and a jiffy of
 /// resolution is nothing next to TTLs of seconds.
 #[inline(always)]
-fn unexpired(expires_ns: u64) -> bool {
-    expires_ns == u64::MAX || unsafe { bpf_ktime_get_coarse_ns() } < expires_ns
+fn unexpired(expires_ns: u64, now: u64) -> bool {
+    expires_ns == u64::MAX || now < expires_ns
 }
 
 /// GCRA rate limit per source: at most `burst` events at once, then one per

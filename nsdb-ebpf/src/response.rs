@@ -186,17 +186,14 @@ fn expiry(cfg: &Config, ttl: u32, now: u64) -> u64 {
 }
 
 /// Allows an address until `expires`; only writes when that extends what is there. Returns
-/// true if it learned or refreshed something.
+/// true if it learned or refreshed something. A refresh writes the expiry in place (one
+/// lookup); only a new address costs an LRU insert (an element taken from the free list).
 #[inline(always)]
 fn learn_v4(addr: u32, expires: u64) -> bool {
-    // SAFETY: the value is copied out at once; a concurrent update only makes us write again.
-    match unsafe { ALLOW_V4.get(addr) } {
-        Some(e) if e.kind == kind::ROOT || e.expires_ns >= expires => false,
-        Some(e) => {
-            let _ = ALLOW_V4.insert(addr, AllowEntry::new(expires, e.kind), 0);
-            count(counter::GLUE_REFRESHED);
-            true
-        }
+    match ALLOW_V4.get_ptr_mut(addr) {
+        // SAFETY: a value slot of the map. An aligned 8-byte store cannot tear; a concurrent
+        // userspace update replaces the element, and then this store is simply lost.
+        Some(e) => unsafe { refresh(e, expires) },
         None => {
             let _ = ALLOW_V4.insert(addr, AllowEntry::new(expires, kind::KERNEL_GLUE), 0);
             count(counter::GLUE_LEARNED);
@@ -207,19 +204,30 @@ fn learn_v4(addr: u32, expires: u64) -> bool {
 
 #[inline(always)]
 fn learn_v6(addr: [u32; 4], expires: u64) -> bool {
-    match unsafe { ALLOW_V6.get(addr) } {
-        Some(e) if e.kind == kind::ROOT || e.expires_ns >= expires => false,
-        Some(e) => {
-            let _ = ALLOW_V6.insert(addr, AllowEntry::new(expires, e.kind), 0);
-            count(counter::GLUE_REFRESHED);
-            true
-        }
+    match ALLOW_V6.get_ptr_mut(addr) {
+        // SAFETY: as in learn_v4.
+        Some(e) => unsafe { refresh(e, expires) },
         None => {
             let _ = ALLOW_V6.insert(addr, AllowEntry::new(expires, kind::KERNEL_GLUE), 0);
             count(counter::GLUE_LEARNED);
             true
         }
     }
+}
+
+/// Extends a known entry's expiry in place; root hints never expire and are left alone.
+///
+/// # Safety
+/// `e` must point at a value of an allow map.
+#[inline(always)]
+unsafe fn refresh(e: *mut AllowEntry, expires: u64) -> bool {
+    let e = unsafe { &mut *e };
+    if e.kind == kind::ROOT || e.expires_ns >= expires {
+        return false;
+    }
+    unsafe { core::ptr::write_volatile(&mut e.expires_ns, expires) };
+    count(counter::GLUE_REFRESHED);
+    true
 }
 
 /// One resource record per call.
@@ -268,7 +276,7 @@ extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
         // network).
         let until = st.pending_until;
         if let Some((_, h)) = hash_name(st, rdata as u32) {
-            let _ = PENDING_NS.insert(h, until, 0);
+            mark_pending(h, until);
         }
     }
     // Referral glue (RFC 1034 §4.2.1): addresses in the additional section of a response
@@ -306,6 +314,24 @@ extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
     }
     st.off = (rdata + rdlen) as u32;
     0
+}
+
+/// Marks a glue-less candidate NS name as pending until `until`. A name already marked (the
+/// same referral seen again, or a name server of many zones) is extended in place: an LRU
+/// insert takes an element from the free list and costs several lookups.
+#[inline(always)]
+fn mark_pending(h: u64, until: u64) {
+    match PENDING_NS.get_ptr_mut(h) {
+        // SAFETY: a value slot of the map; an aligned 8-byte store.
+        Some(v) => unsafe {
+            if *v < until {
+                core::ptr::write_volatile(v, until);
+            }
+        },
+        None => {
+            let _ = PENDING_NS.insert(h, until, 0);
+        }
+    }
 }
 
 /// One label of a name, hashed, following compression pointers (RFC 1035 §4.1.4): the hash is
@@ -613,16 +639,14 @@ fn find_slot(cfg: &Config, key: &InflightKey) -> Option<*mut InflightSlot> {
 /// that monitor mode let through) is paired but never teaches: otherwise a C&C server could
 /// register itself by answering with NS records and glue pointing at its own address.
 #[inline(always)]
-pub fn remember(flow: &Flow, sport: u16, id_raw: u16, trusted: bool) {
-    let Some(cfg) = CONFIG.get(0) else { return };
+pub fn remember(cfg: &Config, flow: &Flow, sport: u16, id_raw: u16, trusted: bool, now: u64) {
     let key = inflight_key(flow.family, &flow.src, &flow.dst, sport.to_be(), id_raw);
     let i = set_of(cfg, &key);
     let (Some(a), Some(b)) = (INFLIGHT.get_ptr_mut(i), INFLIGHT.get_ptr_mut(i + 1)) else {
         return;
     };
-    // The coarse clock: this runs for every passed query. Bit 0 carries `trusted`; a stamp
-    // is never 0 (0 marks an empty slot).
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // `now` is the coarse clock (query.rs reads it once per query). Bit 0 carries `trusted`;
+    // a stamp is never 0 (0 marks an empty slot).
     let stamp = (now & !1) | u64::from(trusted) | 2;
     // SAFETY: slots of the array map (see `handle` on concurrent writers). Take the slot that
     // already holds this query, else an empty one, else the older.
