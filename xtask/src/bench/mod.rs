@@ -29,7 +29,7 @@ fn json_tool(root: &Path, bin: &str, args: &[&str]) -> Result<Value> {
 
 fn xdp_markdown(v: &Value) -> String {
     let mut s = format!(
-        "## 1. Kernel cost per packet\n\nCPU: {}. Tool: {}. Repeat: {}. No-op XDP program: {:.1} ns/run.\n\n\
+        "## 1. Kernel cost per packet\n\nCPU: {}. Tool: {}. Repeat: {}. No-op XDP program: {:.1} ns/run (median over all classes; each ratio is against the no-op runs paired with that class).\n\n\
          | packet class | ns/packet | × no-op | goal | met |\n|---|---:|---:|---:|:--:|\n",
         v["cpu"].as_str().unwrap_or("?"),
         v["tool"].as_str().unwrap_or("?"),
