@@ -62,6 +62,23 @@ fn answer(id: u16, q: &str, addrs: &[(&str, &str, u32)]) -> Vec<u8> {
 }
 
 const RESOLVER: &str = "192.0.2.10:40000";
+
+/// The resolver asks `server` for the A record of `q` at time `t`.
+fn ask(e: &mut Engine, t: u64, server: &str, id: u16, q: &str) {
+    e.on_query(t, sa(RESOLVER), sa(server), &query(id, q, RecordType::A));
+}
+
+/// The referral for a.test most tests use: zone "test", NS ns.test, glue 192.0.2.1, TTL 3600.
+fn test_referral(id: u16) -> Vec<u8> {
+    referral(
+        id,
+        "a.test",
+        RecordType::A,
+        "test",
+        &[("ns.test", 3600)],
+        &[("ns.test", "192.0.2.1", 3600)],
+    )
+}
 /// a.root-servers.net
 const ROOT: &str = "198.41.0.4:53";
 
@@ -76,12 +93,7 @@ fn engine() -> Engine {
 #[test]
 fn referral_with_glue_is_learned_and_registered() {
     let mut e = engine();
-    e.on_query(
-        1000,
-        sa(RESOLVER),
-        sa(ROOT),
-        &query(1, "www.example.test", RecordType::A),
-    );
+    ask(&mut e, 1000, ROOT, 1, "www.example.test");
     let r = referral(
         1,
         "www.example.test",
@@ -136,12 +148,7 @@ fn referral_with_glue_is_learned_and_registered() {
 #[test]
 fn spoofed_responses_teach_nothing() {
     let mut e = engine();
-    e.on_query(
-        1000,
-        sa(RESOLVER),
-        sa(ROOT),
-        &query(7, "www.example.test", RecordType::A),
-    );
+    ask(&mut e, 1000, ROOT, 7, "www.example.test");
     let glue = [("ns1.nic.test", "192.0.2.53", 3600)];
     let ns = [("ns1.nic.test", 3600)];
     // wrong id, wrong client port, wrong server address, wrong server port, wrong question
@@ -198,12 +205,7 @@ fn spoofed_responses_teach_nothing() {
 fn glueless_delegation_resolved_within_window_only() {
     for (delay, expect) in [(1500u64, true), (2000, true), (2001, false)] {
         let mut e = engine();
-        e.on_query(
-            1000,
-            sa(RESOLVER),
-            sa(ROOT),
-            &query(1, "www.example.test", RecordType::A),
-        );
+        ask(&mut e, 1000, ROOT, 1, "www.example.test");
         let r = referral(
             1,
             "www.example.test",
@@ -215,11 +217,12 @@ fn glueless_delegation_resolved_within_window_only() {
         assert!(e.on_response(1100, sa(ROOT), sa(RESOLVER), &r).is_empty());
         assert_eq!(e.stats().glueless_pending, 1);
         // The resolver looks the NS name up (from some server), answered `delay` ms after the referral.
-        e.on_query(
+        ask(
+            &mut e,
             1100 + delay - 10,
-            sa(RESOLVER),
-            sa("192.0.2.99:53"),
-            &query(2, "ns.elsewhere.test", RecordType::A),
+            "192.0.2.99:53",
+            2,
+            "ns.elsewhere.test",
         );
         let a = answer(
             2,
@@ -244,12 +247,7 @@ fn glueless_delegation_resolved_within_window_only() {
 fn out_of_bailiwick_glue_from_known_server_is_rejected() {
     let mut e = engine();
     // Teach: "example.test" served by ns1.example.test at 192.0.2.53.
-    e.on_query(
-        0,
-        sa(RESOLVER),
-        sa(ROOT),
-        &query(1, "www.example.test", RecordType::A),
-    );
+    ask(&mut e, 0, ROOT, 1, "www.example.test");
     e.on_response(
         1,
         sa(ROOT),
@@ -264,12 +262,7 @@ fn out_of_bailiwick_glue_from_known_server_is_rejected() {
         ),
     );
     // That server now claims a delegation for another zone and glue for a name outside its zone.
-    e.on_query(
-        10,
-        sa(RESOLVER),
-        sa("192.0.2.53:53"),
-        &query(2, "www.example.test", RecordType::A),
-    );
+    ask(&mut e, 10, "192.0.2.53:53", 2, "www.example.test");
     let poison = referral(
         2,
         "www.example.test",
@@ -292,12 +285,7 @@ fn out_of_bailiwick_glue_from_known_server_is_rejected() {
             .any(|d| d.verdict == "glue_out_of_bailiwick" && d.addr == Some(ip("192.0.2.66")))
     );
     // An NS record for a zone unrelated to the question is rejected too.
-    e.on_query(
-        20,
-        sa(RESOLVER),
-        sa("192.0.2.53:53"),
-        &query(3, "www.example.test", RecordType::A),
-    );
+    ask(&mut e, 20, "192.0.2.53:53", 3, "www.example.test");
     let unrelated = referral(
         3,
         "www.example.test",
@@ -337,12 +325,7 @@ fn strict_mode_ignores_unknown_servers_and_off_mode_learns_everything() {
             bailiwick: mode,
             ..LearnConfig::default()
         });
-        e.on_query(
-            0,
-            sa(RESOLVER),
-            sa(unknown),
-            &query(1, "a.example.test", RecordType::A),
-        );
+        ask(&mut e, 0, unknown, 1, "a.example.test");
         // Auto: an unknown server is taken to serve the parent of the delegated zone ("test"),
         // and ns.far.test is inside it. Strict: unknown servers teach nothing. Off: anything.
         let l = e.on_response(1, sa(unknown), sa(RESOLVER), &r);
@@ -354,37 +337,13 @@ fn strict_mode_ignores_unknown_servers_and_off_mode_learns_everything() {
 #[test]
 fn truncated_and_error_responses_do_not_teach() {
     let mut e = engine();
-    e.on_query(
-        0,
-        sa(RESOLVER),
-        sa(ROOT),
-        &query(1, "a.test", RecordType::A),
-    );
-    let mut r = referral(
-        1,
-        "a.test",
-        RecordType::A,
-        "test",
-        &[("ns.test", 3600)],
-        &[("ns.test", "192.0.2.1", 3600)],
-    );
+    ask(&mut e, 0, ROOT, 1, "a.test");
+    let mut r = test_referral(1);
     r[2] |= 0x02; // TC
     assert!(e.on_response(1, sa(ROOT), sa(RESOLVER), &r).is_empty());
     assert_eq!(e.stats().truncated, 1);
-    e.on_query(
-        0,
-        sa(RESOLVER),
-        sa(ROOT),
-        &query(2, "a.test", RecordType::A),
-    );
-    let mut r = referral(
-        2,
-        "a.test",
-        RecordType::A,
-        "test",
-        &[("ns.test", 3600)],
-        &[("ns.test", "192.0.2.1", 3600)],
-    );
+    ask(&mut e, 0, ROOT, 2, "a.test");
+    let mut r = test_referral(2);
     r[3] |= 0x02; // SERVFAIL
     assert!(e.on_response(1, sa(ROOT), sa(RESOLVER), &r).is_empty());
     assert_eq!(e.stats().not_noerror, 1);
@@ -398,12 +357,7 @@ fn ttls_are_clamped() {
         grace_ms: 0,
         ..LearnConfig::default()
     });
-    e.on_query(
-        0,
-        sa(RESOLVER),
-        sa(ROOT),
-        &query(1, "a.test", RecordType::A),
-    );
+    ask(&mut e, 0, ROOT, 1, "a.test");
     let r = referral(
         1,
         "a.test",
@@ -427,21 +381,11 @@ fn unanswered_queries_time_out_and_inflight_is_bounded() {
         ..LearnConfig::default()
     });
     for i in 0..50u16 {
-        e.on_query(
-            i as u64,
-            sa(RESOLVER),
-            sa(ROOT),
-            &query(i, "a.test", RecordType::A),
-        );
+        ask(&mut e, i as u64, ROOT, i, "a.test");
     }
     assert!(e.inflight_len() <= 10);
     assert_eq!(e.stats().inflight_dropped, 40);
-    e.on_query(
-        1000,
-        sa(RESOLVER),
-        sa(ROOT),
-        &query(999, "a.test", RecordType::A),
-    );
+    ask(&mut e, 1000, ROOT, 999, "a.test");
     assert_eq!(e.inflight_len(), 1);
 }
 
@@ -498,12 +442,7 @@ fn a_server_of_many_zones_is_held_to_them() {
     }
     let server = "192.0.2.53:53";
     // It may delegate below one of its zones...
-    e.on_query(
-        100,
-        sa(RESOLVER),
-        sa(server),
-        &query(500, "a.sub.zone15.test", RecordType::A),
-    );
+    ask(&mut e, 100, server, 500, "a.sub.zone15.test");
     let r = referral(
         500,
         "a.sub.zone15.test",
@@ -514,12 +453,7 @@ fn a_server_of_many_zones_is_held_to_them() {
     );
     assert_eq!(e.on_response(101, sa(server), sa(RESOLVER), &r).len(), 1);
     // ...but not below a zone it does not serve.
-    e.on_query(
-        100,
-        sa(RESOLVER),
-        sa(server),
-        &query(501, "a.sub.zone99.test", RecordType::A),
-    );
+    ask(&mut e, 100, server, 501, "a.sub.zone99.test");
     let r = referral(
         501,
         "a.sub.zone99.test",
