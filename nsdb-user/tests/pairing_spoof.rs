@@ -8,11 +8,23 @@ const RESOLVER: &str = "192.0.2.10:40000";
 /// a.root-servers.net (a built-in root hint, so the referral is in bailiwick).
 const ROOT: &str = "198.41.0.4:53";
 
+/// The root's referral to "test" (NS ns1.nic.test, glue 192.0.2.53, TTL 3600) for question
+/// `q` (type A) with DNS id `id`.
+fn referral_for(id: u16, q: &str) -> Vec<u8> {
+    referral(
+        id,
+        q,
+        RecordType::A,
+        "test",
+        &["ns1.nic.test"],
+        &[("ns1.nic.test", "192.0.2.53")],
+        3600,
+    )
+}
+
 #[test]
 fn spoofed_responses_teach_nothing() {
     let d = tmpdir("spoof");
-    let glue = [("ns1.nic.test", "192.0.2.53")];
-    let ns = ["ns1.nic.test"];
     let mut p = Pcap::new();
     p.udp(
         1_000,
@@ -21,65 +33,23 @@ fn spoofed_responses_teach_nothing() {
         &query(7, "www.example.test", RecordType::A),
     );
     // wrong id
-    p.udp(
-        1_001,
-        ROOT,
-        RESOLVER,
-        &referral(
-            8,
-            "www.example.test",
-            RecordType::A,
-            "test",
-            &ns,
-            &glue,
-            3600,
-        ),
-    );
+    p.udp(1_001, ROOT, RESOLVER, &referral_for(8, "www.example.test"));
     // wrong client port
     p.udp(
         1_002,
         ROOT,
         "192.0.2.10:40001",
-        &referral(
-            7,
-            "www.example.test",
-            RecordType::A,
-            "test",
-            &ns,
-            &glue,
-            3600,
-        ),
+        &referral_for(7, "www.example.test"),
     );
     // wrong server address (another root server)
     p.udp(
         1_003,
         "199.7.83.42:53",
         RESOLVER,
-        &referral(
-            7,
-            "www.example.test",
-            RecordType::A,
-            "test",
-            &ns,
-            &glue,
-            3600,
-        ),
+        &referral_for(7, "www.example.test"),
     );
     // wrong question
-    p.udp(
-        1_004,
-        ROOT,
-        RESOLVER,
-        &referral(
-            7,
-            "evil.example.test",
-            RecordType::A,
-            "test",
-            &ns,
-            &glue,
-            3600,
-        ),
-    );
+    p.udp(1_004, ROOT, RESOLVER, &referral_for(7, "evil.example.test"));
     let spoof_only = d.join("spoof.pcap");
     p.write(&spoof_only);
 
@@ -93,15 +63,7 @@ fn spoofed_responses_teach_nothing() {
     assert_eq!(out.lines().next(), Some("192.0.2.53 is unknown"));
 
     // Then the genuine answer arrives and pairs; a replay of it afterwards is unsolicited.
-    let real = referral(
-        7,
-        "www.example.test",
-        RecordType::A,
-        "test",
-        &ns,
-        &glue,
-        3600,
-    );
+    let real = referral_for(7, "www.example.test");
     p.udp(1_010, ROOT, RESOLVER, &real);
     p.udp(1_011, ROOT, RESOLVER, &real);
     let both = d.join("both.pcap");
