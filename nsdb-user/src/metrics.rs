@@ -431,7 +431,23 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> fmt::Resu
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
-/// A counter with one label, one value per label value.
+/// A metric family with one label, one value per label value; `make` builds the metric
+/// (a constant counter or gauge) for a value.
+fn family_by<M: EncodeMetric>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+    make: impl Fn(u64) -> M,
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, make(0).metric_type())?;
+    for (l, v) in values {
+        make(*v).encode(m.encode_family(&[(label, *l)])?)?;
+    }
+    Ok(())
+}
+
 fn counter_by(
     e: &mut DescriptorEncoder,
     name: &str,
@@ -439,12 +455,7 @@ fn counter_by(
     label: &str,
     values: &[(&str, u64)],
 ) -> fmt::Result {
-    let mut m = e.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
-    for (l, v) in values {
-        let labels = [(label, *l)];
-        ConstCounter::new(*v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
+    family_by(e, name, help, label, values, ConstCounter::new)
 }
 
 fn gauge_by(
@@ -454,12 +465,9 @@ fn gauge_by(
     label: &str,
     values: &[(&str, u64)],
 ) -> fmt::Result {
-    let mut m = e.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
-    for (l, v) in values {
-        let labels = [(label, *l)];
-        ConstGauge::new(*v as i64).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
+    family_by(e, name, help, label, values, |v| {
+        ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+    })
 }
 
 impl Collector for SnapshotCollector {
