@@ -43,7 +43,7 @@ fn sum_prefix(c: &Value, prefix: &str) -> u64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let rounds = if quick { 2 } else { 7 };
+    let rounds = if quick { 2 } else { 15 };
     let mut tb = Testbed::new("rb");
     let names = tb.resolve_all().0.len(); // warm-up round (also checks the testbed)
     assert_eq!(names, 0, "the testbed resolves everything without nsdb");
@@ -77,6 +77,11 @@ fn main() {
         }
     }
     let med: Vec<f64> = times.iter().map(|t| median(t.clone())).collect();
+    // Each round runs the four configurations back to back, so a round's ratio compares runs
+    // made under the same load; the median of those ratios is the figure the goal is judged on
+    // (a 212-name cold resolution takes ~60 ms, well within the machine's swings).
+    let paired =
+        |a: usize, b: usize| median(times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect());
     let rows: Vec<Value> = configs
         .iter()
         .enumerate()
@@ -86,12 +91,14 @@ fn main() {
         })
         .collect();
     let out = json!({
-        "tool": "testbed: Unbound resolving every name (cold cache, dig -f batch) through the gateway namespace; median of the rounds",
+        "tool": "testbed: Unbound resolving every name (cold cache, dig -f batch) through the gateway namespace; median of the rounds; ratios are medians of the per-round ratios (the configurations of a round run back to back)",
         "names": tb.names.len(),
         "rounds": rounds,
         "configs": rows,
-        "enforce_over_none": med[2] / med[0],
-        "enforce_over_monitor": med[2] / med[1],
+        "enforce_over_none": paired(2, 0),
+        "enforce_over_monitor": paired(2, 1),
+        "monitor_over_none": paired(1, 0),
+        "enforce_over_none_of_medians": med[2] / med[0],
         "goal_enforce_over_none": 1.05,
         "learn_latency_us_userspace": {"p50_median": if p50.is_empty() { 0.0 } else { median(p50) }, "p99_median": if p99.is_empty() { 0.0 } else { median(p99) }},
         "learn_latency_kernel": "within the referral's own XDP run (the glue is in the map before the packet is passed up)",
