@@ -33,6 +33,10 @@ pub mod prog {
     pub const NSDB: &str = "nsdb";
     /// An XDP program that only returns XDP_PASS: the benchmark baseline.
     pub const NOOP: &str = "nsdb_noop";
+    /// The filter as a TC classifier (the same code, attached at TC ingress).
+    pub const NSDB_TC: &str = "nsdb_tc";
+    /// A TC classifier that only returns TC_ACT_OK: the benchmark baseline for `--attach tc`.
+    pub const NOOP_TC: &str = "nsdb_noop_tc";
 }
 
 /// Default map capacities. The allow maps are LRU maps: when full, the kernel evicts the least

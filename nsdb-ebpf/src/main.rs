@@ -1,4 +1,4 @@
-//! The nsdb XDP program: checks the destination of every outbound DNS query against the allowed
+//! The nsdb programs (XDP, and the same code as a TC classifier): check the destination of every outbound DNS query against the allowed
 //! name-server addresses, counts everything it sees, reports unknown destinations through a ring
 //! buffer and, in enforce mode, drops queries to them.
 //!
@@ -9,15 +9,16 @@
 #![no_std]
 #![no_main]
 
+mod ctx;
 mod parse;
 mod query;
 mod response;
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    macros::{map, xdp},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    macros::{classifier, map, xdp},
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use nsdb_common::{
     AllowEntry, Config, DEFAULT_ALLOW_ENTRIES, DEFAULT_EVENTS_BYTES, DEFAULT_EXEMPT_ENTRIES,
@@ -94,9 +95,10 @@ fn count(index: u32) {
     }
 }
 
-#[xdp]
-pub fn nsdb(ctx: XdpContext) -> u32 {
-    match parse::classify(&ctx) {
+/// The whole check, for either hook: the XDP action to take. Malformed packets pass, counted.
+#[inline(always)]
+fn filter<C: ctx::Packet>(ctx: &C) -> u32 {
+    match parse::classify(ctx) {
         Ok(action) => action,
         Err(()) => {
             count(counter::MALFORMED);
@@ -105,10 +107,32 @@ pub fn nsdb(ctx: XdpContext) -> u32 {
     }
 }
 
+#[xdp]
+pub fn nsdb(ctx: XdpContext) -> u32 {
+    filter(&ctx)
+}
+
+/// The same filter at TC ingress (tcx link or clsact qdisc), for virtual interfaces where XDP
+/// costs more than it saves (veth switches to NAPI and copies every skb for XDP). Only a drop
+/// is a drop: every other outcome keeps the packet (fail-open).
+#[classifier]
+pub fn nsdb_tc(ctx: TcContext) -> i32 {
+    match filter(&ctx) {
+        xdp_action::XDP_DROP => TC_ACT_SHOT as i32,
+        _ => TC_ACT_OK as i32,
+    }
+}
+
 /// The benchmark baseline: an XDP program that does nothing.
 #[xdp]
 pub fn nsdb_noop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// The benchmark baseline at TC ingress: a classifier that does nothing.
+#[classifier]
+pub fn nsdb_noop_tc(_ctx: TcContext) -> i32 {
+    TC_ACT_OK as i32
 }
 
 #[cfg(not(test))]

@@ -3,11 +3,11 @@
 //! Every read goes through [`ptr_at`], which checks the packet bounds. `Err(())` means "too short
 //! for what the headers announce": the caller counts it as malformed and passes the packet.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::bindings::xdp_action;
 use network_types::{eth::EthHdr, tcp::TcpHdr, udp::UdpHdr};
 use nsdb_common::{DNS_PORT, counter, family, transport};
 
-use crate::{count, query, response};
+use crate::{count, ctx::Packet, query, response};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -35,7 +35,7 @@ const TCP_ACK: u8 = 0x10;
 
 /// A bounds-checked pointer to a `T` at `offset` bytes into the packet.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
+pub fn ptr_at<T, C: Packet>(ctx: &C, offset: usize) -> Result<*const T, ()> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + core::mem::size_of::<T>() > end {
@@ -93,7 +93,7 @@ pub struct Flow {
 /// walk; what it does not recognise goes on to the full walk, which decides the same way for
 /// these packets (counted NOT_DNS, passed).
 #[inline(always)]
-fn plainly_not_dns(ctx: &XdpContext) -> bool {
+fn plainly_not_dns<C: Packet>(ctx: &C) -> bool {
     const L4_V4: usize = EthHdr::LEN + 20;
     const L4_V6: usize = EthHdr::LEN + 40;
     let start = ctx.data();
@@ -132,13 +132,16 @@ fn plainly_not_dns(ctx: &XdpContext) -> bool {
     rd16(l4) != DNS_PORT && rd16(l4 + 2) != DNS_PORT
 }
 
-/// Classifies one frame and returns the XDP action.
+/// Classifies one frame and returns the XDP action (the TC entry point maps it).
 #[inline(always)]
-pub fn classify(ctx: &XdpContext) -> Result<u32, ()> {
+pub fn classify<C: Packet>(ctx: &C) -> Result<u32, ()> {
     if plainly_not_dns(ctx) {
         count(counter::NOT_DNS);
         return Ok(xdp_action::XDP_PASS);
     }
+    // TC only: port 53 or unusual headers, whose headers may lie partly outside the linear
+    // part of the skb (ctx.rs).
+    ctx.linearize_headers();
     let eth: *const EthHdr = ptr_at(ctx, 0)?;
     // SAFETY: ptr_at checked that the header lies inside the packet.
     let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
@@ -175,7 +178,7 @@ pub fn classify(ctx: &XdpContext) -> Result<u32, ()> {
 
 /// IPv4 header, options skipped. `None`: a non-first fragment (counted), nothing to check.
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, off: usize) -> Result<Option<Flow>, ()> {
+fn ipv4<C: Packet>(ctx: &C, off: usize) -> Result<Option<Flow>, ()> {
     let ip: *const Ip4 = ptr_at(ctx, off)?;
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
@@ -199,7 +202,7 @@ fn ipv4(ctx: &XdpContext, off: usize) -> Result<Option<Flow>, ()> {
 
 /// IPv6 header and the extension headers a DNS packet can carry (RFC 8200 §4).
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, off: usize) -> Result<Option<Flow>, ()> {
+fn ipv6<C: Packet>(ctx: &C, off: usize) -> Result<Option<Flow>, ()> {
     let ip: *const Ip6 = ptr_at(ctx, off)?;
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
@@ -262,7 +265,7 @@ fn ipv6(ctx: &XdpContext, off: usize) -> Result<Option<Flow>, ()> {
 }
 
 #[inline(always)]
-fn udp(ctx: &XdpContext, flow: &Flow) -> Result<u32, ()> {
+fn udp<C: Packet>(ctx: &C, flow: &Flow) -> Result<u32, ()> {
     let udp: *const UdpHdr = ptr_at(ctx, flow.l4)?;
     // SAFETY: bounds checked by ptr_at.
     let (sport, dport) = unsafe { (be16((*udp).src), be16((*udp).dst)) };
@@ -299,7 +302,7 @@ fn udp(ctx: &XdpContext, flow: &Flow) -> Result<u32, ()> {
 }
 
 #[inline(always)]
-fn tcp(ctx: &XdpContext, flow: &Flow) -> Result<u32, ()> {
+fn tcp<C: Packet>(ctx: &C, flow: &Flow) -> Result<u32, ()> {
     let tcp: *const TcpHdr = ptr_at(ctx, flow.l4)?;
     // SAFETY: bounds checked by ptr_at.
     let (sport, dport) = unsafe { (be16((*tcp).source), be16((*tcp).dest)) };

@@ -3,9 +3,8 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_xdp_load_bytes},
+    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
     maps::lpm_trie::Key,
-    programs::XdpContext,
 };
 use nsdb_common::{
     Config, QNAME_MAX, QueryEvent, action, counter, event_flag, family, mode, transport, verdict,
@@ -13,7 +12,7 @@ use nsdb_common::{
 
 use crate::{
     ALLOW_V4, ALLOW_V6, CONFIG, EVENTS, EXEMPT_V4, EXEMPT_V6, INTERNAL_V4, INTERNAL_V6, RATE,
-    SCRATCH, count, parse::Flow, response,
+    SCRATCH, count, ctx::Packet, parse::Flow, response,
 };
 
 /// At most 127 labels fit in a 255-byte name (RFC 1035 §3.1); walking 128 covers every valid
@@ -33,8 +32,8 @@ struct Question {
 /// Checks a query to `flow.dst` and returns the action. `question` is the offset of the DNS
 /// question (UDP) or 0 (TCP SYN: no DNS message yet).
 #[inline(always)]
-pub fn check(
-    ctx: &XdpContext,
+pub fn check<C: Packet>(
+    ctx: &C,
     flow: &Flow,
     transport: u8,
     sport: u16,
@@ -177,8 +176,8 @@ fn allow_event(cfg: &Config, src: &[u32; 4], now: u64) -> bool {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn report(
-    ctx: &XdpContext,
+fn report<C: Packet>(
+    ctx: &C,
     cfg: &Config,
     flow: &Flow,
     transport: u8,
@@ -202,7 +201,7 @@ fn report(
     // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer record of the right size.
     unsafe {
         (*ev).ts_ns = now;
-        (*ev).ifindex = (*ctx.ctx).ingress_ifindex;
+        (*ev).ifindex = ctx.ingress_ifindex();
         (*ev).family = flow.family;
         (*ev).transport = transport;
         (*ev).verdict = verdict::UNKNOWN;
@@ -224,13 +223,13 @@ fn report(
 
 /// Copies the question name (wire format) into `buf` and reads the qtype after it.
 #[inline(always)]
-fn read_question(ctx: &XdpContext, question: usize, buf: &mut [u8; QNAME_MAX]) -> Question {
+fn read_question<C: Packet>(ctx: &C, question: usize, buf: &mut [u8; QNAME_MAX]) -> Question {
     let truncated = Question {
         name_len: 0,
         qtype: 0,
         flags: event_flag::QNAME_TRUNCATED,
     };
-    let avail = ctx.data_end().saturating_sub(ctx.data() + question);
+    let avail = ctx.len().saturating_sub(question);
     let len = if avail > QNAME_MAX { QNAME_MAX } else { avail };
     if len == 0 {
         count(counter::QNAME_TRUNCATED);
@@ -241,14 +240,7 @@ fn read_question(ctx: &XdpContext, question: usize, buf: &mut [u8; QNAME_MAX]) -
     // black_box keeps LLVM from folding the mask away again.
     let len = ((core::hint::black_box(len) - 1) & (QNAME_MAX - 1)) + 1;
     // SAFETY: `len` is in 1..=QNAME_MAX, the size of `buf`.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            question as u32,
-            buf.as_mut_ptr().cast(),
-            len as u32,
-        )
-    };
+    let rc = unsafe { ctx.load_bytes(question as u32, buf.as_mut_ptr().cast(), len as u32) };
     if rc != 0 {
         count(counter::QNAME_TRUNCATED);
         return truncated;
@@ -281,14 +273,7 @@ fn read_question(ctx: &XdpContext, question: usize, buf: &mut [u8; QNAME_MAX]) -
     }
     let mut qtype = [0u8; 2];
     // SAFETY: 2-byte stack buffer.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            (question + end) as u32,
-            qtype.as_mut_ptr().cast(),
-            2,
-        )
-    };
+    let rc = unsafe { ctx.load_bytes((question + end) as u32, qtype.as_mut_ptr().cast(), 2) };
     if rc != 0 {
         count(counter::QNAME_TRUNCATED);
         return Question {

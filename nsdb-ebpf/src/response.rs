@@ -11,8 +11,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_loop, bpf_xdp_load_bytes},
-    programs::XdpContext,
+    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_loop},
 };
 use nsdb_common::{
     AllowEntry, Config, INFLIGHT_SLOTS, InflightKey, InflightSlot, RESP_MSG_MAX, ResponseEvent,
@@ -20,7 +19,8 @@ use nsdb_common::{
 };
 
 use crate::{
-    ALLOW_V4, ALLOW_V6, CONFIG, INFLIGHT, MSG, PENDING_NS, RESPONSES, STATE, count, parse::Flow,
+    ALLOW_V4, ALLOW_V6, CONFIG, INFLIGHT, MSG, PENDING_NS, RESPONSES, STATE, count, ctx::Packet,
+    parse::Flow,
 };
 
 /// RRs walked in one response (answer + authority + additional). A root referral with 13 NS,
@@ -409,8 +409,8 @@ fn hash_name(st: *mut WalkState, off: u32) -> Option<(u32, u64)> {
 
 /// Handles a UDP DNS response (QR=1) from port 53 whose message starts at `dns`.
 #[inline(always)]
-pub fn handle(
-    ctx: &XdpContext,
+pub fn handle<C: Packet>(
+    ctx: &C,
     flow: &Flow,
     sport: u16,
     dport: u16,
@@ -437,7 +437,7 @@ pub fn handle(
         return xdp_action::XDP_PASS;
     }
     let query_ts = query_ts & !1;
-    let total = ctx.data_end().saturating_sub(ctx.data() + dns);
+    let total = ctx.len().saturating_sub(dns);
     let len = if total > RESP_MSG_MAX {
         RESP_MSG_MAX
     } else {
@@ -459,9 +459,7 @@ pub fn handle(
         if let (Some(b), Some(st)) = (MSG.get_ptr_mut(0), STATE.get_ptr_mut(0)) {
             // SAFETY: this CPU's scratch buffer; `len` fits it.
             let b = unsafe { &mut *b };
-            let rc = unsafe {
-                bpf_xdp_load_bytes(ctx.ctx, dns as u32, b.as_mut_ptr().cast(), len as u32)
-            };
+            let rc = unsafe { ctx.load_bytes(dns as u32, b.as_mut_ptr().cast(), len as u32) };
             if rc == 0 {
                 walk_message(cfg, st, b, len);
                 learned = get!(st, learned);
@@ -549,8 +547,8 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn send(
-    ctx: &XdpContext,
+fn send<C: Packet>(
+    ctx: &C,
     flow: &Flow,
     sport: u16,
     dport: u16,
@@ -572,7 +570,7 @@ fn send(
     let rc = unsafe {
         (*ev).ts_ns = bpf_ktime_get_boot_ns();
         (*ev).query_ts_ns = query_ts;
-        (*ev).ifindex = (*ctx.ctx).ingress_ifindex;
+        (*ev).ifindex = ctx.ingress_ifindex();
         (*ev).family = flow.family;
         (*ev).flags = flags;
         (*ev).learned = if learned > 255 { 255 } else { learned as u8 };
@@ -583,12 +581,7 @@ fn send(
         (*ev).server_port = sport;
         (*ev).msg_len = len as u16;
         (*ev).orig_len = if total > 0xffff { 0xffff } else { total as u16 };
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            dns as u32,
-            (*ev).msg.as_mut_ptr().cast(),
-            len as u32,
-        )
+        ctx.load_bytes(dns as u32, (*ev).msg.as_mut_ptr().cast(), len as u32)
     };
     if rc != 0 {
         entry.discard(0);
