@@ -1,4 +1,5 @@
-//! Loads the embedded XDP program, sizes and fills its maps, attaches it to interfaces.
+//! Loads the embedded eBPF programs, sizes and fills their maps, attaches the filter to
+//! interfaces: as XDP, or as a TC classifier at ingress (`--attach tc`).
 
 use std::{
     ffi::CString,
@@ -14,8 +15,9 @@ use aya::{
         lpm_trie::Key,
     },
     programs::{
-        ProgramError, Xdp, XdpMode,
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
+        tc::{self, NlOptions, SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions},
         xdp::{XdpLink, XdpLinkId},
     },
 };
@@ -65,6 +67,19 @@ pub enum AttachMode {
     Generic,
 }
 
+/// Where the filter runs on each interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    /// XDP, before the kernel builds an skb: the cheapest hook on a physical NIC with native
+    /// XDP (see `--xdp-mode`).
+    Xdp,
+    /// TC ingress (a tcx link, Linux ≥ 6.6; else a clsact qdisc filter): the same program on
+    /// the normal skb path. Cheaper than XDP on veth and other virtual interfaces, where
+    /// attaching XDP switches the device to a slower receive path.
+    Tc,
+}
+
 /// Map capacities.
 #[derive(Clone, Copy, Debug)]
 pub struct Sizes {
@@ -103,6 +118,7 @@ pub struct Filter {
     /// Per interface: its index when attached, and how the program is held there.
     links: Vec<Link>,
     mode: AttachMode,
+    hook: Hook,
     pins: Option<Pins>,
 }
 
@@ -118,6 +134,8 @@ struct Link {
 enum Held {
     /// Owned by the program: detached when the filter is dropped (or when the process dies).
     Program(XdpLinkId),
+    /// Owned by the TC classifier, likewise.
+    Classifier(SchedClassifierLinkId),
     /// Pinned on bpffs: stays attached after the process ends, until the pin is removed.
     Pinned(#[allow(dead_code)] PinnedLink),
     /// Not attached (the interface disappeared).
@@ -179,6 +197,13 @@ fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
         .expect("load() checked that both XDP programs exist")
 }
 
+/// One of the loaded TC classifiers (`load()` checked that both exist).
+fn tc_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut SchedClassifier {
+    ebpf.program_mut(name)
+        .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
+        .expect("load() checked that both TC programs exist")
+}
+
 /// True if `dir` is on a BPF file system (where objects can be pinned).
 pub fn on_bpffs(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
@@ -209,6 +234,15 @@ impl Filter {
             .load(OBJECT)?;
         for name in [prog::NSDB, prog::NOOP] {
             let p: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(LoadError::Missing(name))?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            p.load()
+                .map_err(|source| LoadError::Program { name, source })?;
+        }
+        for name in [prog::NSDB_TC, prog::NOOP_TC] {
+            let p: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or(LoadError::Missing(name))?
                 .try_into()
@@ -252,6 +286,7 @@ impl Filter {
             attached: Vec::new(),
             links: Vec::new(),
             mode: AttachMode::Auto,
+            hook: Hook::Xdp,
             pins: None,
         };
         // A secret seed for the outstanding-query table's hash.
@@ -471,6 +506,23 @@ impl Filter {
         self.xdp(prog::NOOP)
     }
 
+    /// The filter as a TC classifier (the same code), e.g. for BPF_PROG_TEST_RUN.
+    pub fn tc_program(&self) -> &SchedClassifier {
+        self.sched_cls(prog::NSDB_TC)
+    }
+
+    /// The no-op TC baseline.
+    pub fn noop_tc_program(&self) -> &SchedClassifier {
+        self.sched_cls(prog::NOOP_TC)
+    }
+
+    fn sched_cls(&self, name: &str) -> &SchedClassifier {
+        self.ebpf
+            .program(name)
+            .and_then(|p| <&SchedClassifier>::try_from(p).ok())
+            .expect("load() checked that both TC programs exist")
+    }
+
     fn xdp(&self, name: &str) -> &Xdp {
         self.ebpf
             .program(name)
@@ -577,11 +629,13 @@ impl Filter {
     /// Attaches to every interface in `ifaces`, or to none: all names are checked first, and a
     /// failure part-way detaches what was attached. Where the pin directory holds a previous
     /// daemon's link for an interface, the link is given this program atomically (no moment
-    /// without a filter) instead. Returns the mode used per interface, and what was taken over.
+    /// without a filter) instead. `hook` chooses XDP (with `mode`) or TC ingress. Returns the
+    /// mode used per interface, and what was taken over.
     pub fn attach_all(
         &mut self,
         ifaces: &[String],
         mode: AttachMode,
+        hook: Hook,
     ) -> Result<(Vec<(String, &'static str)>, Takeover), LoadError> {
         let mut indexes = Vec::new();
         for iface in ifaces {
@@ -591,6 +645,7 @@ impl Filter {
             }
         }
         self.mode = mode;
+        self.hook = hook;
         let mut takeover = Takeover::default();
         let mut done = Vec::new();
         for (iface, idx) in ifaces.iter().zip(indexes) {
@@ -641,6 +696,9 @@ impl Filter {
         ifindex: u32,
         takeover: bool,
     ) -> Result<(Link, bool), LoadError> {
+        if self.hook == Hook::Tc {
+            return self.attach_one_tc(iface, ifindex, takeover);
+        }
         let mode = self.mode;
         let pin_path = self.pins.as_ref().map(|p| link_pin_path(&p.dir, iface));
         let keep = self.pins.as_ref().is_some_and(|p| p.keep);
@@ -722,6 +780,101 @@ impl Filter {
         ))
     }
 
+    /// [`Filter::attach_one`] at TC ingress: a tcx link (pinnable and replaceable like an XDP
+    /// link), else a filter on a clsact qdisc (kernels before 6.6; not with `--on-exit keep`).
+    fn attach_one_tc(
+        &mut self,
+        iface: &str,
+        ifindex: u32,
+        takeover: bool,
+    ) -> Result<(Link, bool), LoadError> {
+        let pin_path = self.pins.as_ref().map(|p| link_pin_path(&p.dir, iface));
+        let keep = self.pins.as_ref().is_some_and(|p| p.keep);
+        let prog = tc_mut(&mut self.ebpf, prog::NSDB_TC);
+        let attach_err = |source| LoadError::Attach {
+            iface: iface.to_string(),
+            source,
+        };
+        // A previous daemon's pinned tcx link: replace its program atomically. (A pinned XDP
+        // link of a daemon that ran with --attach xdp is not a tcx link: it is removed and
+        // the classifier attached anew.)
+        if let Some(path) = pin_path.as_ref().filter(|p| takeover && p.exists()) {
+            let replaced = PinnedLink::from_pin(path)
+                .map_err(|e| e.to_string())
+                .and_then(|pl| {
+                    let fd: FdLink = pl.into();
+                    SchedClassifierLink::try_from(fd).map_err(|e| e.to_string())
+                })
+                .and_then(|l| prog.attach_to_link(l).map_err(|e| e.to_string()));
+            match replaced {
+                Ok(id) => {
+                    if !keep {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    tracing::info!(
+                        iface,
+                        "took over the pinned tcx link of the previous daemon (no gap in filtering)"
+                    );
+                    return Ok((
+                        Link {
+                            iface: iface.to_string(),
+                            ifindex,
+                            how: "taken over",
+                            held: Held::Classifier(id),
+                        },
+                        true,
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(iface, error = %e, "cannot take over the pinned link; attaching anew");
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let (id, how) = match prog.attach_with_options(
+            iface,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        ) {
+            Ok(id) => (id, "tcx"),
+            Err(e) if keep => return Err(attach_err(e)),
+            Err(e) => {
+                tracing::warn!(iface, error = %e, "tcx links unavailable, using a clsact qdisc");
+                match tc::qdisc_add_clsact(iface) {
+                    Ok(()) | Err(tc::TcError::AlreadyAttached) => {}
+                    Err(e) => return Err(attach_err(e.into())),
+                }
+                let id = prog
+                    .attach_with_options(
+                        iface,
+                        TcAttachType::Ingress,
+                        TcAttachOptions::Netlink(NlOptions::default()),
+                    )
+                    .map_err(attach_err)?;
+                (id, "clsact")
+            }
+        };
+        let held = match pin_path.filter(|_| keep) {
+            Some(path) => {
+                let link = prog.take_link(id).map_err(attach_err)?;
+                let fd = FdLink::try_from(link).map_err(|e| {
+                    pin_err(&path, format!("not a tcx link ({e}); --on-exit keep with --attach tc needs Linux ≥ 6.6"))
+                })?;
+                Held::Pinned(fd.pin(&path).map_err(|e| pin_err(&path, e))?)
+            }
+            None => Held::Classifier(id),
+        };
+        Ok((
+            Link {
+                iface: iface.to_string(),
+                ifindex,
+                how,
+                held,
+            },
+            false,
+        ))
+    }
+
     fn detach_all(&mut self) {
         for i in 0..self.links.len() {
             self.release_link(i);
@@ -753,7 +906,7 @@ impl Filter {
                     }
                     match self.attach_one(&iface, idx, false) {
                         Ok((link, _)) => {
-                            tracing::info!(iface = %iface, xdp = link.how, "interface is back: attached again");
+                            tracing::info!(iface = %iface, hook = link.how, "interface is back: attached again");
                             self.links[i] = link;
                             reattached.push(iface);
                         }
@@ -772,6 +925,9 @@ impl Filter {
         match held {
             Held::Program(id) => {
                 let _ = xdp_mut(&mut self.ebpf, prog::NSDB).detach(id);
+            }
+            Held::Classifier(id) => {
+                let _ = tc_mut(&mut self.ebpf, prog::NSDB_TC).detach(id);
             }
             Held::Pinned(p) => {
                 let _ = p.unpin();
@@ -793,6 +949,19 @@ impl Filter {
     pub fn attach_noop(&mut self, iface: &str) -> Result<(), LoadError> {
         let prog: &mut Xdp = xdp_mut(&mut self.ebpf, prog::NOOP);
         prog.attach(iface, XdpMode::Driver)
+            .map_err(|source| LoadError::Attach {
+                iface: iface.to_string(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Attaches the no-op TC classifier at `iface`'s ingress (tcx) instead of the filter, to
+    /// measure what the TC hook itself costs there (benchmarks). Detached when the filter is
+    /// dropped.
+    pub fn attach_noop_tc(&mut self, iface: &str) -> Result<(), LoadError> {
+        tc_mut(&mut self.ebpf, prog::NOOP_TC)
+            .attach(iface, TcAttachType::Ingress)
             .map_err(|source| LoadError::Attach {
                 iface: iface.to_string(),
                 source,
