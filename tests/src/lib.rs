@@ -9,11 +9,14 @@ pub mod traffic;
 
 use std::path::PathBuf;
 
-use aya::programs::{TestRun, TestRunOptions, TestRunResult, Xdp};
+use aya::programs::{TestRun, TestRunOptions, TestRunResult};
 
-/// Runs an XDP program on `pkt` through BPF_PROG_TEST_RUN, `repeat` times (the kernel reports
-/// the mean duration of one run).
-pub fn test_run(prog: &Xdp, pkt: &[u8], repeat: u32) -> TestRunResult {
+/// Runs an XDP program or TC classifier on `pkt` through BPF_PROG_TEST_RUN, `repeat` times
+/// (the kernel reports the mean duration of one run).
+pub fn test_run<P>(prog: &P, pkt: &[u8], repeat: u32) -> TestRunResult
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
     let opts = TestRunOptions {
         data_in: Some(pkt),
         repeat,

@@ -1,5 +1,6 @@
-//! The XDP program under BPF_PROG_TEST_RUN, one crafted packet per class: return code,
-//! counters and event contents asserted.
+//! The filter under BPF_PROG_TEST_RUN, one crafted packet per class: return code, counters
+//! and event contents asserted. Every test runs twice, on the XDP program (`xdp::…`) and on
+//! the TC classifier (`tc::…`, `--attach tc`): the same code behind two entry points.
 
 use nsdb::{
     clock,
@@ -14,6 +15,15 @@ use nsdb_tests::packet::*;
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+
+/// Which entry point a test runs.
+#[derive(Clone, Copy, Debug)]
+enum Prog {
+    Xdp,
+    Tc,
+}
 
 const CLIENT4: &str = "192.0.2.10";
 const REGISTERED4: &str = "198.51.100.53";
@@ -28,12 +38,13 @@ const EXEMPT6: &str = "2001:db8:53::1";
 
 /// A loaded filter with one address of every kind, and its event ring buffer.
 struct Fixture {
+    prog: Prog,
     filter: Filter,
     ring: aya::maps::RingBuf<aya::maps::MapData>,
 }
 
 impl Fixture {
-    fn new(m: u32) -> Self {
+    fn new(prog: Prog, m: u32) -> Self {
         let mut filter = Filter::load(Sizes {
             allow_entries: 1024,
         })
@@ -62,11 +73,37 @@ impl Fixture {
             .allow(EXPIRED4.parse().unwrap(), clock::mono_ns() - 1, kind::GLUE)
             .unwrap();
         let ring = filter.take_events().unwrap();
-        Self { filter, ring }
+        Self { prog, filter, ring }
     }
 
+    /// The verdict as an XDP action: the classifier's TC_ACT_OK and TC_ACT_SHOT become
+    /// XDP_PASS and XDP_DROP; any other return value fails the test.
     fn run(&self, pkt: &[u8]) -> u32 {
-        nsdb_tests::test_run(self.filter.program(), pkt, 1).return_value
+        match self.prog {
+            Prog::Xdp => nsdb_tests::test_run(self.filter.program(), pkt, 1).return_value,
+            Prog::Tc => match nsdb_tests::test_run(self.filter.tc_program(), pkt, 1).return_value {
+                TC_ACT_OK => XDP_PASS,
+                TC_ACT_SHOT => XDP_DROP,
+                other => {
+                    panic!("the classifier returned {other}, neither TC_ACT_OK nor TC_ACT_SHOT")
+                }
+            },
+        }
+    }
+
+    /// Like [`Fixture::run`], but `None` where BPF_PROG_TEST_RUN refuses the frame itself.
+    fn try_run(&self, pkt: &[u8]) -> Option<u32> {
+        let opts = || aya::programs::TestRunOptions {
+            data_in: Some(pkt),
+            repeat: 1,
+            ..Default::default()
+        };
+        use aya::programs::TestRun as _;
+        let r = match self.prog {
+            Prog::Xdp => self.filter.program().test_run(opts()),
+            Prog::Tc => self.filter.tc_program().test_run(opts()),
+        };
+        r.ok().map(|_| self.run(pkt))
     }
 
     fn counters(&self) -> Counters {
@@ -117,9 +154,8 @@ fn assert_only(cn: &Counters, query: Option<(u8, u8, u8, u8)>, others: &[u32]) {
     }
 }
 
-#[test]
-fn registered_v4_query_passes_without_event() {
-    let mut fx = Fixture::new(mode::ENFORCE);
+fn registered_v4_query_passes_without_event(p: Prog) {
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(
             &L3::v4(CLIENT4, REGISTERED4),
@@ -138,9 +174,8 @@ fn registered_v4_query_passes_without_event() {
     assert!(fx.events().is_empty());
 }
 
-#[test]
-fn unknown_v4_query_monitor_passes_and_reports() {
-    let mut fx = Fixture::new(mode::MONITOR);
+fn unknown_v4_query_monitor_passes_and_reports(p: Prog) {
+    let mut fx = Fixture::new(p, mode::MONITOR);
     let pkt = udp_query(
         &L3::v4(CLIENT4, UNKNOWN4),
         &[],
@@ -170,9 +205,8 @@ fn unknown_v4_query_monitor_passes_and_reports() {
     assert_eq!(e.iface, "lo");
 }
 
-#[test]
-fn unknown_v4_query_enforce_drops_and_reports() {
-    let mut fx = Fixture::new(mode::ENFORCE);
+fn unknown_v4_query_enforce_drops_and_reports(p: Prog) {
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(&L3::v4(CLIENT4, UNKNOWN4), &[], 7, "x.test", 1)),
         XDP_DROP
@@ -193,9 +227,8 @@ fn unknown_v4_query_enforce_drops_and_reports() {
     );
 }
 
-#[test]
-fn expired_entry_counts_as_unknown() {
-    let mut fx = Fixture::new(mode::ENFORCE);
+fn expired_entry_counts_as_unknown(p: Prog) {
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(&L3::v4(CLIENT4, EXPIRED4), &[], 7, "x.test", 1)),
         XDP_DROP
@@ -208,9 +241,8 @@ fn expired_entry_counts_as_unknown() {
     assert_eq!(fx.events()[0].dst_ip.to_string(), EXPIRED4);
 }
 
-#[test]
-fn exempt_and_internal_destinations() {
-    let mut fx = Fixture::new(mode::ENFORCE);
+fn exempt_and_internal_destinations(p: Prog) {
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(&L3::v4(CLIENT4, EXEMPT4), &[], 1, "a.test", 1)),
         XDP_PASS
@@ -220,7 +252,7 @@ fn exempt_and_internal_destinations() {
         Some((v::EXEMPT, a::PASS, f::V4, t::UDP)),
         &[],
     );
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(&L3::v4(CLIENT4, INTERNAL4), &[], 1, "a.test", 1)),
         XDP_PASS
@@ -230,7 +262,7 @@ fn exempt_and_internal_destinations() {
         Some((v::INTERNAL, a::PASS, f::V4, t::UDP)),
         &[],
     );
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(&L3::v6(CLIENT6, EXEMPT6), &[], 1, "a.test", 1)),
         XDP_PASS
@@ -240,7 +272,7 @@ fn exempt_and_internal_destinations() {
         Some((v::EXEMPT, a::PASS, f::V6, t::UDP)),
         &[],
     );
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(
             &L3::v6(CLIENT6, "2001:db8:1::53"),
@@ -259,9 +291,8 @@ fn exempt_and_internal_destinations() {
     assert!(fx.events().is_empty());
 }
 
-#[test]
-fn ipv6_registered_and_unknown_with_extension_headers() {
-    let mut fx = Fixture::new(mode::ENFORCE);
+fn ipv6_registered_and_unknown_with_extension_headers(p: Prog) {
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(
             &L3::v6(CLIENT6, REGISTERED6),
@@ -278,7 +309,7 @@ fn ipv6_registered_and_unknown_with_extension_headers() {
         &[],
     );
 
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let l3 = L3::V6 {
         src: CLIENT6.parse().unwrap(),
         dst: UNKNOWN6.parse().unwrap(),
@@ -298,10 +329,9 @@ fn ipv6_registered_and_unknown_with_extension_headers() {
     );
 }
 
-#[test]
-fn fragments_and_long_extension_chains_pass() {
+fn fragments_and_long_extension_chains_pass(p: Prog) {
     // A non-first IPv6 fragment has no UDP header to read.
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let l3 = L3::V6 {
         src: CLIENT6.parse().unwrap(),
         dst: UNKNOWN6.parse().unwrap(),
@@ -311,7 +341,7 @@ fn fragments_and_long_extension_chains_pass() {
     assert_eq!(fx.run(&udp_query(&l3, &[], 1, "a.test", 1)), XDP_PASS);
     assert_only(&fx.counters(), None, &[c::FRAGMENTS]);
     // Likewise an IPv4 non-first fragment.
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let l3 = L3::V4 {
         src: CLIENT4.parse().unwrap(),
         dst: UNKNOWN4.parse().unwrap(),
@@ -321,7 +351,7 @@ fn fragments_and_long_extension_chains_pass() {
     assert_eq!(fx.run(&udp_query(&l3, &[], 1, "a.test", 1)), XDP_PASS);
     assert_only(&fx.counters(), None, &[c::FRAGMENTS]);
     // Nine extension headers: more than the program walks; passed and counted.
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let l3 = L3::V6 {
         src: CLIENT6.parse().unwrap(),
         dst: UNKNOWN6.parse().unwrap(),
@@ -333,13 +363,12 @@ fn fragments_and_long_extension_chains_pass() {
     assert!(fx.events().is_empty());
 }
 
-#[test]
-fn vlan_qinq_and_ipv4_options() {
+fn vlan_qinq_and_ipv4_options(p: Prog) {
     for vlans in [
         vec![(TPID_8021Q, 11)],
         vec![(TPID_8021AD, 100), (TPID_8021Q, 11)],
     ] {
-        let mut fx = Fixture::new(mode::ENFORCE);
+        let mut fx = Fixture::new(p, mode::ENFORCE);
         assert_eq!(
             fx.run(&udp_query(
                 &L3::v4(CLIENT4, UNKNOWN4),
@@ -356,7 +385,7 @@ fn vlan_qinq_and_ipv4_options() {
             Some((v::UNKNOWN, a::DROP, f::V4, t::UDP)),
             &[c::EVENTS_SENT],
         );
-        let mut fx = Fixture::new(mode::ENFORCE);
+        let mut fx = Fixture::new(p, mode::ENFORCE);
         assert_eq!(
             fx.run(&udp_query(
                 &L3::v4(CLIENT4, REGISTERED4),
@@ -374,7 +403,7 @@ fn vlan_qinq_and_ipv4_options() {
         );
     }
     // A VLAN tag cut short.
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let tagged = udp_query(
         &L3::v4(CLIENT4, UNKNOWN4),
         &[(TPID_8021Q, 5)],
@@ -385,7 +414,7 @@ fn vlan_qinq_and_ipv4_options() {
     assert_eq!(fx.run(&tagged[..16]), XDP_PASS);
     assert_only(&fx.counters(), None, &[c::MALFORMED]);
     // Three tags: more than the program parses; not IP as far as it can tell, passed.
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let three = [(TPID_8021AD, 1), (TPID_8021Q, 2), (TPID_8021Q, 3)];
     assert_eq!(
         fx.run(&udp_query(
@@ -399,7 +428,7 @@ fn vlan_qinq_and_ipv4_options() {
     );
     assert_only(&fx.counters(), None, &[c::NOT_IP]);
     // IPv4 with 40 bytes of options (IHL 15).
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let l3 = L3::V4 {
         src: CLIENT4.parse().unwrap(),
         dst: UNKNOWN4.parse().unwrap(),
@@ -415,9 +444,8 @@ fn vlan_qinq_and_ipv4_options() {
     assert_eq!(fx.events()[0].qname, "opt.test");
 }
 
-#[test]
-fn tcp_syn_is_checked_other_segments_pass() {
-    let mut fx = Fixture::new(mode::ENFORCE);
+fn tcp_syn_is_checked_other_segments_pass(p: Prog) {
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let syn = frame(
         &[],
         &L3::v4(CLIENT4, UNKNOWN4),
@@ -440,7 +468,7 @@ fn tcp_syn_is_checked_other_segments_pass() {
         ("tcp", "", "", 53)
     );
 
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let syn6 = frame(
         &[],
         &L3::v6(CLIENT6, REGISTERED6),
@@ -454,7 +482,7 @@ fn tcp_syn_is_checked_other_segments_pass() {
     );
 
     // A data segment of an established connection, and a SYN-ACK from a server: not checked.
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let mut msg = vec![0, 20];
     msg.extend_from_slice(&dns_query(3, "a.test", 1));
     assert_eq!(
@@ -477,9 +505,8 @@ fn tcp_syn_is_checked_other_segments_pass() {
     assert!(fx.events().is_empty());
 }
 
-#[test]
-fn responses_and_non_dns_pass() {
-    let mut fx = Fixture::new(mode::ENFORCE);
+fn responses_and_non_dns_pass(p: Prog) {
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     let resp = frame(
         &[],
         &L3::v4(UNKNOWN4, CLIENT4),
@@ -521,25 +548,35 @@ fn responses_and_non_dns_pass() {
     assert!(fx.events().is_empty());
 }
 
-#[test]
-fn truncated_headers_pass_as_malformed() {
+fn truncated_headers_pass_as_malformed(p: Prog) {
     let full = udp_query(&L3::v4(CLIENT4, UNKNOWN4), &[], 1, "a.test", 1);
     // Cut inside IPv4, UDP and the DNS header (14 + 20 + 8 + 12 = 54). BPF_PROG_TEST_RUN
     // refuses frames shorter than an Ethernet header, as no driver delivers them.
+    // For the classifier the kernel builds an skb first, and refuses a frame cut inside the
+    // IP header (EINVAL): those cuts are checked on XDP only.
+    let refused_for_tc = |cut: usize, ip_len: usize| matches!(p, Prog::Tc) && cut < 14 + ip_len;
     for cut in [20, 33, 40, 45, 50] {
-        let mut fx = Fixture::new(mode::ENFORCE);
+        let mut fx = Fixture::new(p, mode::ENFORCE);
+        if refused_for_tc(cut, 20) {
+            assert_eq!(fx.try_run(&full[..cut]), None, "cut at {cut}");
+            continue;
+        }
         assert_eq!(fx.run(&full[..cut]), XDP_PASS, "cut at {cut}");
         assert_only(&fx.counters(), None, &[c::MALFORMED]);
     }
     let full6 = udp_query(&L3::v6(CLIENT6, UNKNOWN6), &[], 1, "a.test", 1);
     for cut in [30, 60, 70] {
-        let mut fx = Fixture::new(mode::ENFORCE);
+        let mut fx = Fixture::new(p, mode::ENFORCE);
+        if refused_for_tc(cut, 40) {
+            assert_eq!(fx.try_run(&full6[..cut]), None, "v6 cut at {cut}");
+            continue;
+        }
         assert_eq!(fx.run(&full6[..cut]), XDP_PASS, "v6 cut at {cut}");
         assert_only(&fx.counters(), None, &[c::MALFORMED]);
     }
     // A whole DNS header but the question cut short (root label, qtype, qclass and one byte of
     // "test" missing): malformed, passed, still reported with what was there.
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(fx.run(&full[..full.len() - 6]), XDP_PASS);
     assert_only(
         &fx.counters(),
@@ -550,12 +587,11 @@ fn truncated_headers_pass_as_malformed() {
     assert_eq!((e.action.as_str(), e.qname.as_str()), ("pass", "a.tes…"));
 }
 
-#[test]
-fn garbage_after_udp_header_passes() {
+fn garbage_after_udp_header_passes(p: Prog) {
     // Port 53, QR=0, then bytes that are no DNS question (a compression pointer and junk).
     let mut junk = vec![0x12, 0x34, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     junk.extend_from_slice(&[0xC0, 0x0C, 0xde, 0xad, 0xbe, 0xef, 0x99]);
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&frame(
             &[],
@@ -571,7 +607,7 @@ fn garbage_after_udp_header_passes() {
     );
     assert_eq!(fx.events()[0].action, "pass");
     // Fewer than 12 bytes after the UDP header.
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&frame(
             &[],
@@ -583,9 +619,8 @@ fn garbage_after_udp_header_passes() {
     assert_only(&fx.counters(), None, &[c::MALFORMED]);
 }
 
-#[test]
-fn events_are_rate_limited_per_source_counters_exact() {
-    let mut fx = Fixture::new(mode::ENFORCE);
+fn events_are_rate_limited_per_source_counters_exact(p: Prog) {
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     // One event per second after a burst of 5.
     fx.filter.set_event_rate(1, 5).unwrap();
     let pkt = udp_query(&L3::v4(CLIENT4, UNKNOWN4), &[], 1, "flood.test", 16);
@@ -613,8 +648,7 @@ fn events_are_rate_limited_per_source_counters_exact() {
     );
 }
 
-#[test]
-fn maximal_name_and_over_long_name() {
+fn maximal_name_and_over_long_name(p: Prog) {
     // A 255-byte name (RFC 1035 §3.1 maximum): four 62-byte labels and a 5-byte one.
     let long: Vec<String> = vec![
         "a".repeat(62),
@@ -625,7 +659,7 @@ fn maximal_name_and_over_long_name() {
     ];
     let name = long.join(".");
     assert_eq!(wire_name(&name).len(), 255);
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(&L3::v4(CLIENT4, UNKNOWN4), &[], 1, &name, 16)),
         XDP_DROP
@@ -640,7 +674,7 @@ fn maximal_name_and_over_long_name() {
 
     // A name that runs past 256 bytes is not a valid name: malformed, passed.
     let over: Vec<String> = (0..5).map(|_| "x".repeat(63)).collect();
-    let mut fx = Fixture::new(mode::ENFORCE);
+    let mut fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(
             &L3::v4(CLIENT4, UNKNOWN4),
@@ -657,3 +691,32 @@ fn maximal_name_and_over_long_name() {
         &[c::MALFORMED, c::QNAME_TRUNCATED, c::EVENTS_SENT],
     );
 }
+
+/// Each test above as `xdp::<name>` and `tc::<name>`.
+macro_rules! on_both_hooks {
+    ($($name:ident),* $(,)?) => {
+        mod xdp {
+            $(#[test] fn $name() { super::$name(super::Prog::Xdp) })*
+        }
+        mod tc {
+            $(#[test] fn $name() { super::$name(super::Prog::Tc) })*
+        }
+    };
+}
+
+on_both_hooks!(
+    registered_v4_query_passes_without_event,
+    unknown_v4_query_monitor_passes_and_reports,
+    unknown_v4_query_enforce_drops_and_reports,
+    expired_entry_counts_as_unknown,
+    exempt_and_internal_destinations,
+    ipv6_registered_and_unknown_with_extension_headers,
+    fragments_and_long_extension_chains_pass,
+    vlan_qinq_and_ipv4_options,
+    tcp_syn_is_checked_other_segments_pass,
+    responses_and_non_dns_pass,
+    truncated_headers_pass_as_malformed,
+    garbage_after_udp_header_passes,
+    events_are_rate_limited_per_source_counters_exact,
+    maximal_name_and_over_long_name,
+);

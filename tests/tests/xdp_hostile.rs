@@ -1302,18 +1302,24 @@ fn paired_hostile_responses_walk_within_counted_bounds() {
 #[test]
 fn verifier_stats() {
     let fx = Fx::new(mode::ENFORCE, true);
-    let info = fx.filter.program().info().expect("program info");
-    let verified = info
-        .verified_instruction_count()
-        .expect("kernel reports verified_insns");
-    eprintln!(
-        "verifier: id {} verified_insns {verified} xlated {} B jited {} B",
-        info.id(),
-        info.size_translated().unwrap_or(0),
-        info.size_jitted()
-    );
-    assert!(
-        verified < 1_000_000,
-        "{verified} instructions verified: at the verifier's limit"
-    );
+    // The same code behind both entry points: XDP and the TC classifier (`--attach tc`).
+    for (hook, info) in [
+        ("xdp", fx.filter.program().info()),
+        ("tc", fx.filter.tc_program().info()),
+    ] {
+        let info = info.expect("program info");
+        let verified = info
+            .verified_instruction_count()
+            .expect("kernel reports verified_insns");
+        eprintln!(
+            "verifier ({hook}): id {} verified_insns {verified} xlated {} B jited {} B",
+            info.id(),
+            info.size_translated().unwrap_or(0),
+            info.size_jitted()
+        );
+        assert!(
+            verified < 1_000_000,
+            "{hook}: {verified} instructions verified: at the verifier's limit"
+        );
+    }
 }
