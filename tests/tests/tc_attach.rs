@@ -1,0 +1,263 @@
+//! `nsdb run --attach tc`: the filter as a TC classifier at the gateway interfaces' ingress
+//! (tcx links), on the real testbed (Unbound + NSD tree, see `nsdb_tests::testbed`): enforce
+//! mode resolves every name without a false drop and drops the bot's direct queries; the
+//! links are removed on exit, survive kill -9 with `--on-exit keep` and are taken over by the
+//! next daemon; an interface that is re-created gets the classifier again.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use nsdb_tests::{
+    netns::veth,
+    servers::{Daemon, counter, counter_sum, read_alerts},
+    testbed::*,
+};
+use serde_json::Value;
+
+const TC: [&str; 2] = ["--attach", "tc"];
+
+/// A bpffs mounted for one test, unmounted (lazily) on drop.
+struct Bpffs(PathBuf);
+
+impl Bpffs {
+    fn new(dir: PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(&dir)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount -t bpf {} failed", dir.display());
+        Self(dir)
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = TC.to_vec();
+    v.extend_from_slice(extra);
+    v
+}
+
+/// No XDP program on either gateway interface (the classifier does the work).
+fn assert_no_xdp(tb: &Testbed) {
+    let links = String::from_utf8_lossy(&tb.gw.ip(&["link", "show"]).stdout).into_owned();
+    assert!(!links.contains("xdp"), "{links}");
+}
+
+/// Both interfaces reported attached through a tcx link.
+fn assert_attached_tcx(d: &Daemon) {
+    assert!(d.wait_for_line("attached", Duration::from_secs(5)));
+    let log = d.stderr_text();
+    for iface in [GW_LAN_IF, GW_WAN_IF] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("attached") && l.contains(iface) && l.contains("tcx")),
+            "{iface} attached through tcx: {log}"
+        );
+    }
+}
+
+/// The hard-coded C&C answers (the query reached it).
+fn cc_answers(tb: &Testbed) -> bool {
+    tb.dig_from_lan(FEEDERBOT_CC4, CC_CMD_NAME, "TXT", 2, &["+norecurse"])
+        .is_some_and(|o| o.contains(CC_CMD_TXT))
+}
+
+fn failures(tb: &Testbed, fails: &[Failure]) -> String {
+    let list: Vec<String> = fails.iter().take(20).map(|f| f.to_string()).collect();
+    format!(
+        "{} of {} failed:\n{}\n{}",
+        fails.len(),
+        tb.names.len(),
+        list.join("\n"),
+        tb.logs()
+    )
+}
+
+/// The main gateway scenario with `--attach tc`: a cold resolver resolves every name of the
+/// tree (glue, glue-less delegations, IPv6-only servers, TCP fallback) in enforce mode with no
+/// query dropped and no alert for the resolver, while the bot's direct UDP query and TCP
+/// handshake to its hard-coded C&C are dropped and alerted; on SIGTERM the classifier is
+/// removed and the C&C answers again.
+#[test]
+fn tc_enforce_resolves_every_name_and_drops_the_bot() {
+    let tb = Testbed::new("tc");
+    assert!(cc_answers(&tb), "the C&C answers without nsdb");
+    let alerts = tb.file("alerts.json");
+    let d = tb.start_nsdb("enforce", &alerts, None, &TC);
+    assert_attached_tcx(&d);
+    assert_no_xdp(&tb);
+
+    let (fails, took) = tb.resolve_all();
+    assert!(
+        fails.is_empty(),
+        "enforce via tc: {}",
+        failures(&tb, &fails)
+    );
+    eprintln!("{} names resolved in {took:?}", tb.names.len());
+    assert!(!cc_answers(&tb), "UDP query to the hard-coded C&C dropped");
+    assert!(
+        tb.dig_from_lan(
+            FEEDERBOT_CC4,
+            CC_CMD_NAME,
+            "TXT",
+            2,
+            &["+norecurse", "+tcp"]
+        )
+        .is_none(),
+        "TCP handshake to the hard-coded C&C dropped"
+    );
+    assert!(
+        tb.dig_from_lan(GLUE1_4, "h3.glue.test", "A", 3, &["+norecurse"])
+            .is_some(),
+        "a learned server answers the same client"
+    );
+    let r = d.stop_report();
+    let c = &r["final_counters"];
+    assert_eq!(counter(c, "query_unknown_drop_ipv4_udp"), 1, "{c}");
+    assert!(counter(c, "query_unknown_drop_ipv4_tcp") >= 1, "{c}");
+    assert_eq!(
+        counter_sum(c, "query_unknown_"),
+        counter(c, "query_unknown_drop_ipv4_udp") + counter(c, "query_unknown_drop_ipv4_tcp"),
+        "nothing but the bot is unknown (no false drop): {c}"
+    );
+    assert!(
+        counter(c, "query_registered_pass_ipv4_udp") >= 20,
+        "resolver queries checked and registered: {c}"
+    );
+    assert!(
+        counter(c, "query_registered_pass_ipv6_udp") >= 20,
+        "IPv6 transport checked: {c}"
+    );
+    assert!(
+        counter(c, "query_registered_pass_ipv4_tcp") + counter(c, "query_registered_pass_ipv6_tcp")
+            >= 1,
+        "TCP fallback passed: {c}"
+    );
+    assert!(
+        counter(c, "glue_learned_kernel") >= 5,
+        "the classifier learned referral glue in the kernel: {c}"
+    );
+    assert_eq!(counter(c, "malformed"), 0, "{c}");
+    let a = read_alerts(&alerts);
+    assert!(a.len() >= 2, "{a:?}");
+    for (i, al) in a.iter().enumerate() {
+        assert_eq!(al["dst_ip"], FEEDERBOT_CC4, "only the bot is alerted: {al}");
+        assert_eq!(al["src_ip"], CLIENT4, "{al}");
+        assert_eq!(al["iface"], GW_LAN_IF, "{al}");
+        assert_eq!(al["dst_port"], 53, "{al}");
+        assert_eq!(al["verdict"], "unknown", "{al}");
+        assert_eq!(al["action"], "drop", "{al}");
+        assert_eq!(al["proto"], if i == 0 { "udp" } else { "tcp" }, "{al}");
+    }
+    assert_eq!(a[0]["qname"], CC_CMD_NAME, "{}", a[0]);
+    assert_eq!(a[0]["qtype"], "TXT", "{}", a[0]);
+    // Detached on SIGTERM: the query reaches the C&C again.
+    assert!(cc_answers(&tb), "nothing left attached after exit");
+}
+
+/// `--on-exit keep` with `--attach tc`: the tcx links are pinned, filtering goes on after
+/// kill -9, and the next daemon takes the pinned links over (counted in its report); when it
+/// exits (default --on-exit detach) nothing is left.
+#[test]
+fn tc_on_exit_keep_survives_kill9_and_is_taken_over() {
+    let tb = Testbed::new("tk");
+    let bpffs = Bpffs::new(tb.file("bpffs"));
+    let pins = bpffs.0.join("nsdb");
+    let pin_arg = pins.to_str().unwrap().to_string();
+    let alerts = tb.file("alerts1.json");
+    let d = tb.start_nsdb(
+        "enforce",
+        &alerts,
+        None,
+        &args(&["--on-exit", "keep", "--pin-dir", &pin_arg]),
+    );
+    assert_attached_tcx(&d);
+    assert!(!cc_answers(&tb), "enforcing");
+    for f in ["link_lan0", "link_wan0", "ALLOW_V4", "ALLOW_V6"] {
+        assert!(pins.join(f).exists(), "{f} pinned in {}", pins.display());
+    }
+    let err = d.kill9();
+    assert!(
+        !cc_answers(&tb),
+        "still enforcing without the daemon\n{err}"
+    );
+    assert!(
+        tb.dig_from_lan(ROOT_A4, ".", "NS", 3, &["+norecurse"])
+            .is_some(),
+        "a root server still answers"
+    );
+    let alerts2 = tb.file("alerts2.json");
+    let d = tb.start_nsdb("enforce", &alerts2, None, &args(&["--pin-dir", &pin_arg]));
+    assert!(
+        d.wait_for_line("took over the pinned tcx link", Duration::from_secs(5)),
+        "{}",
+        d.stderr_text()
+    );
+    assert!(!cc_answers(&tb), "the new daemon enforces");
+    let (fails, _) = tb.resolve_all();
+    assert!(
+        fails.is_empty(),
+        "after the takeover: {}",
+        failures(&tb, &fails)
+    );
+    let r = d.stop_report();
+    assert_eq!(r["takeover"]["links"], 2, "{r}");
+    assert_eq!(
+        counter_sum(&r["final_counters"], "query_unknown_drop_"),
+        1,
+        "only the C&C query: {r}"
+    );
+    assert!(cc_answers(&tb), "detached after the second daemon's exit");
+    assert!(!pins.exists(), "the pin directory is removed");
+}
+
+/// An interface deleted and re-created while the daemon runs gets the classifier again.
+#[test]
+fn tc_interface_that_comes_back_is_filtered_again() {
+    let tb = Testbed::new("ti");
+    let alerts = tb.file("alerts.json");
+    let d = tb.start_nsdb("enforce", &alerts, None, &TC);
+    assert!(!cc_answers(&tb), "dropped while attached");
+    tb.gw.ip(&["link", "del", GW_LAN_IF]);
+    assert!(
+        d.wait_for_line("interface disappeared", Duration::from_secs(5)),
+        "{}",
+        d.stderr_text()
+    );
+    veth(
+        &tb.lan,
+        "eth0",
+        &[
+            &format!("{CLIENT4}/24"),
+            &format!("{UNBOUND4}/24"),
+            &format!("{CLIENT6}/64"),
+            &format!("{UNBOUND6}/64"),
+        ],
+        &tb.gw,
+        GW_LAN_IF,
+        &["192.0.2.1/24", "2001:db8:1::1/64"],
+    );
+    tb.lan.ip(&["route", "add", "default", "via", "192.0.2.1"]);
+    tb.lan
+        .ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"]);
+    assert!(
+        d.wait_for_line("interface is back", Duration::from_secs(5)),
+        "{}",
+        d.stderr_text()
+    );
+    assert_no_xdp(&tb);
+    assert!(!cc_answers(&tb), "dropped again once re-attached");
+    assert!(
+        tb.dig_from_lan(ROOT_A4, ".", "NS", 3, &["+norecurse"])
+            .is_some(),
+        "a registered server answers through the re-created interface"
+    );
+    let c: Value = d.stop();
+    assert_eq!(counter(&c, "query_unknown_drop_ipv4_udp"), 2, "{c}");
+}
