@@ -837,7 +837,15 @@ impl Filter {
             TcAttachOptions::TcxOrder(LinkOrder::default()),
         ) {
             Ok(id) => (id, "tcx"),
-            Err(e) if keep => return Err(attach_err(e)),
+            // A clsact filter is no bpf_link: it cannot be pinned to outlive the daemon.
+            Err(e) if keep => {
+                return Err(LoadError::Attach {
+                    iface: format!(
+                        "{iface} (--on-exit keep with --attach tc needs tcx links, Linux ≥ 6.6)"
+                    ),
+                    source: e,
+                });
+            }
             Err(e) => {
                 tracing::warn!(iface, error = %e, "tcx links unavailable, using a clsact qdisc");
                 match tc::qdisc_add_clsact(iface) {

@@ -225,6 +225,35 @@ mod tests {
     }
 
     #[test]
+    fn attach_tc_from_the_file_and_xdp_by_default() {
+        use clap::Parser as _;
+        let parse = |text: &str| {
+            let (p, _rm) = write(text);
+            let args = os(&["nsdb", "run", "--config", p.to_str().unwrap()]);
+            let cli = super::super::Cli::try_parse_from(expand_args(args).unwrap()).unwrap();
+            let super::super::Command::Run(r) = cli.command else {
+                panic!("not run")
+            };
+            r.attach
+        };
+        assert_eq!(
+            parse("iface = [\"lan0\"]\nattach = \"tc\"\n"),
+            crate::loader::Hook::Tc
+        );
+        assert_eq!(parse("iface = [\"lan0\"]\n"), crate::loader::Hook::Xdp);
+        let (p, _rm) = write("iface = [\"lan0\"]\nattach = \"ebpf\"\n");
+        let args = os(&["nsdb", "run", "--config", p.to_str().unwrap()]);
+        let e = super::super::Cli::try_parse_from(expand_args(args).unwrap())
+            .err()
+            .expect("an unknown hook is refused")
+            .to_string();
+        assert!(
+            e.contains("ebpf") && e.contains("xdp") && e.contains("tc"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn file_values_come_first_and_command_line_flags_replace_them() {
         let (p, _rm) = write(
             "iface = [\"lan0\", \"wan0\"]\nmode = \"enforce\"\nevent_rate = 5\nno-kernel-learning = false\n",
