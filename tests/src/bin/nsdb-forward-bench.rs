@@ -1,6 +1,7 @@
 //! Gateway forwarding and daemon footprint: packets per second forwarded through a gateway
 //! namespace (veth in, veth out) with no filter, with a no-op XDP program, with the real
-//! `nsdb run` in enforce mode, and with the nftables rule an admin would write today (a set of
+//! `nsdb run` in enforce mode (XDP), with a no-op TC classifier, with `nsdb run --attach tc`
+//! in enforce mode, and with the nftables rule an admin would write today (a set of
 //! the same allowed addresses, dropping port-53 traffic to anything else); then the RSS and CPU
 //! of `nsdb run` idle and under about 100,000 DNS packets/s. Prints one JSON object on stdout.
 //!
@@ -232,16 +233,17 @@ fn measure(net: &Net, cfg: &str, d: Duration) -> Sample {
     }
 }
 
-/// Holds a no-op XDP program on an interface: this same binary, re-run inside the gateway
-/// namespace with `--hold-noop <iface>`, attaches it and keeps it until stdin closes.
+/// Holds a no-op program on an interface: this same binary, re-run inside the gateway
+/// namespace with `--hold-noop <iface>` (XDP) or `--hold-noop-tc <iface>` (TC ingress, tcx),
+/// attaches it and keeps it until stdin closes.
 struct NoopXdp(Child);
 
 impl NoopXdp {
-    fn attach(net: &Net) -> Self {
+    fn attach(net: &Net, flag: &str) -> Self {
         let me = std::env::current_exe().unwrap();
         let mut c = net
             .gw
-            .cmd(&[me.to_str().unwrap(), "--hold-noop", "lan0"])
+            .cmd(&[me.to_str().unwrap(), flag, "lan0"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -251,7 +253,7 @@ impl NoopXdp {
         std::io::BufReader::new(c.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert_eq!(line.trim(), "attached", "no-op XDP attach failed");
+        assert_eq!(line.trim(), "attached", "no-op {flag} attach failed");
         Self(c)
     }
 }
@@ -263,9 +265,14 @@ impl Drop for NoopXdp {
     }
 }
 
-fn hold_noop(iface: &str) {
-    let mut f = Filter::load(Sizes::default()).expect("loading the XDP programs");
-    f.attach_noop(iface).expect("attaching the no-op program");
+fn hold_noop(iface: &str, tc: bool) {
+    let mut f = Filter::load(Sizes::default()).expect("loading the programs");
+    if tc {
+        f.attach_noop_tc(iface)
+    } else {
+        f.attach_noop(iface)
+    }
+    .expect("attaching the no-op program");
     println!("attached");
     let mut buf = Vec::new();
     use std::io::Read;
@@ -288,7 +295,13 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn nsdb_args<'a>(net: &'a Net, db: &'a str, alerts: &'a str, wan_too: bool) -> Vec<&'a str> {
+fn nsdb_args<'a>(
+    net: &'a Net,
+    db: &'a str,
+    alerts: &'a str,
+    wan_too: bool,
+    tc: bool,
+) -> Vec<&'a str> {
     let _ = net;
     let mut v = vec!["--iface", "lan0"];
     if wan_too {
@@ -304,6 +317,9 @@ fn nsdb_args<'a>(net: &'a Net, db: &'a str, alerts: &'a str, wan_too: bool) -> V
         "--alerts",
         alerts,
     ]);
+    if tc {
+        v.extend(["--attach", "tc"]);
+    }
     v
 }
 
@@ -318,7 +334,14 @@ fn sum_prefix(c: &Value, prefix: &str) -> u64 {
         .unwrap_or(0)
 }
 
-const CONFIGS: [&str; 4] = ["none", "noop_xdp", "nsdb_enforce", "nftables"];
+const CONFIGS: [&str; 6] = [
+    "none",
+    "noop_xdp",
+    "nsdb_enforce",
+    "noop_tc",
+    "nsdb_tc_enforce",
+    "nftables",
+];
 const PATTERNS: [&str; 3] = ["dns_mix", "non_dns", "unknown_only"];
 
 fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
@@ -334,6 +357,8 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
     let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); PATTERNS.len()]; CONFIGS.len()];
     let mut nsdb_unknown_dropped = 0u64;
     let mut nsdb_unknown_sent = 0u64;
+    let mut nsdb_tc_unknown_dropped = 0u64;
+    let mut nsdb_tc_unknown_sent = 0u64;
     let mut nft_dropped = 0u64;
     let mut nft_unknown_sent = 0u64;
     let mut nft_load_s = 0.0;
@@ -341,13 +366,18 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
     for _ in 0..rounds {
         for (ci, cname) in CONFIGS.iter().enumerate() {
             let t0 = Instant::now();
-            let daemon = (*cname == "nsdb_enforce").then(|| {
+            let tc = *cname == "nsdb_tc_enforce";
+            let daemon = (*cname == "nsdb_enforce" || tc).then(|| {
                 Daemon::start(
                     &net.gw,
-                    &nsdb_args(net, db, alerts.to_str().unwrap(), false),
+                    &nsdb_args(net, db, alerts.to_str().unwrap(), false, tc),
                 )
             });
-            let noop = (*cname == "noop_xdp").then(|| NoopXdp::attach(net));
+            let noop = match *cname {
+                "noop_xdp" => Some(NoopXdp::attach(net, "--hold-noop")),
+                "noop_tc" => Some(NoopXdp::attach(net, "--hold-noop-tc")),
+                _ => None,
+            };
             if *cname == "nftables" {
                 net.gw.run(&["nft", "-f", nft.to_str().unwrap()]);
                 nft_load_s = t0.elapsed().as_secs_f64();
@@ -371,8 +401,14 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
             }
             if let Some(d) = daemon {
                 let rep = d.stop_report();
-                nsdb_unknown_dropped += sum_prefix(&rep["final_counters"], "query_unknown_drop_");
-                nsdb_unknown_sent += unknown_here;
+                let dropped = sum_prefix(&rep["final_counters"], "query_unknown_drop_");
+                if tc {
+                    nsdb_tc_unknown_dropped += dropped;
+                    nsdb_tc_unknown_sent += unknown_here;
+                } else {
+                    nsdb_unknown_dropped += dropped;
+                    nsdb_unknown_sent += unknown_here;
+                }
             }
             drop(noop);
             if *cname == "nftables" {
@@ -411,7 +447,7 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
             }));
         }
     }
-    let (none, noop, nsdb, nft) = (0, 1, 2, 3);
+    let (none, noop, nsdb, noop_tc, nsdb_tc, nft) = (0, 1, 2, 3, 4, 5);
     let ratio = |a: usize, b: usize, p: usize| {
         if med_in[b][p] > 0.0 {
             med_in[a][p] / med_in[b][p]
@@ -434,8 +470,16 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
             "nsdb_over_nftables": ratio(nsdb, nft, pi),
             "nsdb_over_noop_xdp": ratio(nsdb, noop, pi),
             "noop_xdp_over_none": ratio(noop, none, pi),
+            "nsdb_tc_over_none": ratio(nsdb_tc, none, pi),
+            "nsdb_tc_over_nftables": ratio(nsdb_tc, nft, pi),
+            "nsdb_tc_over_noop_tc": ratio(nsdb_tc, noop_tc, pi),
+            "noop_tc_over_none": ratio(noop_tc, none, pi),
             "nftables_over_none": ratio(nft, none, pi),
-            "added_ns_per_packet": {"noop_xdp": added_ns(noop, pi), "nsdb_enforce": added_ns(nsdb, pi), "nftables": added_ns(nft, pi)},
+            "added_ns_per_packet": {
+                "noop_xdp": added_ns(noop, pi), "nsdb_enforce": added_ns(nsdb, pi),
+                "noop_tc": added_ns(noop_tc, pi), "nsdb_tc_enforce": added_ns(nsdb_tc, pi),
+                "nftables": added_ns(nft, pi),
+            },
         }));
     }
     json!({
@@ -454,17 +498,20 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
             "none": "plain forwarding",
             "noop_xdp": "an XDP program returning XDP_PASS on lan0 (native): what any XDP program costs on a veth",
             "nsdb_enforce": "nsdb run --mode enforce --iface lan0 --db <100,000 learned name servers>",
+            "noop_tc": "a TC classifier returning TC_ACT_OK at lan0's ingress (tcx link): what the TC hook costs",
+            "nsdb_tc_enforce": "the same nsdb run with --attach tc (the filter as a classifier at lan0's tcx ingress)",
             "nftables": "inet table, forward chain: udp/tcp dport 53 ip daddr != @allowed drop; the set holds the same 100,000 addresses",
         },
         "rows": rows,
         "ratios": ratios,
         "unknown_drops": {
             "nsdb_counted_dropped": nsdb_unknown_dropped, "nsdb_unknown_sent": nsdb_unknown_sent,
+            "nsdb_tc_counted_dropped": nsdb_tc_unknown_dropped, "nsdb_tc_unknown_sent": nsdb_tc_unknown_sent,
             "nftables_counted_dropped": nft_dropped, "nftables_unknown_sent": nft_unknown_sent,
         },
         "nsdb_start_s": nsdb_start_s,
         "nft_load_s": nft_load_s,
-        "goals": {"nsdb_over_none": 0.95, "nsdb_over_nftables": 1.0},
+        "goals": {"nsdb_over_none": 0.95, "nsdb_over_nftables": 1.0, "nsdb_tc_over_none": 0.95, "nsdb_tc_over_nftables": 1.0},
     })
 }
 
@@ -482,13 +529,17 @@ fn footprint(net: &Net, db: &str, quick: bool) -> Value {
             empty_db.to_str().unwrap(),
             alerts.to_str().unwrap(),
             true,
+            false,
         ),
     );
     std::thread::sleep(Duration::from_secs(1));
     let bare_usage = proc_usage(bare.pid()).expect("nsdb runs");
     bare.stop_report();
     let _ = std::fs::remove_file(&alerts);
-    let daemon = Daemon::start(&net.gw, &nsdb_args(net, db, alerts.to_str().unwrap(), true));
+    let daemon = Daemon::start(
+        &net.gw,
+        &nsdb_args(net, db, alerts.to_str().unwrap(), true, false),
+    );
     let pid = daemon.pid();
     let hz = ticks_per_second() as f64;
     let start = proc_usage(pid).expect("nsdb runs");
@@ -585,7 +636,11 @@ fn footprint(net: &Net, db: &str, quick: bool) -> Value {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--hold-noop") {
-        hold_noop(&args[i + 1]);
+        hold_noop(&args[i + 1], false);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--hold-noop-tc") {
+        hold_noop(&args[i + 1], true);
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");

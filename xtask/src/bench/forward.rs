@@ -34,8 +34,8 @@ pub fn markdown(all: &Value) -> String {
          addresses in a set).\n\n\
          Packets per second taken in by the gateway (forwarded or dropped by the filter), in \
          thousands:\n\n\
-         | traffic | no filter | no-op XDP | nsdb enforce | nftables | nsdb / none (goal ≥ 0.95) | nsdb / nftables (goal > 1) |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
+         | traffic | no filter | no-op XDP | nsdb enforce (XDP) | no-op TC | nsdb enforce (TC) | nftables | nsdb XDP / none (goal ≥ 0.95) | nsdb XDP / nftables (goal > 1) | nsdb TC / none (goal ≥ 0.95) | nsdb TC / nftables (goal > 1) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         all["cpu"].as_str().unwrap_or("?"),
         all["cores"],
         v["tool"].as_str().unwrap_or("?"),
@@ -49,21 +49,33 @@ pub fn markdown(all: &Value) -> String {
     for (i, p) in ["dns_mix", "non_dns", "unknown_only"].iter().enumerate() {
         let r = ratios.get(i).cloned().unwrap_or(Value::Null);
         let (a, b) = (f(&r["nsdb_over_none"]), f(&r["nsdb_over_nftables"]));
+        let (c, d) = (f(&r["nsdb_tc_over_none"]), f(&r["nsdb_tc_over_nftables"]));
         s += &format!(
-            "| {p} | {} | {} | {} | {} | {a:.2} {} | {b:.2} {} |\n",
+            "| {p} | {} | {} | {} | {} | {} | {} | {a:.2} {} | {b:.2} {} | {c:.2} {} | {d:.2} {} |\n",
             kpps(&row(v, "none", p)["gw_in_pps"]),
             kpps(&row(v, "noop_xdp", p)["gw_in_pps"]),
             kpps(&row(v, "nsdb_enforce", p)["gw_in_pps"]),
+            kpps(&row(v, "noop_tc", p)["gw_in_pps"]),
+            kpps(&row(v, "nsdb_tc_enforce", p)["gw_in_pps"]),
             kpps(&row(v, "nftables", p)["gw_in_pps"]),
             met(a >= 0.95),
             met(b > 1.0),
+            met(c >= 0.95),
+            met(d > 1.0),
         );
     }
     s += "\nPackets per second that reached the sink (thousands; share of what the gateway took in):\n\n\
-          | traffic | no filter | no-op XDP | nsdb enforce | nftables |\n|---|---:|---:|---:|---:|\n";
+          | traffic | no filter | no-op XDP | nsdb enforce (XDP) | no-op TC | nsdb enforce (TC) | nftables |\n|---|---:|---:|---:|---:|---:|---:|\n";
     for p in ["dns_mix", "non_dns", "unknown_only"] {
         s += &format!("| {p} |");
-        for c in ["none", "noop_xdp", "nsdb_enforce", "nftables"] {
+        for c in [
+            "none",
+            "noop_xdp",
+            "nsdb_enforce",
+            "noop_tc",
+            "nsdb_tc_enforce",
+            "nftables",
+        ] {
             let r = row(v, c, p);
             s += &format!(
                 " {} ({:.0} %) |",
@@ -74,13 +86,15 @@ pub fn markdown(all: &Value) -> String {
         s += "\n";
     }
     s += "\nCost added per packet on the whole path (1/pps − 1/pps without a filter), ns:\n\n\
-          | traffic | no-op XDP | nsdb enforce | nftables |\n|---|---:|---:|---:|\n";
+          | traffic | no-op XDP | nsdb enforce (XDP) | no-op TC | nsdb enforce (TC) | nftables |\n|---|---:|---:|---:|---:|---:|\n";
     for (i, p) in ["dns_mix", "non_dns", "unknown_only"].iter().enumerate() {
         let a = &ratios.get(i).cloned().unwrap_or(Value::Null)["added_ns_per_packet"];
         s += &format!(
-            "| {p} | {:.0} | {:.0} | {:.0} |\n",
+            "| {p} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
             f(&a["noop_xdp"]),
             f(&a["nsdb_enforce"]),
+            f(&a["noop_tc"]),
+            f(&a["nsdb_tc_enforce"]),
             f(&a["nftables"])
         );
     }
@@ -91,22 +105,29 @@ pub fn markdown(all: &Value) -> String {
     };
     s += &format!(
         "\nUnknown-destination queries dropped: nsdb (XDP, its own counter) {} of {} ({:.2} %), \
+         nsdb (TC, its own counter) {} of {} ({:.2} %), \
          nftables (rule counter) {} of {} ({:.2} %). Drop throughput with only unknown queries: \
-         nsdb {} kpps, nftables {} kpps.\n",
+         nsdb XDP {} kpps, nsdb TC {} kpps, nftables {} kpps.\n",
         u["nsdb_counted_dropped"],
         u["nsdb_unknown_sent"],
         share(&u["nsdb_counted_dropped"], &u["nsdb_unknown_sent"]),
+        u["nsdb_tc_counted_dropped"],
+        u["nsdb_tc_unknown_sent"],
+        share(&u["nsdb_tc_counted_dropped"], &u["nsdb_tc_unknown_sent"]),
         u["nftables_counted_dropped"],
         u["nftables_unknown_sent"],
         share(&u["nftables_counted_dropped"], &u["nftables_unknown_sent"]),
         kpps(&row(v, "nsdb_enforce", "unknown_only")["gw_in_pps"]),
+        kpps(&row(v, "nsdb_tc_enforce", "unknown_only")["gw_in_pps"]),
         kpps(&row(v, "nftables", "unknown_only")["gw_in_pps"]),
     );
     s += "\nThe generator, the gateway and the sink share one core (trafgen's sends run the \
           gateway's softirq on its own CPU), so every ratio is of the whole path; the added \
           ns per packet isolate the filter. The no-op XDP column is what attaching any XDP \
           program to a veth costs: the veth then delivers through its NAPI ring (and copies each \
-          skb into a page with XDP headroom), a cost a physical NIC's driver path does not have.\n";
+          skb into a page with XDP headroom), a cost a physical NIC's driver path does not have. \
+          The TC columns run the same filter code as a classifier at the tcx ingress hook \
+          (`nsdb run --attach tc`), on the normal skb path.\n";
 
     let fp = &all["footprint"];
     if !fp.is_null() {
