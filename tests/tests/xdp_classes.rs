@@ -242,7 +242,7 @@ fn expired_entry_counts_as_unknown(p: Prog) {
 }
 
 fn exempt_and_internal_destinations(p: Prog) {
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(&L3::v4(CLIENT4, EXEMPT4), &[], 1, "a.test", 1)),
         XDP_PASS
@@ -252,7 +252,7 @@ fn exempt_and_internal_destinations(p: Prog) {
         Some((v::EXEMPT, a::PASS, f::V4, t::UDP)),
         &[],
     );
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(&L3::v4(CLIENT4, INTERNAL4), &[], 1, "a.test", 1)),
         XDP_PASS
@@ -262,7 +262,7 @@ fn exempt_and_internal_destinations(p: Prog) {
         Some((v::INTERNAL, a::PASS, f::V4, t::UDP)),
         &[],
     );
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(&L3::v6(CLIENT6, EXEMPT6), &[], 1, "a.test", 1)),
         XDP_PASS
@@ -292,7 +292,7 @@ fn exempt_and_internal_destinations(p: Prog) {
 }
 
 fn ipv6_registered_and_unknown_with_extension_headers(p: Prog) {
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(
             &L3::v6(CLIENT6, REGISTERED6),
@@ -331,7 +331,7 @@ fn ipv6_registered_and_unknown_with_extension_headers(p: Prog) {
 
 fn fragments_and_long_extension_chains_pass(p: Prog) {
     // A non-first IPv6 fragment has no UDP header to read.
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     let l3 = L3::V6 {
         src: CLIENT6.parse().unwrap(),
         dst: UNKNOWN6.parse().unwrap(),
@@ -341,7 +341,7 @@ fn fragments_and_long_extension_chains_pass(p: Prog) {
     assert_eq!(fx.run(&udp_query(&l3, &[], 1, "a.test", 1)), XDP_PASS);
     assert_only(&fx.counters(), None, &[c::FRAGMENTS]);
     // Likewise an IPv4 non-first fragment.
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     let l3 = L3::V4 {
         src: CLIENT4.parse().unwrap(),
         dst: UNKNOWN4.parse().unwrap(),
@@ -368,7 +368,7 @@ fn vlan_qinq_and_ipv4_options(p: Prog) {
         vec![(TPID_8021Q, 11)],
         vec![(TPID_8021AD, 100), (TPID_8021Q, 11)],
     ] {
-        let mut fx = Fixture::new(p, mode::ENFORCE);
+        let fx = Fixture::new(p, mode::ENFORCE);
         assert_eq!(
             fx.run(&udp_query(
                 &L3::v4(CLIENT4, UNKNOWN4),
@@ -385,7 +385,7 @@ fn vlan_qinq_and_ipv4_options(p: Prog) {
             Some((v::UNKNOWN, a::DROP, f::V4, t::UDP)),
             &[c::EVENTS_SENT],
         );
-        let mut fx = Fixture::new(p, mode::ENFORCE);
+        let fx = Fixture::new(p, mode::ENFORCE);
         assert_eq!(
             fx.run(&udp_query(
                 &L3::v4(CLIENT4, REGISTERED4),
@@ -403,7 +403,7 @@ fn vlan_qinq_and_ipv4_options(p: Prog) {
         );
     }
     // A VLAN tag cut short.
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     let tagged = udp_query(
         &L3::v4(CLIENT4, UNKNOWN4),
         &[(TPID_8021Q, 5)],
@@ -414,7 +414,7 @@ fn vlan_qinq_and_ipv4_options(p: Prog) {
     assert_eq!(fx.run(&tagged[..16]), XDP_PASS);
     assert_only(&fx.counters(), None, &[c::MALFORMED]);
     // Three tags: more than the program parses; not IP as far as it can tell, passed.
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     let three = [(TPID_8021AD, 1), (TPID_8021Q, 2), (TPID_8021Q, 3)];
     assert_eq!(
         fx.run(&udp_query(
@@ -468,7 +468,7 @@ fn tcp_syn_is_checked_other_segments_pass(p: Prog) {
         ("tcp", "", "", 53)
     );
 
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     let syn6 = frame(
         &[],
         &L3::v6(CLIENT6, REGISTERED6),
@@ -556,7 +556,7 @@ fn truncated_headers_pass_as_malformed(p: Prog) {
     // IP header (EINVAL): those cuts are checked on XDP only.
     let refused_for_tc = |cut: usize, ip_len: usize| matches!(p, Prog::Tc) && cut < 14 + ip_len;
     for cut in [20, 33, 40, 45, 50] {
-        let mut fx = Fixture::new(p, mode::ENFORCE);
+        let fx = Fixture::new(p, mode::ENFORCE);
         if refused_for_tc(cut, 20) {
             assert_eq!(fx.try_run(&full[..cut]), None, "cut at {cut}");
             continue;
@@ -566,7 +566,7 @@ fn truncated_headers_pass_as_malformed(p: Prog) {
     }
     let full6 = udp_query(&L3::v6(CLIENT6, UNKNOWN6), &[], 1, "a.test", 1);
     for cut in [30, 60, 70] {
-        let mut fx = Fixture::new(p, mode::ENFORCE);
+        let fx = Fixture::new(p, mode::ENFORCE);
         if refused_for_tc(cut, 40) {
             assert_eq!(fx.try_run(&full6[..cut]), None, "v6 cut at {cut}");
             continue;
@@ -607,7 +607,7 @@ fn garbage_after_udp_header_passes(p: Prog) {
     );
     assert_eq!(fx.events()[0].action, "pass");
     // Fewer than 12 bytes after the UDP header.
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&frame(
             &[],
@@ -674,7 +674,7 @@ fn maximal_name_and_over_long_name(p: Prog) {
 
     // A name that runs past 256 bytes is not a valid name: malformed, passed.
     let over: Vec<String> = (0..5).map(|_| "x".repeat(63)).collect();
-    let mut fx = Fixture::new(p, mode::ENFORCE);
+    let fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
         fx.run(&udp_query(
             &L3::v4(CLIENT4, UNKNOWN4),
