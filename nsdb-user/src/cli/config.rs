@@ -244,8 +244,7 @@ mod tests {
         let (p, _rm) = write("iface = [\"lan0\"]\nattach = \"ebpf\"\n");
         let args = os(&["nsdb", "run", "--config", p.to_str().unwrap()]);
         let e = super::super::Cli::try_parse_from(expand_args(args).unwrap())
-            .err()
-            .expect("an unknown hook is refused")
+            .expect_err("an unknown hook is refused")
             .to_string();
         assert!(
             e.contains("ebpf") && e.contains("xdp") && e.contains("tc"),
