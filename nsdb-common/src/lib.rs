@@ -35,7 +35,7 @@ pub mod prog {
     pub const NOOP: &str = "nsdb_noop";
     /// The filter as a TC classifier (the same code, attached at TC ingress).
     pub const NSDB_TC: &str = "nsdb_tc";
-    /// A TC classifier that only returns TC_ACT_OK: the benchmark baseline for `--attach tc`.
+    /// A TC classifier that only returns TC_ACT_UNSPEC (pass on): the benchmark baseline for `--attach tc`.
     pub const NOOP_TC: &str = "nsdb_noop_tc";
 }
 

@@ -15,7 +15,7 @@ mod query;
 mod response;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
     macros::{classifier, map, xdp},
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
@@ -114,12 +114,14 @@ pub fn nsdb(ctx: XdpContext) -> u32 {
 
 /// The same filter at TC ingress (tcx link or clsact qdisc), for virtual interfaces where XDP
 /// costs more than it saves (veth switches to NAPI and copies every skb for XDP). Only a drop
-/// is a drop: every other outcome keeps the packet (fail-open).
+/// is a drop: every other outcome keeps the packet (fail-open), and keeps it with
+/// TC_ACT_UNSPEC (tcx: TCX_NEXT), so that programs attached after nsdb on the same hook (another
+/// firewall, Cilium) still see it; TC_ACT_OK would end the chain and let the packet skip them.
 #[classifier]
 pub fn nsdb_tc(ctx: TcContext) -> i32 {
     match filter(&ctx) {
-        xdp_action::XDP_DROP => TC_ACT_SHOT as i32,
-        _ => TC_ACT_OK as i32,
+        xdp_action::XDP_DROP => TC_ACT_SHOT,
+        _ => TC_ACT_UNSPEC,
     }
 }
 
@@ -132,7 +134,7 @@ pub fn nsdb_noop(_ctx: XdpContext) -> u32 {
 /// The benchmark baseline at TC ingress: a classifier that does nothing.
 #[classifier]
 pub fn nsdb_noop_tc(_ctx: TcContext) -> i32 {
-    TC_ACT_OK as i32
+    TC_ACT_UNSPEC
 }
 
 #[cfg(not(test))]

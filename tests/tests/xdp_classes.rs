@@ -15,7 +15,8 @@ use nsdb_tests::packet::*;
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-const TC_ACT_OK: u32 = 0;
+/// TC_ACT_UNSPEC (-1; TCX_NEXT): the classifier passes packets on to the next program.
+const TC_ACT_UNSPEC: u32 = u32::MAX;
 const TC_ACT_SHOT: u32 = 2;
 
 /// Which entry point a test runs.
@@ -76,16 +77,16 @@ impl Fixture {
         Self { prog, filter, ring }
     }
 
-    /// The verdict as an XDP action: the classifier's TC_ACT_OK and TC_ACT_SHOT become
+    /// The verdict as an XDP action: the classifier's TC_ACT_UNSPEC and TC_ACT_SHOT become
     /// XDP_PASS and XDP_DROP; any other return value fails the test.
     fn run(&self, pkt: &[u8]) -> u32 {
         match self.prog {
             Prog::Xdp => nsdb_tests::test_run(self.filter.program(), pkt, 1).return_value,
             Prog::Tc => match nsdb_tests::test_run(self.filter.tc_program(), pkt, 1).return_value {
-                TC_ACT_OK => XDP_PASS,
+                TC_ACT_UNSPEC => XDP_PASS,
                 TC_ACT_SHOT => XDP_DROP,
                 other => {
-                    panic!("the classifier returned {other}, neither TC_ACT_OK nor TC_ACT_SHOT")
+                    panic!("the classifier returned {other}, neither TC_ACT_UNSPEC nor TC_ACT_SHOT")
                 }
             },
         }

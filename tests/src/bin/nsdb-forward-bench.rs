@@ -498,7 +498,7 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
             "none": "plain forwarding",
             "noop_xdp": "an XDP program returning XDP_PASS on lan0 (native): what any XDP program costs on a veth",
             "nsdb_enforce": "nsdb run --mode enforce --iface lan0 --db <100,000 learned name servers>",
-            "noop_tc": "a TC classifier returning TC_ACT_OK at lan0's ingress (tcx link): what the TC hook costs",
+            "noop_tc": "a TC classifier returning TC_ACT_UNSPEC at lan0's ingress (tcx link): what the TC hook costs",
             "nsdb_tc_enforce": "the same nsdb run with --attach tc (the filter as a classifier at lan0's tcx ingress)",
             "nftables": "inet table, forward chain: udp/tcp dport 53 ip daddr != @allowed drop; the set holds the same 100,000 addresses",
         },
