@@ -33,6 +33,10 @@ pub mod prog {
     pub const NSDB: &str = "nsdb";
     /// An XDP program that only returns XDP_PASS: the benchmark baseline.
     pub const NOOP: &str = "nsdb_noop";
+    /// The benchmark reference, never attached: an untagged IPv4 UDP packet to port 53 and one
+    /// ALLOW_V4 lookup of its destination, nothing else. What any hash-based allow-list check
+    /// costs at the least.
+    pub const FLOOR: &str = "nsdb_floor";
     /// The filter as a TC classifier (the same code, attached at TC ingress).
     pub const NSDB_TC: &str = "nsdb_tc";
     /// A TC classifier that only returns TC_ACT_UNSPEC (pass on): the benchmark baseline for `--attach tc`.

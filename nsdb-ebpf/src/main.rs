@@ -131,6 +131,35 @@ pub fn nsdb_noop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The benchmark reference, never attached: the least a hash-based allow-list check of DNS
+/// queries can do. An untagged IPv4 packet without options, UDP to port 53, its destination
+/// looked up once in ALLOW_V4: no expiry check, no counters, no pairing, no event, no VLAN,
+/// IPv6 or TCP. The kernel-cost bench measures it next to the no-op and nsdb, so the report
+/// shows how much of nsdb's cost is that one lookup.
+#[xdp]
+pub fn nsdb_floor(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    if start + 14 + 20 + 8 > ctx.data_end() {
+        return xdp_action::XDP_PASS;
+    }
+    let p = start as *const u8;
+    // SAFETY: every read lies within the 42 bytes checked above.
+    unsafe {
+        if *p.add(12) != 0x08 || *p.add(13) != 0x00 || *p.add(14) != 0x45 || *p.add(23) != 17 {
+            return xdp_action::XDP_PASS;
+        }
+        if *p.add(36) != 0 || *p.add(37) != 53 {
+            return xdp_action::XDP_PASS;
+        }
+        let dst = p.add(30).cast::<u32>().read_unaligned();
+        if ALLOW_V4.get(dst).is_some() {
+            xdp_action::XDP_PASS
+        } else {
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
 /// The benchmark baseline at TC ingress: a classifier that does nothing.
 #[classifier]
 pub fn nsdb_noop_tc(_ctx: TcContext) -> i32 {

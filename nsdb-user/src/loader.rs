@@ -190,11 +190,11 @@ fn pin_err(path: &Path, msg: impl std::fmt::Display) -> LoadError {
     }
 }
 
-/// One of the loaded XDP programs (`load()` checked that both exist).
+/// One of the loaded XDP programs (`load()` checked that they exist).
 fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
     ebpf.program_mut(name)
         .and_then(|p| <&mut Xdp>::try_from(p).ok())
-        .expect("load() checked that both XDP programs exist")
+        .expect("load() checked that the XDP programs exist")
 }
 
 /// One of the loaded TC classifiers (`load()` checked that both exist).
@@ -232,7 +232,7 @@ impl Filter {
             .map_max_entries(map::ALLOW_V4, sizes.allow_entries)
             .map_max_entries(map::ALLOW_V6, sizes.allow_entries)
             .load(OBJECT)?;
-        for name in [prog::NSDB, prog::NOOP] {
+        for name in [prog::NSDB, prog::NOOP, prog::FLOOR] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(LoadError::Missing(name))?
@@ -506,6 +506,12 @@ impl Filter {
         self.xdp(prog::NOOP)
     }
 
+    /// The benchmark reference: one allow-map lookup of a UDP port-53 packet's IPv4
+    /// destination and nothing else (`nsdb_common::prog::FLOOR`).
+    pub fn floor_program(&self) -> &Xdp {
+        self.xdp(prog::FLOOR)
+    }
+
     /// The filter as a TC classifier (the same code), e.g. for BPF_PROG_TEST_RUN.
     pub fn tc_program(&self) -> &SchedClassifier {
         self.sched_cls(prog::NSDB_TC)
@@ -527,7 +533,7 @@ impl Filter {
         self.ebpf
             .program(name)
             .and_then(|p| <&Xdp>::try_from(p).ok())
-            .expect("load() checked that both XDP programs exist")
+            .expect("load() checked that the XDP programs exist")
     }
 
     /// Uses `dir` (on a bpffs) as the pin directory: locks it (one daemon per directory),

@@ -190,6 +190,28 @@ fn main() {
         rows.push((name.to_string(), c, *goal));
     }
     let noop_ns = median(noop_all);
+
+    // The floor: one ALLOW_V4 lookup of the destination and nothing else (nsdb_floor). It must
+    // really look up: pass the registered server, drop the unknown one.
+    let floor = f.floor_program();
+    let (reg4, unk4) = (q("198.51.100.53"), q("198.51.100.99"));
+    assert_eq!(
+        test_run(floor, &reg4, 1).return_value,
+        2,
+        "floor: registered passes"
+    );
+    assert_eq!(
+        test_run(floor, &unk4, 1).return_value,
+        1,
+        "floor: unknown dropped"
+    );
+    let fl = cost(floor, noop, &reg4, repeat);
+    let nsdb_reg = cost(prog, floor, &reg4, repeat);
+    let floor_json = json!({
+        "what": "nsdb_floor: untagged IPv4/UDP to port 53, one ALLOW_V4 (LRU hash) lookup of the destination, nothing else",
+        "ns": fl.ns, "noop_ns": fl.noop_ns, "ratio_to_noop": fl.ratio,
+        "nsdb_registered_ns": nsdb_reg.ns, "nsdb_registered_over_floor": nsdb_reg.ratio,
+    });
     let classes_json: Vec<_> = rows
         .iter()
         .map(|(name, c, goal)| json!({"name": name, "ns": c.ns, "noop_ns": c.noop_ns, "ratio": c.ratio, "goal": goal, "met": c.ratio <= *goal}))
@@ -271,6 +293,7 @@ fn main() {
         "classes": classes_json,
         "allow_map_scale": scale,
         "referral_13_glue": referral_json,
+        "floor": floor_json,
     });
     println!("{out}");
 }

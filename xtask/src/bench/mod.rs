@@ -50,6 +50,18 @@ fn xdp_markdown(v: &Value) -> String {
             }
         );
     }
+    let fl = &v["floor"];
+    if !fl.is_null() {
+        s += &format!(
+            "\nThe floor of any hash-based allow list: {} — {:.1} ns, {:.2}× the no-op. \
+             nsdb's registered IPv4 query is {:.2}× that floor (it also checks the expiry, counts, \
+             and writes the outstanding-query slot that pairs the response).\n",
+            fl["what"].as_str().unwrap_or("?"),
+            fl["ns"].as_f64().unwrap_or(0.0),
+            fl["ratio_to_noop"].as_f64().unwrap_or(0.0),
+            fl["nsdb_registered_over_floor"].as_f64().unwrap_or(0.0),
+        );
+    }
     let r = &v["referral_13_glue"];
     if !r.is_null() {
         s += &format!(
