@@ -120,12 +120,13 @@ fn resolve_markdown(v: &Value) -> String {
     let l = &v["learn_latency_us_userspace"];
     s += &format!(
         "\nEnforce / no nsdb: {:.2} (median of the per-round ratios; goal ≤ {}; monitor / no nsdb {:.2}; \
-         ratio of the medians {:.2}). Learn-to-enforce latency: kernel path {}; userspace \
+         ratio of the medians {:.2}); enforce at the TC hook (`--attach tc`) / no nsdb: {:.2}. Learn-to-enforce latency: kernel path {}; userspace \
          path (ring buffer to map update) p50 {:.0} µs, p99 {:.0} µs (medians over the enforce rounds).\n",
         v["enforce_over_none"].as_f64().unwrap_or(0.0),
         v["goal_enforce_over_none"],
         v["monitor_over_none"].as_f64().unwrap_or(0.0),
         v["enforce_over_none_of_medians"].as_f64().unwrap_or(0.0),
+        v["enforce_tc_over_none"].as_f64().unwrap_or(0.0),
         v["learn_latency_kernel"].as_str().unwrap_or("?"),
         l["p50_median"].as_f64().unwrap_or(0.0),
         l["p99_median"].as_f64().unwrap_or(0.0),
