@@ -658,6 +658,12 @@ fn bad_input_table() {
             ],
             &["--min-ttl 100"],
         ),
+        // The kernel refuses the maps (2^32 buckets): nothing may be left behind, neither the
+        // database nor the alert log (run_defaults; the program is loaded before any file).
+        case(
+            &["run", "--iface", "lo", "--allow-entries", "4294967295"],
+            &["loading the eBPF programs", "4294967295 entries"],
+        ),
         // stats and allow with no daemon listening
         case(
             &["stats", "--control", &nosock],

@@ -258,6 +258,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         return check_config(&args, &exempt, hints.len());
     }
 
+    // The program is loaded (and verified) before any file or socket is created: a kernel that refuses
+    // it leaves no new database or alert log behind. It is not attached yet.
+    let mut filter = Filter::load(Sizes {
+        allow_entries: args.allow_entries,
+    })
+    .with_context(|| {
+        format!(
+            "loading the eBPF programs (allow maps of {} entries each)",
+            args.allow_entries
+        )
+    })?;
     let metrics = Metrics::new(RunInfo {
         mode: match args.mode {
             Mode::Monitor => "monitor",
@@ -285,9 +296,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut sink = AlertSink::open(&args.alerts)
         .with_context(|| format!("cannot open alert log {}", args.alerts))?;
 
-    let mut filter = Filter::load(Sizes {
-        allow_entries: args.allow_entries,
-    })?;
     filter.set_mode(match args.mode {
         Mode::Monitor => mode::MONITOR,
         Mode::Enforce => mode::ENFORCE,
