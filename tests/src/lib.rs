@@ -1,6 +1,7 @@
 //! Shared test machinery: network namespaces that clean up after themselves, real DNS servers
 //! in them, crafted packets, and the nsdb binary.
 
+pub mod gateway;
 pub mod netns;
 pub mod packet;
 pub mod servers;

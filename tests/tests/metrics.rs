@@ -11,95 +11,31 @@ use std::{
 };
 
 use nsdb_tests::{
-    TempDir,
-    netns::{Netns, veth},
-    servers::{Daemon, Nsd, Zone, dig},
+    gateway::{CLIENT, GatewayNet, KNOWN, KNOWN6, UNKNOWN, UNKNOWN6, gateway_net},
+    netns::Netns,
+    servers::{Daemon, dig},
 };
 
-const KNOWN: &str = "198.51.100.53";
-const UNKNOWN: &str = "198.51.100.54";
-const KNOWN6: &str = "2001:db8:2::53";
-const UNKNOWN6: &str = "2001:db8:2::54";
-const CLIENT: &str = "192.0.2.10";
 const ADDR: &str = "127.0.0.1:9853";
 
-struct Net {
-    cli: Netns,
-    gw: Netns,
-    _srv: Netns,
-    _nsd: Nsd,
-    tmp: TempDir,
-}
+type Net = GatewayNet;
 
-/// The gateway test's network (tests/gateway.rs): the known server is a root server for nsdb.
+/// The gateway test's network (nsdb_tests::gateway), plus an allow file with two exception
+/// prefixes nobody queries.
 fn net(tag: &str) -> Net {
-    let tmp = TempDir::new(tag);
-    let cli = Netns::new("mcli");
-    let gw = Netns::new("mgw");
-    let srv = Netns::new("msrv");
-    veth(
-        &cli,
-        "c0",
-        &["192.0.2.10/24", "2001:db8:1::10/64"],
-        &gw,
-        "g0",
-        &["192.0.2.1/24", "2001:db8:1::1/64"],
-    );
-    veth(
-        &gw,
-        "g1",
-        &["198.51.100.1/24", "2001:db8:2::1/64"],
-        &srv,
-        "s0",
-        &[
-            "198.51.100.53/24",
-            "198.51.100.54/24",
-            "2001:db8:2::53/64",
-            "2001:db8:2::54/64",
-        ],
-    );
-    gw.forwarding();
-    cli.ip(&["route", "add", "default", "via", "192.0.2.1"]);
-    cli.ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"]);
-    srv.ip(&["route", "add", "default", "via", "198.51.100.1"]);
-    srv.ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"]);
-    let zone = Zone {
-        name: "nsdb.test.",
-        text:
-            "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 198.51.100.53\n\
-               www A 198.51.100.80\nwww AAAA 2001:db8:2::80\nc2 TXT \"sleep 3600\"\n"
-                .to_string(),
-    };
-    let nsd = Nsd::start(
-        &srv,
-        tmp.path(),
-        &[KNOWN, UNKNOWN, KNOWN6, UNKNOWN6],
-        &[zone],
-    );
+    let n = gateway_net(tag, "m");
     std::fs::write(
-        tmp.path().join("root.hints"),
-        format!(".  3600000 NS ns1.nsdb.test.\nns1.nsdb.test. 3600000 A {KNOWN}\nns1.nsdb.test. 3600000 AAAA {KNOWN6}\n"),
-    )
-    .unwrap();
-    // Two exception prefixes nobody queries.
-    std::fs::write(
-        tmp.path().join("allow.txt"),
+        n.tmp.path().join("allow.txt"),
         "# public resolvers\n203.0.113.0/24\n2001:db8:ff::/48\n",
     )
     .unwrap();
-    Net {
-        cli,
-        gw,
-        _srv: srv,
-        _nsd: nsd,
-        tmp,
-    }
+    n
 }
 
 const ALLOW_ENTRIES: u64 = 4096;
 
 fn start(n: &Net, extra: &[&str]) -> Daemon {
-    let hints = n.tmp.path().join("root.hints");
+    let hints = n.hints();
     let allow = n.tmp.path().join("allow.txt");
     let alerts = n.tmp.path().join("alerts.json");
     let db = n.tmp.path().join("history.db");
