@@ -94,6 +94,26 @@ impl Default for Sizes {
     }
 }
 
+/// Inserts `net` (value 1) into the IPv4 or the IPv6 trie of a pair (internal, exempt).
+fn insert_prefix(
+    v4: &mut LpmTrie<MapData, [u8; 4], u8>,
+    v6: &mut LpmTrie<MapData, [u8; 16], u8>,
+    net: IpNet,
+) -> Result<(), MapError> {
+    match net {
+        IpNet::V4(n) => v4.insert(
+            &Key::new(u32::from(n.prefix_len()), n.network().octets()),
+            1,
+            0,
+        ),
+        IpNet::V6(n) => v6.insert(
+            &Key::new(u32::from(n.prefix_len()), n.network().octets()),
+            1,
+            0,
+        ),
+    }
+}
+
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
     move |source| LoadError::Map { name, source }
 }
@@ -327,38 +347,16 @@ impl Filter {
 
     /// Adds an internal prefix: queries to it are not checked.
     pub fn add_internal(&mut self, net: IpNet) -> Result<(), LoadError> {
-        match net {
-            IpNet::V4(n) => self.internal_v4.insert(
-                &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                1,
-                0,
-            ),
-            IpNet::V6(n) => self.internal_v6.insert(
-                &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                1,
-                0,
-            ),
-        }
-        .map_err(map_err(map::INTERNAL_V4))?;
+        insert_prefix(&mut self.internal_v4, &mut self.internal_v6, net)
+            .map_err(map_err(map::INTERNAL_V4))?;
         self.cfg.have_internal = 1;
         self.write_config()
     }
 
     /// Adds an exception prefix: queries to it are `exempt`.
     pub fn add_exempt(&mut self, net: IpNet) -> Result<(), LoadError> {
-        match net {
-            IpNet::V4(n) => self.exempt_v4.insert(
-                &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                1,
-                0,
-            ),
-            IpNet::V6(n) => self.exempt_v6.insert(
-                &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                1,
-                0,
-            ),
-        }
-        .map_err(map_err(map::EXEMPT_V4))?;
+        insert_prefix(&mut self.exempt_v4, &mut self.exempt_v6, net)
+            .map_err(map_err(map::EXEMPT_V4))?;
         self.cfg.have_exempt = 1;
         self.write_config()
     }
