@@ -434,7 +434,33 @@ fn require(prog: &str, package: &str) {
     );
 }
 
+/// The LAN's veth pair (the LAN's `eth0` with the client's and Unbound's addresses, the
+/// gateway's GW_LAN_IF) and the LAN's default routes through the gateway.
+fn link_lan(lan: &Netns, gw: &Netns) {
+    veth(
+        lan,
+        "eth0",
+        &[
+            &format!("{CLIENT4}/24"),
+            &format!("{UNBOUND4}/24"),
+            &format!("{CLIENT6}/64"),
+            &format!("{UNBOUND6}/64"),
+        ],
+        gw,
+        GW_LAN_IF,
+        &["192.0.2.1/24", "2001:db8:1::1/64"],
+    );
+    lan.ip(&["route", "add", "default", "via", "192.0.2.1"]);
+    lan.ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"]);
+}
+
 impl Testbed {
+    /// Re-creates the LAN link after a test deleted the gateway's GW_LAN_IF (which deletes the
+    /// pair): same names, addresses and routes as [`Testbed::new`] made.
+    pub fn relink_lan(&self) {
+        link_lan(&self.lan, &self.gw);
+    }
+
     /// Builds the namespaces, starts every NSD and Unbound (cold cache), and checks they answer.
     pub fn new(tag: &str) -> Self {
         require("nsd", "nsd");
@@ -444,19 +470,7 @@ impl Testbed {
         let lan = Netns::new(&format!("{tag}l"));
         let gw = Netns::new(&format!("{tag}g"));
         let inet = Netns::new(&format!("{tag}i"));
-        veth(
-            &lan,
-            "eth0",
-            &[
-                &format!("{CLIENT4}/24"),
-                &format!("{UNBOUND4}/24"),
-                &format!("{CLIENT6}/64"),
-                &format!("{UNBOUND6}/64"),
-            ],
-            &gw,
-            GW_LAN_IF,
-            &["192.0.2.1/24", "2001:db8:1::1/64"],
-        );
+        link_lan(&lan, &gw);
         let (hosts, names) = hosts_and_names();
         let mut inet_addrs: Vec<String> = vec!["198.51.100.2/24".into(), "2001:db8:2::2/64".into()];
         for h in &hosts {
@@ -478,8 +492,6 @@ impl Testbed {
             &inet_refs,
         );
         gw.forwarding();
-        lan.ip(&["route", "add", "default", "via", "192.0.2.1"]);
-        lan.ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"]);
         inet.ip(&["route", "add", "default", "via", "198.51.100.1"]);
         inet.ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"]);
         for net in ["203.0.113.0/24", "198.18.0.0/15"] {

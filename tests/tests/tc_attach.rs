@@ -8,7 +8,6 @@
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use nsdb_tests::{
-    netns::veth,
     packet::dns_query,
     servers::{Daemon, counter, counter_sum, read_alerts},
     testbed::*,
@@ -233,22 +232,7 @@ fn tc_interface_that_comes_back_is_filtered_again() {
         "{}",
         d.stderr_text()
     );
-    veth(
-        &tb.lan,
-        "eth0",
-        &[
-            &format!("{CLIENT4}/24"),
-            &format!("{UNBOUND4}/24"),
-            &format!("{CLIENT6}/64"),
-            &format!("{UNBOUND6}/64"),
-        ],
-        &tb.gw,
-        GW_LAN_IF,
-        &["192.0.2.1/24", "2001:db8:1::1/64"],
-    );
-    tb.lan.ip(&["route", "add", "default", "via", "192.0.2.1"]);
-    tb.lan
-        .ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"]);
+    tb.relink_lan();
     assert!(
         d.wait_for_line("interface is back", Duration::from_secs(5)),
         "{}",
