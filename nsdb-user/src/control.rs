@@ -101,11 +101,11 @@ pub fn bind(path: &Path) -> Result<Socket> {
         std::fs::remove_file(path)
             .with_context(|| format!("removing the stale control socket {}", path.display()))?;
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
     }
     // Created with mode 0600 from the start (no window where others could connect).
     // SAFETY: umask only changes this process's file creation mask; restored right after.

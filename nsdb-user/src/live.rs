@@ -217,10 +217,11 @@ impl LiveLearner {
             }
             let take = (rec.section == Section::Additional && have_ns)
                 || (rec.section == Section::Answer && pending_hit);
-            if take && rec.class == 1 {
-                if let Ok(Some(a)) = rec.addr(msg) {
-                    candidates.push(a);
-                }
+            if take
+                && rec.class == 1
+                && let Ok(Some(a)) = rec.addr(msg)
+            {
+                candidates.push(a);
             }
         }
         for a in candidates {
@@ -252,10 +253,8 @@ impl LiveLearner {
                 Some(e) if e.expires_ns > now && e.expires_ns != u64::MAX => {
                     self.expiries.push(Reverse((e.expires_ns, addr)));
                 }
-                Some(e) if e.kind != kind::ROOT && e.expires_ns <= now => {
-                    if filter.disallow(addr) {
-                        self.stats.expired += 1;
-                    }
+                Some(e) if e.kind != kind::ROOT && e.expires_ns <= now && filter.disallow(addr) => {
+                    self.stats.expired += 1;
                 }
                 _ => {}
             }

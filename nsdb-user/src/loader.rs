@@ -94,6 +94,9 @@ impl Default for Sizes {
     }
 }
 
+/// Each interface [`Filter::attach_all`] attached, with the mode it got ("native", "tc", …).
+pub type AttachedModes = Vec<(String, &'static str)>;
+
 /// Inserts `net` (value 1) into the IPv4 or the IPv6 trie of a pair (internal, exempt).
 fn insert_prefix(
     v4: &mut LpmTrie<MapData, [u8; 4], u8>,
@@ -640,7 +643,7 @@ impl Filter {
         ifaces: &[String],
         mode: AttachMode,
         hook: Hook,
-    ) -> Result<(Vec<(String, &'static str)>, Takeover), LoadError> {
+    ) -> Result<(AttachedModes, Takeover), LoadError> {
         let mut indexes = Vec::new();
         for iface in ifaces {
             match ifindex(iface) {

@@ -56,10 +56,10 @@ impl Nsd {
         let probe = zones.first().map(|z| z.name).unwrap_or(".");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(out) = dig(ns, addrs[0], probe, "SOA", 1) {
-                if out.contains("status: NOERROR") {
-                    break;
-                }
+            if let Some(out) = dig(ns, addrs[0], probe, "SOA", 1)
+                && out.contains("status: NOERROR")
+            {
+                break;
             }
             assert!(
                 Instant::now() < deadline,

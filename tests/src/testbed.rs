@@ -674,10 +674,10 @@ impl Testbed {
         // stays cold).
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(out) = self.dig_from_lan(UNBOUND4, "localhost", "A", 1, &[]) {
-                if out.contains("127.0.0.1") {
-                    break;
-                }
+            if let Some(out) = self.dig_from_lan(UNBOUND4, "localhost", "A", 1, &[])
+                && out.contains("127.0.0.1")
+            {
+                break;
             }
             if let Some(Ok(Some(st))) = self.unbound.as_mut().map(|c| c.try_wait()) {
                 panic!("unbound exited with {st}: {}", self.unbound_log());
@@ -1038,10 +1038,13 @@ fn parse_dig(text: &str) -> Vec<(String, Vec<Rr>)> {
         .collect()
 }
 
+/// One response in dig's output: status, question (name, type), answer RRs.
+type DigBlock = (String, Option<(String, String)>, Vec<Rr>);
+
 /// Splits dig output (with `+comments`) into responses: status, question (name with the final
 /// dot, type) and answer RRs (owner, type, rdata).
-fn parse_dig_blocks(text: &str) -> Vec<(String, Option<(String, String)>, Vec<Rr>)> {
-    let mut blocks: Vec<(String, Option<(String, String)>, Vec<Rr>)> = Vec::new();
+fn parse_dig_blocks(text: &str) -> Vec<DigBlock> {
+    let mut blocks: Vec<DigBlock> = Vec::new();
     for line in text.lines() {
         if let Some(at) = line.find("status: ") {
             let status = line[at + 8..]

@@ -132,10 +132,10 @@ impl Exposition {
             return Some(sample.to_string());
         }
         for suffix in ["_bucket", "_sum", "_count"] {
-            if let Some(base) = sample.strip_suffix(suffix) {
-                if self.types.get(base).is_some_and(|t| t == "histogram") {
-                    return Some(base.to_string());
-                }
+            if let Some(base) = sample.strip_suffix(suffix)
+                && self.types.get(base).is_some_and(|t| t == "histogram")
+            {
+                return Some(base.to_string());
             }
         }
         None
@@ -174,7 +174,7 @@ impl Exposition {
 /// `name{k="v",...} value` with the text format's escapes in label values (\\, \", \n).
 fn parse_sample(line: &str) -> Sample {
     let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
+        .find(['{', ' '])
         .unwrap_or_else(|| panic!("no value in {line:?}"));
     let name = line[..name_end].to_string();
     assert!(

@@ -656,7 +656,7 @@ fn maximal_name_and_over_long_name(p: Prog) {
         "b".repeat(62),
         "c".repeat(62),
         "d".repeat(62),
-        "e".repeat(1),
+        "e".to_string(),
     ];
     let name = long.join(".");
     assert_eq!(wire_name(&name).len(), 255);

@@ -719,7 +719,7 @@ fn mutate(r: &mut Rng, fr: &mut Vec<u8>) {
             let v = *r.pick(&[0u16, 1, 20, 0xffff, any]);
             fr[o..o + 2].copy_from_slice(&v.to_be_bytes());
         }
-        1 if fr.len() >= l3 + 1 => {
+        1 if fr.len() > l3 => {
             // Version nibble and IHL.
             fr[l3] = r.byte();
         }

@@ -941,7 +941,7 @@ impl Engine {
             }
         }
         if want_answers {
-            self.resolve_glueless(&ctx, server_known, &answers, &cnames);
+            self.resolve_glueless(&ctx, server_known, answers, cnames);
         }
         if self.ns_rows_now > 0 && self.cfg.record_rows && !self.cfg.record_all_queries {
             self.rows.queries.push(QueryRow {

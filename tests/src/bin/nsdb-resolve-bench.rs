@@ -76,11 +76,11 @@ fn main() {
             times[i].push(ms);
             failures[i] += f;
             drops[i] += sum_prefix(&rep["final_counters"], "query_unknown_drop_");
-            if i == 2 {
-                if let Some(l) = rep["learn_latency_us"].as_object() {
-                    p50.push(l["p50"].as_f64().unwrap_or(0.0));
-                    p99.push(l["p99"].as_f64().unwrap_or(0.0));
-                }
+            if i == 2
+                && let Some(l) = rep["learn_latency_us"].as_object()
+            {
+                p50.push(l["p50"].as_f64().unwrap_or(0.0));
+                p99.push(l["p99"].as_f64().unwrap_or(0.0));
             }
         }
     }
