@@ -154,6 +154,17 @@ struct Link {
     held: Held,
 }
 
+impl Link {
+    fn new(iface: &str, ifindex: u32, how: &'static str, held: Held) -> Self {
+        Link {
+            iface: iface.to_string(),
+            ifindex,
+            how,
+            held,
+        }
+    }
+}
+
 enum Held {
     /// Owned by the program: detached when the filter is dropped (or when the process dies).
     Program(XdpLinkId),
@@ -211,6 +222,62 @@ fn pin_err(path: &Path, msg: impl std::fmt::Display) -> LoadError {
         path: path.to_path_buf(),
         msg: msg.to_string(),
     }
+}
+
+/// Takes over a previous daemon's pinned link at `path` (an XDP or a tcx link, `L`) by
+/// attaching this daemon's program to it with `attach`: the kernel swaps the programs
+/// atomically, so filtering has no gap. With `keep` the pin stays (this process holds the link
+/// until it exits, the pin after); without it the pin is removed and the link ends with this
+/// process. `None` if the pin is not a usable link of that kind: it is removed, and the caller
+/// attaches anew.
+fn take_over<L, Id, E>(
+    path: &Path,
+    keep: bool,
+    iface: &str,
+    kind: &str,
+    attach: impl FnOnce(L) -> Result<Id, E>,
+) -> Option<Id>
+where
+    L: TryFrom<FdLink>,
+    L::Error: std::fmt::Display,
+    E: std::fmt::Display,
+{
+    let replaced = PinnedLink::from_pin(path)
+        .map_err(|e| e.to_string())
+        .and_then(|pl| L::try_from(FdLink::from(pl)).map_err(|e| e.to_string()))
+        .and_then(|l| attach(l).map_err(|e| e.to_string()));
+    match replaced {
+        Ok(id) => {
+            if !keep {
+                let _ = std::fs::remove_file(path);
+            }
+            tracing::info!(
+                iface,
+                "took over the pinned {kind} link of the previous daemon (no gap in filtering)"
+            );
+            Some(id)
+        }
+        Err(e) => {
+            tracing::warn!(iface, error = %e, "cannot take over the pinned link; attaching anew");
+            let _ = std::fs::remove_file(path);
+            None
+        }
+    }
+}
+
+/// Pins a newly attached link (`--on-exit keep`). `no_link` words the error when the kernel
+/// attached without a bpf_link, from the conversion's error.
+fn pin_link<L>(
+    link: L,
+    path: &Path,
+    no_link: impl FnOnce(String) -> String,
+) -> Result<Held, LoadError>
+where
+    FdLink: TryFrom<L>,
+    <FdLink as TryFrom<L>>::Error: std::fmt::Display,
+{
+    let fd = FdLink::try_from(link).map_err(|e| pin_err(path, no_link(e.to_string())))?;
+    Ok(Held::Pinned(fd.pin(path).map_err(|e| pin_err(path, e))?))
 }
 
 /// One of the loaded XDP programs (`load()` checked that they exist).
@@ -715,44 +782,15 @@ impl Filter {
             source,
         };
         // A previous daemon's pinned link: replace its program atomically.
-        if let Some(path) = pin_path.as_ref().filter(|p| takeover && p.exists()) {
-            let replaced = PinnedLink::from_pin(path)
-                .map_err(|e| e.to_string())
-                .and_then(|pl| {
-                    let fd: FdLink = pl.into();
-                    XdpLink::try_from(fd).map_err(|e| e.to_string())
-                })
-                .and_then(|xl| prog.attach_to_link(xl).map_err(|e| e.to_string()));
-            match replaced {
-                Ok(id) => {
-                    let held = if keep {
-                        // The pin stays; this process holds the link through the program
-                        // until it exits, and the pin keeps it after.
-                        Held::Program(id)
-                    } else {
-                        // Without the pin the link ends with this process.
-                        let _ = std::fs::remove_file(path);
-                        Held::Program(id)
-                    };
-                    tracing::info!(
-                        iface,
-                        "took over the pinned XDP link of the previous daemon (no gap in filtering)"
-                    );
-                    return Ok((
-                        Link {
-                            iface: iface.to_string(),
-                            ifindex,
-                            how: "taken over",
-                            held,
-                        },
-                        true,
-                    ));
-                }
-                Err(e) => {
-                    tracing::warn!(iface, error = %e, "cannot take over the pinned link; attaching anew");
-                    let _ = std::fs::remove_file(path);
-                }
-            }
+        if let Some(path) = pin_path.as_ref().filter(|p| takeover && p.exists())
+            && let Some(id) = take_over(path, keep, iface, "XDP", |l: XdpLink| {
+                prog.attach_to_link(l)
+            })
+        {
+            return Ok((
+                Link::new(iface, ifindex, "taken over", Held::Program(id)),
+                true,
+            ));
         }
         let attempt = match mode {
             AttachMode::Generic => prog.attach(iface, XdpMode::Skb).map(|l| (l, "generic")),
@@ -767,24 +805,14 @@ impl Filter {
         };
         let (id, how) = attempt.map_err(attach_err)?;
         let held = match pin_path.filter(|_| keep) {
-            Some(path) => {
-                let link = prog.take_link(id).map_err(attach_err)?;
-                let fd = FdLink::try_from(link).map_err(|e| {
-                    pin_err(&path, format!("the kernel attached without a BPF link ({e}); --on-exit keep needs Linux ≥ 5.9"))
-                })?;
-                Held::Pinned(fd.pin(&path).map_err(|e| pin_err(&path, e))?)
-            }
+            Some(path) => pin_link(prog.take_link(id).map_err(attach_err)?, &path, |e| {
+                format!(
+                    "the kernel attached without a BPF link ({e}); --on-exit keep needs Linux ≥ 5.9"
+                )
+            })?,
             None => Held::Program(id),
         };
-        Ok((
-            Link {
-                iface: iface.to_string(),
-                ifindex,
-                how,
-                held,
-            },
-            false,
-        ))
+        Ok((Link::new(iface, ifindex, how, held), false))
     }
 
     /// [`Filter::attach_one`] at TC ingress: a tcx link (pinnable and replaceable like an XDP
@@ -805,38 +833,15 @@ impl Filter {
         // A previous daemon's pinned tcx link: replace its program atomically. (A pinned XDP
         // link of a daemon that ran with --attach xdp is not a tcx link: it is removed and
         // the classifier attached anew.)
-        if let Some(path) = pin_path.as_ref().filter(|p| takeover && p.exists()) {
-            let replaced = PinnedLink::from_pin(path)
-                .map_err(|e| e.to_string())
-                .and_then(|pl| {
-                    let fd: FdLink = pl.into();
-                    SchedClassifierLink::try_from(fd).map_err(|e| e.to_string())
-                })
-                .and_then(|l| prog.attach_to_link(l).map_err(|e| e.to_string()));
-            match replaced {
-                Ok(id) => {
-                    if !keep {
-                        let _ = std::fs::remove_file(path);
-                    }
-                    tracing::info!(
-                        iface,
-                        "took over the pinned tcx link of the previous daemon (no gap in filtering)"
-                    );
-                    return Ok((
-                        Link {
-                            iface: iface.to_string(),
-                            ifindex,
-                            how: "taken over",
-                            held: Held::Classifier(id),
-                        },
-                        true,
-                    ));
-                }
-                Err(e) => {
-                    tracing::warn!(iface, error = %e, "cannot take over the pinned link; attaching anew");
-                    let _ = std::fs::remove_file(path);
-                }
-            }
+        if let Some(path) = pin_path.as_ref().filter(|p| takeover && p.exists())
+            && let Some(id) = take_over(path, keep, iface, "tcx", |l: SchedClassifierLink| {
+                prog.attach_to_link(l)
+            })
+        {
+            return Ok((
+                Link::new(iface, ifindex, "taken over", Held::Classifier(id)),
+                true,
+            ));
         }
         let (id, how) = match prog.attach_with_options(
             iface,
@@ -870,24 +875,12 @@ impl Filter {
             }
         };
         let held = match pin_path.filter(|_| keep) {
-            Some(path) => {
-                let link = prog.take_link(id).map_err(attach_err)?;
-                let fd = FdLink::try_from(link).map_err(|e| {
-                    pin_err(&path, format!("not a tcx link ({e}); --on-exit keep with --attach tc needs Linux ≥ 6.6"))
-                })?;
-                Held::Pinned(fd.pin(&path).map_err(|e| pin_err(&path, e))?)
-            }
+            Some(path) => pin_link(prog.take_link(id).map_err(attach_err)?, &path, |e| {
+                format!("not a tcx link ({e}); --on-exit keep with --attach tc needs Linux ≥ 6.6")
+            })?,
             None => Held::Classifier(id),
         };
-        Ok((
-            Link {
-                iface: iface.to_string(),
-                ifindex,
-                how,
-                held,
-            },
-            false,
-        ))
+        Ok((Link::new(iface, ifindex, how, held), false))
     }
 
     fn detach_all(&mut self) {
