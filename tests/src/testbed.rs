@@ -916,6 +916,25 @@ impl Testbed {
         s
     }
 
+    /// The hard-coded C&C answers a UDP query from the LAN (the query reached it).
+    pub fn cc_answers(&self) -> bool {
+        self.dig_from_lan(FEEDERBOT_CC4, CC_CMD_NAME, "TXT", 2, &["+norecurse"])
+            .is_some_and(|o| o.contains(CC_CMD_TXT))
+    }
+
+    /// Resolution failures for an assertion message: how many of the names, the first 20,
+    /// and the servers' logs.
+    pub fn describe_failures(&self, fails: &[Failure]) -> String {
+        let list: Vec<String> = fails.iter().take(20).map(|f| f.to_string()).collect();
+        format!(
+            "{} of {} failed:\n{}\n{}",
+            fails.len(),
+            self.names.len(),
+            list.join("\n"),
+            self.logs()
+        )
+    }
+
     /// Everything useful after a failure: Unbound's and NSD's logs.
     pub fn logs(&self) -> String {
         format!("{}{}", self.unbound_log(), self.nsd_logs())

@@ -40,35 +40,19 @@ fn xdp_attached(tb: &Testbed, iface: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("xdp")
 }
 
-fn failures(tb: &Testbed, fails: &[Failure]) -> String {
-    let list: Vec<String> = fails.iter().take(20).map(|f| f.to_string()).collect();
-    format!(
-        "{} failed:\n{}\n{}",
-        fails.len(),
-        list.join("\n"),
-        tb.logs()
-    )
-}
-
-/// The hard-coded C&C answers (the query reached it).
-fn cc_answers(tb: &Testbed) -> bool {
-    tb.dig_from_lan(FEEDERBOT_CC4, CC_CMD_NAME, "TXT", 2, &["+norecurse"])
-        .is_some_and(|o| o.contains(CC_CMD_TXT))
-}
-
 #[test]
 fn on_exit_detach_kill9_removes_the_filter() {
     let tb = Testbed::new("fd");
     let alerts = tb.file("alerts.json");
     let d = tb.start_nsdb("enforce", &alerts, None, &[]);
     assert!(xdp_attached(&tb, GW_LAN_IF) && xdp_attached(&tb, GW_WAN_IF));
-    assert!(!cc_answers(&tb), "enforce mode drops the query to the C&C");
+    assert!(!tb.cc_answers(), "enforce mode drops the query to the C&C");
     let err = d.kill9();
     assert!(
         !xdp_attached(&tb, GW_LAN_IF) && !xdp_attached(&tb, GW_WAN_IF),
         "--on-exit detach (the default): nothing stays attached after kill -9\n{err}"
     );
-    assert!(cc_answers(&tb), "without the filter the query passes");
+    assert!(tb.cc_answers(), "without the filter the query passes");
 }
 
 #[test]
@@ -94,7 +78,11 @@ fn on_exit_keep_filters_after_kill9_and_a_restart_takes_over_without_a_gap() {
         &["--on-exit", "keep", "--pin-dir", &pin_arg],
     );
     let (fails, _) = tb.resolve_list(&first);
-    assert!(fails.is_empty(), "round 1: {}", failures(&tb, &fails));
+    assert!(
+        fails.is_empty(),
+        "round 1: {}",
+        tb.describe_failures(&fails)
+    );
     for f in ["link_lan0", "link_wan0", "ALLOW_V4", "ALLOW_V6"] {
         assert!(pins.join(f).exists(), "{f} pinned in {}", pins.display());
     }
@@ -107,12 +95,12 @@ fn on_exit_keep_filters_after_kill9_and_a_restart_takes_over_without_a_gap() {
         xdp_attached(&tb, GW_LAN_IF) && xdp_attached(&tb, GW_WAN_IF),
         "--on-exit keep: attached after kill -9\n{err}"
     );
-    assert!(!cc_answers(&tb), "still enforcing without the daemon");
+    assert!(!tb.cc_answers(), "still enforcing without the daemon");
     let (fails, _) = tb.resolve_list(&second);
     assert!(
         fails.is_empty(),
         "round 2 without a daemon: {}",
-        failures(&tb, &fails)
+        tb.describe_failures(&fails)
     );
 
     // A new daemon (default --on-exit detach) takes the pinned links over atomically and
@@ -128,9 +116,9 @@ fn on_exit_keep_filters_after_kill9_and_a_restart_takes_over_without_a_gap() {
     assert!(
         fails.is_empty(),
         "after the takeover: {}",
-        failures(&tb, &fails)
+        tb.describe_failures(&fails)
     );
-    assert!(!cc_answers(&tb), "the new daemon enforces");
+    assert!(!tb.cc_answers(), "the new daemon enforces");
     let report = d.stop_report();
     let c = &report["final_counters"];
     assert_eq!(report["takeover"]["links"], 2, "{report}");
@@ -225,7 +213,7 @@ fn an_interface_that_disappears_and_comes_back_is_filtered_again() {
     let tb = Testbed::new("fi");
     let alerts = tb.file("alerts.json");
     let d = tb.start_nsdb("enforce", &alerts, None, &[]);
-    assert!(!cc_answers(&tb), "dropped while attached");
+    assert!(!tb.cc_answers(), "dropped while attached");
     // Deleting the gateway's LAN interface deletes the pair (the LAN's eth0) too.
     tb.gw.ip(&["link", "del", GW_LAN_IF]);
     assert!(
@@ -245,7 +233,7 @@ fn an_interface_that_disappears_and_comes_back_is_filtered_again() {
         String::from_utf8_lossy(&tb.gw.ip(&["link", "show"]).stdout),
         d.stderr_text()
     );
-    assert!(!cc_answers(&tb), "dropped again once re-attached");
+    assert!(!tb.cc_answers(), "dropped again once re-attached");
     assert!(
         tb.dig_from_lan(ROOT_A4, ".", "NS", 3, &["+norecurse"])
             .is_some(),
@@ -264,7 +252,7 @@ fn a_full_disk_stops_nothing_and_the_database_catches_up() {
     let d = tb.start_nsdb("enforce", &alerts, Some(&db), &[]);
     let glue = tb.names_of("glue");
     let (fails, _) = tb.resolve_list(&glue);
-    assert!(fails.is_empty(), "{}", failures(&tb, &fails));
+    assert!(fails.is_empty(), "{}", tb.describe_failures(&fails));
     std::thread::sleep(Duration::from_millis(1500));
 
     // Fill the file system.
@@ -283,7 +271,7 @@ fn a_full_disk_stops_nothing_and_the_database_catches_up() {
     assert!(
         fails.is_empty(),
         "learning goes on in memory with the disk full: {}",
-        failures(&tb, &fails)
+        tb.describe_failures(&fails)
     );
     assert!(
         d.wait_for_line(

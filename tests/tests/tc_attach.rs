@@ -64,23 +64,6 @@ fn assert_attached_tcx(d: &Daemon) {
     }
 }
 
-/// The hard-coded C&C answers (the query reached it).
-fn cc_answers(tb: &Testbed) -> bool {
-    tb.dig_from_lan(FEEDERBOT_CC4, CC_CMD_NAME, "TXT", 2, &["+norecurse"])
-        .is_some_and(|o| o.contains(CC_CMD_TXT))
-}
-
-fn failures(tb: &Testbed, fails: &[Failure]) -> String {
-    let list: Vec<String> = fails.iter().take(20).map(|f| f.to_string()).collect();
-    format!(
-        "{} of {} failed:\n{}\n{}",
-        fails.len(),
-        tb.names.len(),
-        list.join("\n"),
-        tb.logs()
-    )
-}
-
 /// The main gateway scenario with `--attach tc`: a cold resolver resolves every name of the
 /// tree (glue, glue-less delegations, IPv6-only servers, TCP fallback) in enforce mode with no
 /// query dropped and no alert for the resolver, while the bot's direct UDP query and TCP
@@ -89,7 +72,7 @@ fn failures(tb: &Testbed, fails: &[Failure]) -> String {
 #[test]
 fn tc_enforce_resolves_every_name_and_drops_the_bot() {
     let tb = Testbed::new("tc");
-    assert!(cc_answers(&tb), "the C&C answers without nsdb");
+    assert!(tb.cc_answers(), "the C&C answers without nsdb");
     let alerts = tb.file("alerts.json");
     let d = tb.start_nsdb("enforce", &alerts, None, &TC);
     assert_attached_tcx(&d);
@@ -99,10 +82,10 @@ fn tc_enforce_resolves_every_name_and_drops_the_bot() {
     assert!(
         fails.is_empty(),
         "enforce via tc: {}",
-        failures(&tb, &fails)
+        tb.describe_failures(&fails)
     );
     eprintln!("{} names resolved in {took:?}", tb.names.len());
-    assert!(!cc_answers(&tb), "UDP query to the hard-coded C&C dropped");
+    assert!(!tb.cc_answers(), "UDP query to the hard-coded C&C dropped");
     assert!(
         tb.dig_from_lan(
             FEEDERBOT_CC4,
@@ -160,7 +143,7 @@ fn tc_enforce_resolves_every_name_and_drops_the_bot() {
     assert_eq!(a[0]["qname"], CC_CMD_NAME, "{}", a[0]);
     assert_eq!(a[0]["qtype"], "TXT", "{}", a[0]);
     // Detached on SIGTERM: the query reaches the C&C again.
-    assert!(cc_answers(&tb), "nothing left attached after exit");
+    assert!(tb.cc_answers(), "nothing left attached after exit");
 }
 
 /// `--on-exit keep` with `--attach tc`: the tcx links are pinned, filtering goes on after
@@ -180,13 +163,13 @@ fn tc_on_exit_keep_survives_kill9_and_is_taken_over() {
         &args(&["--on-exit", "keep", "--pin-dir", &pin_arg]),
     );
     assert_attached_tcx(&d);
-    assert!(!cc_answers(&tb), "enforcing");
+    assert!(!tb.cc_answers(), "enforcing");
     for f in ["link_lan0", "link_wan0", "ALLOW_V4", "ALLOW_V6"] {
         assert!(pins.join(f).exists(), "{f} pinned in {}", pins.display());
     }
     let err = d.kill9();
     assert!(
-        !cc_answers(&tb),
+        !tb.cc_answers(),
         "still enforcing without the daemon\n{err}"
     );
     assert!(
@@ -201,12 +184,12 @@ fn tc_on_exit_keep_survives_kill9_and_is_taken_over() {
         "{}",
         d.stderr_text()
     );
-    assert!(!cc_answers(&tb), "the new daemon enforces");
+    assert!(!tb.cc_answers(), "the new daemon enforces");
     let (fails, _) = tb.resolve_all();
     assert!(
         fails.is_empty(),
         "after the takeover: {}",
-        failures(&tb, &fails)
+        tb.describe_failures(&fails)
     );
     let r = d.stop_report();
     assert_eq!(r["takeover"]["links"], 2, "{r}");
@@ -215,7 +198,7 @@ fn tc_on_exit_keep_survives_kill9_and_is_taken_over() {
         1,
         "only the C&C query: {r}"
     );
-    assert!(cc_answers(&tb), "detached after the second daemon's exit");
+    assert!(tb.cc_answers(), "detached after the second daemon's exit");
     assert!(!pins.exists(), "the pin directory is removed");
 }
 
@@ -225,7 +208,7 @@ fn tc_interface_that_comes_back_is_filtered_again() {
     let tb = Testbed::new("ti");
     let alerts = tb.file("alerts.json");
     let d = tb.start_nsdb("enforce", &alerts, None, &TC);
-    assert!(!cc_answers(&tb), "dropped while attached");
+    assert!(!tb.cc_answers(), "dropped while attached");
     tb.gw.ip(&["link", "del", GW_LAN_IF]);
     assert!(
         d.wait_for_line("interface disappeared", Duration::from_secs(5)),
@@ -239,7 +222,7 @@ fn tc_interface_that_comes_back_is_filtered_again() {
         d.stderr_text()
     );
     assert_no_xdp(&tb);
-    assert!(!cc_answers(&tb), "dropped again once re-attached");
+    assert!(!tb.cc_answers(), "dropped again once re-attached");
     assert!(
         tb.dig_from_lan(ROOT_A4, ".", "NS", 3, &["+norecurse"])
             .is_some(),
