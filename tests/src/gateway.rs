@@ -3,12 +3,12 @@
 //! IPv6, serving `nsdb.test`). The known server is a root server for nsdb: `root.hints` in the
 //! temporary directory names it, so it is allowed without having been learned.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{
     TempDir,
     netns::{Netns, veth},
-    servers::{Nsd, Zone},
+    servers::{Daemon, Nsd, Zone},
 };
 
 pub const CLIENT: &str = "192.0.2.10";
@@ -31,6 +31,39 @@ impl GatewayNet {
     /// The root hints naming the known server (IPv4 and IPv6).
     pub fn hints(&self) -> PathBuf {
         self.tmp.path().join("root.hints")
+    }
+
+    /// `nsdb run` flags for this gateway: both interfaces, `mode`, the client side as internal
+    /// prefixes, the root hints, and `alerts`; then `extra`.
+    pub fn nsdb_args(&self, mode: &str, alerts: &Path, extra: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--iface",
+            "g0",
+            "--iface",
+            "g1",
+            "--mode",
+            mode,
+            "--internal",
+            "192.0.2.0/24",
+            "--internal",
+            "2001:db8:1::/64",
+            "--root-hints",
+            self.hints().to_str().unwrap(),
+            "--alerts",
+            alerts.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    }
+
+    /// Starts `nsdb run` in the gateway namespace with [`GatewayNet::nsdb_args`].
+    pub fn start_nsdb(&self, mode: &str, alerts: &Path, extra: &[&str]) -> Daemon {
+        let args = self.nsdb_args(mode, alerts, extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Daemon::start(&self.gw, &refs)
     }
 }
 

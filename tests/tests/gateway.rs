@@ -18,30 +18,7 @@ fn net() -> Net {
 }
 
 fn start(n: &Net, mode: &str, alerts: &Path) -> Daemon {
-    start_with(n, mode, alerts, &[])
-}
-
-/// [`start`] with more flags (e.g. `--attach tc`).
-fn start_with(n: &Net, mode: &str, alerts: &Path, extra: &[&str]) -> Daemon {
-    let hints = n.hints();
-    let mut args = vec![
-        "--iface",
-        "g0",
-        "--iface",
-        "g1",
-        "--mode",
-        mode,
-        "--internal",
-        "192.0.2.0/24",
-        "--internal",
-        "2001:db8:1::/64",
-        "--root-hints",
-        hints.to_str().unwrap(),
-        "--alerts",
-        alerts.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Daemon::start(&n.gw, &args)
+    n.start_nsdb(mode, alerts, &[])
 }
 
 fn n(c: &serde_json::Value, key: &str) -> u64 {
@@ -121,7 +98,7 @@ fn enforce_mode_with_attach_tc_drops_unknown_and_keeps_answering_known() {
 fn enforce_scenario(extra: &[&str]) {
     let net = net();
     let alerts = net.tmp.path().join("alerts.json");
-    let d = start_with(&net, "enforce", &alerts, extra);
+    let d = net.start_nsdb("enforce", &alerts, extra);
     let links = String::from_utf8_lossy(&net.gw.ip(&["link", "show"]).stdout).into_owned();
     let xdp_progs = if extra.is_empty() { 2 } else { 0 };
     assert_eq!(links.matches("prog/xdp").count(), xdp_progs, "{links}");

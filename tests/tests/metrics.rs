@@ -35,28 +35,13 @@ fn net(tag: &str) -> Net {
 const ALLOW_ENTRIES: u64 = 4096;
 
 fn start(n: &Net, extra: &[&str]) -> Daemon {
-    let hints = n.hints();
     let allow = n.tmp.path().join("allow.txt");
     let alerts = n.tmp.path().join("alerts.json");
     let db = n.tmp.path().join("history.db");
     let entries = ALLOW_ENTRIES.to_string();
     let mut args = vec![
-        "--iface",
-        "g0",
-        "--iface",
-        "g1",
-        "--mode",
-        "monitor",
-        "--internal",
-        "192.0.2.0/24",
-        "--internal",
-        "2001:db8:1::/64",
-        "--root-hints",
-        hints.to_str().unwrap(),
         "--allow",
         allow.to_str().unwrap(),
-        "--alerts",
-        alerts.to_str().unwrap(),
         "--db",
         db.to_str().unwrap(),
         "--allow-entries",
@@ -65,7 +50,7 @@ fn start(n: &Net, extra: &[&str]) -> Daemon {
         ADDR,
     ];
     args.extend_from_slice(extra);
-    Daemon::start(&n.gw, &args)
+    n.start_nsdb("monitor", &alerts, &args)
 }
 
 /// GET `path` from the daemon's server, inside the gateway namespace.

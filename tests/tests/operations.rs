@@ -161,17 +161,19 @@ fn config_file_equals_flags_and_command_line_flags_win() {
     let c = conf.to_str().unwrap();
 
     // --check-config: the effective configuration, and nothing created.
-    let out = tb
-        .gw
-        .cmd(&[
-            nsdb_bin().to_str().unwrap(),
+    let nsdb = nsdb_bin();
+    let check_config = |extra: &[&str]| {
+        let mut args = vec![
+            nsdb.to_str().unwrap(),
             "run",
             "--config",
             c,
             "--check-config",
-        ])
-        .output()
-        .unwrap();
+        ];
+        args.extend_from_slice(extra);
+        tb.gw.cmd(&args).output().unwrap()
+    };
+    let out = check_config(&[]);
     assert!(out.status.success(), "{}", text(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["config"], "ok");
@@ -185,19 +187,7 @@ fn config_file_equals_flags_and_command_line_flags_win() {
         !alerts.exists() && !db.exists(),
         "--check-config creates nothing"
     );
-    let out = tb
-        .gw
-        .cmd(&[
-            nsdb_bin().to_str().unwrap(),
-            "run",
-            "--config",
-            c,
-            "--check-config",
-            "--iface",
-            "nosuch0",
-        ])
-        .output()
-        .unwrap();
+    let out = check_config(&["--iface", "nosuch0"]);
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
