@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::roots::{self, Hint};
-use crate::wire::{self, Message, NameBuf, Section};
+use crate::wire::{self, Message, NameBuf, NameCache, Section, TextRange};
 pub use hash::FastMap;
 
 /// How strictly servers are held to their zones.
@@ -255,11 +255,48 @@ pub struct Rows {
     pub counts: Vec<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A query in flight: client address and port, server address and port, DNS id, packed
+/// into 40 bytes and hashed as five words (a `SocketAddr` pair is 64 bytes, hashed field by
+/// field with its enum tags; this key is built and hashed for every query and response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct QKey {
-    client: SocketAddr,
-    server: SocketAddr,
-    id: u16,
+    /// Addresses as IPv6 (IPv4 mapped); which family each was is in `rest`.
+    client: u128,
+    server: u128,
+    /// Client port, server port, id, and one bit per address: was it IPv4.
+    rest: u64,
+}
+
+impl QKey {
+    fn new(client: SocketAddr, server: SocketAddr, id: u16) -> QKey {
+        fn bits(a: IpAddr) -> (u128, u64) {
+            match a {
+                IpAddr::V4(v4) => (v4.to_ipv6_mapped().to_bits(), 1),
+                IpAddr::V6(v6) => (v6.to_bits(), 0),
+            }
+        }
+        let (c, c4) = bits(client.ip());
+        let (s, s4) = bits(server.ip());
+        QKey {
+            client: c,
+            server: s,
+            rest: (client.port() as u64) << 48
+                | (server.port() as u64) << 32
+                | (id as u64) << 16
+                | c4 << 1
+                | s4,
+        }
+    }
+}
+
+impl std::hash::Hash for QKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.client as u64);
+        h.write_u64((self.client >> 64) as u64);
+        h.write_u64(self.server as u64);
+        h.write_u64((self.server >> 64) as u64);
+        h.write_u64(self.rest);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -318,6 +355,9 @@ const SMALL_SERVES: usize = 8;
 #[derive(Debug, Clone)]
 struct PendingNs {
     zone: u32,
+    /// The glue-less NS name itself: `pending` is keyed by its hash, and an answer is only
+    /// taken for it when the question's text is this name.
+    ns: u32,
     nsttl: u32,
     deadline: u64,
     querytime: u64,
@@ -401,10 +441,10 @@ pub struct Engine {
     scratch: Option<Box<Collected>>,
 }
 
-/// One NS record collected from a response.
+/// One NS record collected from a response (its names are in `Collected::names`).
 struct NsCand {
-    zone: String,
-    target: String,
+    zone: TextRange,
+    target: TextRange,
     /// Offset of the target name in the message (hashed only when it is glue-less).
     target_off: usize,
     ttl: u32,
@@ -414,7 +454,7 @@ struct NsCand {
 }
 struct GlueCand {
     /// The owner name; empty when `ns` says which NS record's target it is.
-    owner: String,
+    owner: TextRange,
     /// `same_as` of the NS record whose target this glue's owner points to (see `collect`),
     /// or `NO_NS`.
     ns: u32,
@@ -427,11 +467,11 @@ const NO_NS: u32 = u32::MAX;
 impl GlueCand {
     /// Is this the glue of NS record `n` (RFC 1034 §4.2.1: an address record owned by the NS
     /// record's target)?
-    fn is_glue_of(&self, n: &NsCand) -> bool {
+    fn is_glue_of(&self, n: &NsCand, names: &NameCache) -> bool {
         if self.ns != NO_NS {
             self.ns == n.same_as
         } else {
-            self.owner == n.target
+            names.text(self.owner) == names.text(n.target)
         }
     }
 }
@@ -652,11 +692,7 @@ impl Engine {
             self.stats.malformed += 1;
             return;
         };
-        let key = QKey {
-            client: src,
-            server: dst,
-            id: m.header.id,
-        };
+        let key = QKey::new(src, dst, m.header.id);
         let info = QInfo {
             ts_ms,
             qhash: question_hash(nh, q.qtype, q.qclass),
@@ -753,21 +789,17 @@ impl Engine {
                 return;
             }
         };
-        let (qtype, qclass, qname_off, qname_hash) = match m.question() {
+        let (qtype, qclass, qname_hash) = match m.question() {
             Some(q) => match name_hash(msg, q.name_off) {
-                Ok(h) => (q.qtype, q.qclass, q.name_off, h),
+                Ok(h) => (q.qtype, q.qclass, h),
                 Err(_) => {
                     self.stats.malformed += 1;
                     return;
                 }
             },
-            None => (0, 0, 0, 0),
+            None => (0, 0, 0),
         };
-        let key = QKey {
-            client: dst,
-            server: src,
-            id: m.header.id,
-        };
+        let key = QKey::new(dst, src, m.header.id);
         // One map operation for the common case (a paired response consumes its query); a
         // query whose question does not match is put back, as it was never consumed.
         let qinfo = match self.inflight.remove(&key) {
@@ -819,31 +851,33 @@ impl Engine {
         if collect(msg, &m, want_answers, c).is_err() {
             self.stats.malformed += 1;
             if self.cfg.explain {
-                self.explain_cands(ts_ms, src, dst, h.id, c.ns(), c.glue(), "malformed");
+                self.explain_cands(ts_ms, src, dst, h.id, c, "malformed");
             }
             return;
         }
-        let (ns, glue, answers, cnames) = (c.ns(), c.glue(), c.answers(), c.cnames());
-        self.stats.ns_records += ns.len() as u64;
-        if ns.is_empty() && !want_answers {
+        self.stats.ns_records += c.ns.len() as u64;
+        if c.ns.is_empty() && !want_answers {
             // A plain answer: nothing to learn (the common case).
             if ts_ms >= self.pending_sweep_at {
                 self.sweep_pending(ts_ms);
             }
             return;
         }
-        let mut qname = NameBuf::default();
-        if m.header.qdcount > 0 && wire::read_name(msg, qname_off, &mut qname).is_err() {
+        // Usually decoded by `collect` already (before the names that point into it).
+        c.read_qname(&m);
+        if m.header.qdcount > 0 && c.qname.is_none() {
             self.stats.malformed += 1;
             return;
         }
-        let qn = qname.as_str();
+        let c = &*c;
+        let (ns, glue) = (c.ns(), c.glue());
+        let qn = c.qname.map_or("", |r| c.text(r));
         let server_known = self.server_kind(src.ip(), ts_ms);
         if self.cfg.bailiwick == Bailiwick::Strict && matches!(server_known, ServerKind::Unknown) {
             if !ns.is_empty() || want_answers {
                 self.stats.unknown_server += 1;
                 if self.cfg.explain {
-                    self.explain_cands(ts_ms, src, dst, h.id, ns, glue, "unknown_server");
+                    self.explain_cands(ts_ms, src, dst, h.id, c, "unknown_server");
                 }
             }
             return;
@@ -863,11 +897,11 @@ impl Engine {
         let mut chain_buf: [&str; MAX_CNAME_CHAIN + 1] = [""; MAX_CNAME_CHAIN + 1];
         chain_buf[0] = qn;
         let mut chain_len = 1;
-        while !cnames.is_empty() && chain_len <= MAX_CNAME_CHAIN {
+        while !c.cnames().is_empty() && chain_len <= MAX_CNAME_CHAIN {
             let last = chain_buf[chain_len - 1];
-            match cnames.iter().find(|(o, _)| o == last) {
-                Some((_, t)) if !chain_buf[..chain_len].contains(&t.as_str()) => {
-                    chain_buf[chain_len] = t;
+            match c.cnames().iter().find(|(o, _)| c.text(*o) == last) {
+                Some((_, t)) if !chain_buf[..chain_len].contains(&c.text(*t)) => {
+                    chain_buf[chain_len] = c.text(*t);
                     chain_len += 1;
                 }
                 _ => break,
@@ -875,12 +909,13 @@ impl Engine {
         }
         let chain = &chain_buf[..chain_len];
         for n in ns {
+            let (zone, target) = (c.text(n.zone), c.text(n.target));
             let in_query = self.cfg.bailiwick == Bailiwick::Off
-                || chain.iter().any(|q| wire::is_subdomain(q, &n.zone));
-            let in_server = self.may_teach(server_known, &n.zone, None);
+                || chain.iter().any(|q| wire::is_subdomain(q, zone));
+            let in_server = self.may_teach(server_known, zone, None);
             // The glue of this NS record, as an iterator rather than a collected Vec: one
             // allocation per NS record showed up in profiles of referral-heavy traces.
-            let matching = || glue.iter().filter(|g| g.is_glue_of(n));
+            let matching = || glue.iter().filter(|g| g.is_glue_of(n, &c.names));
             if !in_query || !in_server {
                 self.stats.out_of_bailiwick += 1;
                 let v = if in_query {
@@ -890,10 +925,10 @@ impl Engine {
                 };
                 if self.cfg.explain {
                     if matching().next().is_none() {
-                        self.decide(&ctx, &n.zone, &n.target, None, v);
+                        self.decide(&ctx, zone, target, None, v);
                     }
                     for g in matching() {
-                        self.decide(&ctx, &n.zone, &n.target, Some(g.addr), v);
+                        self.decide(&ctx, zone, target, Some(g.addr), v);
                     }
                 }
                 continue;
@@ -902,31 +937,25 @@ impl Engine {
             for g in matching() {
                 self.stats.glue_addrs += 1;
                 // The glue's owner is the NS record's target (`is_glue_of`).
-                if !self.may_teach(server_known, &n.target, Some(&n.zone)) {
+                if !self.may_teach(server_known, target, Some(zone)) {
                     self.stats.out_of_bailiwick += 1;
                     if self.cfg.explain {
-                        self.decide(
-                            &ctx,
-                            &n.zone,
-                            &n.target,
-                            Some(g.addr),
-                            "glue_out_of_bailiwick",
-                        );
+                        self.decide(&ctx, zone, target, Some(g.addr), "glue_out_of_bailiwick");
                     }
                     continue;
                 }
                 any = true;
-                self.learn(&ctx, &n.zone, &n.target, n.ttl, g.addr, g.ttl, Source::Glue);
+                self.learn(&ctx, zone, target, n.ttl, g.addr, g.ttl, Source::Glue);
             }
             if !any {
                 // Glue-less (or all glue rejected): wait for a lookup of the NS name, and use
                 // what the history already knows about it.
                 // Validated when collected, so the hash cannot fail here.
                 let target_hash = name_hash(msg, n.target_off).unwrap_or(0);
-                self.add_pending(&ctx, &n.zone, &n.target, target_hash, n.ttl);
+                self.add_pending(&ctx, zone, target, target_hash, n.ttl);
                 let known: Vec<IpAddr> = self
                     .names
-                    .get(&n.target)
+                    .get(target)
                     .and_then(|t| self.by_ns.get(&t))
                     .map(|v| {
                         v.iter()
@@ -936,12 +965,12 @@ impl Engine {
                     })
                     .unwrap_or_default();
                 for a in known {
-                    self.learn(&ctx, &n.zone, &n.target, n.ttl, a, n.ttl, Source::KnownNs);
+                    self.learn(&ctx, zone, target, n.ttl, a, n.ttl, Source::KnownNs);
                 }
             }
         }
         if want_answers {
-            self.resolve_glueless(&ctx, server_known, answers, cnames);
+            self.resolve_glueless(&ctx, server_known, c);
         }
         if self.ns_rows_now > 0 && self.cfg.record_rows && !self.cfg.record_all_queries {
             self.rows.queries.push(QueryRow {
@@ -1035,6 +1064,7 @@ impl Engine {
         self.stats.glueless_pending += 1;
         let p = PendingNs {
             zone: z,
+            ns: t,
             nsttl,
             deadline: ctx.ts_ms + self.cfg.glueless_window_ms,
             querytime: ctx.querytime,
@@ -1044,7 +1074,7 @@ impl Engine {
             server: ctx.server,
         };
         let v = self.pending.entry(target_hash).or_default();
-        if let Some(old) = v.iter_mut().find(|o| o.zone == z) {
+        if let Some(old) = v.iter_mut().find(|o| o.zone == z && o.ns == t) {
             *old = p;
         } else {
             v.push(p);
@@ -1073,13 +1103,7 @@ impl Engine {
         }
     }
 
-    fn resolve_glueless(
-        &mut self,
-        ctx: &RespCtx<'_>,
-        known: ServerKind,
-        answers: &[GlueCand],
-        cnames: &[(String, String)],
-    ) {
+    fn resolve_glueless(&mut self, ctx: &RespCtx<'_>, known: ServerKind, c: &Collected) {
         let Some(pend) = self.pending.get(&ctx.qname_hash).cloned() else {
             return;
         };
@@ -1087,20 +1111,27 @@ impl Engine {
         let mut chain = vec![ctx.qname.to_string()];
         for _ in 0..MAX_CNAME_CHAIN {
             let last = chain.last().cloned().unwrap_or_default();
-            match cnames.iter().find(|(o, _)| *o == last) {
-                Some((_, tgt)) if !chain.contains(tgt) => chain.push(tgt.clone()),
+            match c.cnames().iter().find(|(o, _)| c.text(*o) == last) {
+                Some((_, tgt)) if !chain.iter().any(|x| x == c.text(*tgt)) => {
+                    chain.push(c.text(*tgt).to_string())
+                }
                 _ => break,
             }
         }
-        let addrs: Vec<&GlueCand> = answers
+        let addrs: Vec<&GlueCand> = c
+            .answers()
             .iter()
-            .filter(|a| chain.contains(&a.owner))
+            .filter(|a| chain.iter().any(|x| x == c.text(a.owner)))
             .collect();
         if addrs.is_empty() {
             return;
         }
         let in_bailiwick = self.may_teach(known, ctx.qname, Some("."));
         for p in pend {
+            if self.names.name(p.ns) != ctx.qname {
+                // Another name with the same hash (see `wire::hash_name`): not this lookup.
+                continue;
+            }
             let zone = self.names.name(p.zone).to_string();
             if ctx.ts_ms > p.deadline {
                 if self.cfg.explain {
@@ -1331,7 +1362,7 @@ impl Engine {
         // Slow path (explain only): its own buffers; a malformed tail keeps what came before.
         let mut c = Collected::default();
         let _ = collect(m.buf, m, false, &mut c);
-        self.explain_cands(ts_ms, src, dst, m.header.id, c.ns(), c.glue(), verdict);
+        self.explain_cands(ts_ms, src, dst, m.header.id, &c, verdict);
     }
 
     fn explain_cands(
@@ -1340,8 +1371,7 @@ impl Engine {
         src: SocketAddr,
         dst: SocketAddr,
         id: u16,
-        ns: &[NsCand],
-        glue: &[GlueCand],
+        c: &Collected,
         verdict: &'static str,
     ) {
         let ctx = RespCtx {
@@ -1354,14 +1384,15 @@ impl Engine {
             qname: "",
             qtype: 0,
         };
-        for n in ns {
+        for n in c.ns() {
+            let (zone, target) = (c.text(n.zone), c.text(n.target));
             let mut any = false;
-            for g in glue.iter().filter(|g| g.is_glue_of(n)) {
+            for g in c.glue().iter().filter(|g| g.is_glue_of(n, &c.names)) {
                 any = true;
-                self.decide(&ctx, &n.zone, &n.target, Some(g.addr), verdict);
+                self.decide(&ctx, zone, target, Some(g.addr), verdict);
             }
             if !any {
-                self.decide(&ctx, &n.zone, &n.target, None, verdict);
+                self.decide(&ctx, zone, target, None, verdict);
             }
         }
     }
@@ -1493,112 +1524,89 @@ struct RespCtx<'a> {
 /// their capacity, so a steady stream of referrals allocates nothing here).
 #[derive(Default)]
 struct Collected {
+    /// The text of every name below, and of the question.
+    names: NameCache,
+    /// The question name, once decoded (`collect` decodes it before the first name it reads,
+    /// so that the names pointing into it are copied rather than walked).
+    qname: Option<TextRange>,
     ns: Vec<NsCand>,
-    n_ns: usize,
     glue: Vec<GlueCand>,
-    n_glue: usize,
     answers: Vec<GlueCand>,
-    n_answers: usize,
-    cnames: Vec<(String, String)>,
-    n_cnames: usize,
-}
-
-fn set(dst: &mut String, src: &str) {
-    dst.clear();
-    dst.push_str(src);
+    cnames: Vec<(TextRange, TextRange)>,
 }
 
 impl Collected {
     fn reset(&mut self) {
-        self.n_ns = 0;
-        self.n_glue = 0;
-        self.n_answers = 0;
-        self.n_cnames = 0;
+        self.names.clear();
+        self.qname = None;
+        self.ns.clear();
+        self.glue.clear();
+        self.answers.clear();
+        self.cnames.clear();
     }
     fn ns(&self) -> &[NsCand] {
-        &self.ns[..self.n_ns]
+        &self.ns
     }
     fn glue(&self) -> &[GlueCand] {
-        &self.glue[..self.n_glue]
+        &self.glue
     }
     fn answers(&self) -> &[GlueCand] {
-        &self.answers[..self.n_answers]
+        &self.answers
     }
-    fn cnames(&self) -> &[(String, String)] {
-        &self.cnames[..self.n_cnames]
+    fn cnames(&self) -> &[(TextRange, TextRange)] {
+        &self.cnames
     }
-    fn push_ns(&mut self, zone: &str, target: &str, target_off: usize, ttl: u32) {
-        if self.n_ns == self.ns.len() {
-            self.ns.push(NsCand {
-                zone: String::new(),
-                target: String::new(),
-                target_off: 0,
-                ttl: 0,
-                same_as: 0,
-            });
-        }
-        let i = self.n_ns;
-        let same_as = self.ns[..i]
+    fn text(&self, r: TextRange) -> &str {
+        self.names.text(r)
+    }
+    fn push_ns(&mut self, zone: TextRange, target: TextRange, target_off: usize, ttl: u32) {
+        let i = self.ns.len();
+        let names = &self.names;
+        let same_as = self
+            .ns
             .iter()
-            .position(|o| o.target == target)
+            .position(|o| names.text(o.target) == names.text(target))
             .unwrap_or(i) as u32;
-        let n = &mut self.ns[i];
-        set(&mut n.zone, zone);
-        set(&mut n.target, target);
-        n.target_off = target_off;
-        n.ttl = ttl;
-        n.same_as = same_as;
-        self.n_ns += 1;
+        self.ns.push(NsCand {
+            zone,
+            target,
+            target_off,
+            ttl,
+            same_as,
+        });
     }
-    fn push_addr(&mut self, answer: bool, owner: &str, addr: IpAddr, ttl: u32) {
-        let (v, n) = if answer {
-            (&mut self.answers, &mut self.n_answers)
+    fn push_addr(&mut self, answer: bool, owner: TextRange, addr: IpAddr, ttl: u32) {
+        let v = if answer {
+            &mut self.answers
         } else {
-            (&mut self.glue, &mut self.n_glue)
+            &mut self.glue
         };
-        if *n == v.len() {
-            v.push(GlueCand {
-                owner: String::new(),
-                ns: NO_NS,
-                addr,
-                ttl,
-            });
-        }
-        let g = &mut v[*n];
-        set(&mut g.owner, owner);
-        g.ns = NO_NS;
-        g.addr = addr;
-        g.ttl = ttl;
-        *n += 1;
+        v.push(GlueCand {
+            owner,
+            ns: NO_NS,
+            addr,
+            ttl,
+        });
     }
     /// Glue whose owner is the target of NS record `j` (same name: neither decoded nor copied).
     fn push_glue_of_ns(&mut self, j: usize, addr: IpAddr, ttl: u32) {
-        let Collected {
-            ns, glue, n_glue, ..
-        } = self;
-        if *n_glue == glue.len() {
-            glue.push(GlueCand {
-                owner: String::new(),
-                ns: NO_NS,
-                addr,
-                ttl,
-            });
-        }
-        let g = &mut glue[*n_glue];
-        g.owner.clear();
-        g.ns = ns[j].same_as;
-        g.addr = addr;
-        g.ttl = ttl;
-        *n_glue += 1;
+        self.glue.push(GlueCand {
+            owner: TextRange::default(),
+            ns: self.ns[j].same_as,
+            addr,
+            ttl,
+        });
     }
-    fn push_cname(&mut self, owner: &str, target: &str) {
-        if self.n_cnames == self.cnames.len() {
-            self.cnames.push((String::new(), String::new()));
+    /// Decode the question name into `names` if not done yet (errors are left for the caller
+    /// to find: the question is read again there).
+    fn read_qname(&mut self, m: &Message<'_>) {
+        if self.qname.is_none() && m.header.qdcount > 0 {
+            self.qname = self
+                .names
+                .read(m.buf, wire::HEADER_LEN)
+                .ok()
+                .map(|(r, _)| r);
         }
-        let c = &mut self.cnames[self.n_cnames];
-        set(&mut c.0, owner);
-        set(&mut c.1, target);
-        self.n_cnames += 1;
     }
 }
 
@@ -1607,11 +1615,10 @@ impl Collected {
 /// the error.
 fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -> Result<(), ()> {
     c.reset();
-    let mut a = NameBuf::default();
-    let mut b = NameBuf::default();
     // NS records of one RRset share an owner, usually the same compression pointer: decode it
-    // once (`a` still holds it while `last_owner_ptr` matches).
+    // once (`owner` still holds it while `last_owner_ptr` matches).
     let mut last_owner_ptr: Option<[u8; 2]> = None;
+    let mut owner = TextRange::default();
     for r in m.records() {
         let Ok(r) = r else { return Err(()) };
         if r.class != wire::CLASS_IN {
@@ -1619,22 +1626,24 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
         }
         match (r.section, r.rtype) {
             (Section::Answer | Section::Authority, wire::TYPE_NS) => {
-                if c.n_ns >= MAX_NS_PER_RESPONSE {
+                if c.ns.len() >= MAX_NS_PER_RESPONSE {
                     continue;
                 }
+                c.read_qname(m);
                 let ptr = msg
                     .get(r.name_off..r.name_off + 2)
                     .and_then(|p| <[u8; 2]>::try_from(p).ok())
                     .filter(|p| p[0] & 0xc0 == 0xc0);
-                let same = ptr.is_some() && ptr == last_owner_ptr;
-                if !same && wire::read_name(msg, r.name_off, &mut a).is_err() {
-                    return Err(());
+                if ptr.is_none() || ptr != last_owner_ptr {
+                    owner = c.names.read(msg, r.name_off).map_err(|_| ())?.0;
                 }
                 last_owner_ptr = ptr;
-                if r.target(msg, &mut b).is_err() {
+                let (target, end) = c.names.read(msg, r.rdata_off).map_err(|_| ())?;
+                if end > r.rdata_off + r.rdlen as usize {
+                    // The target must end inside the rdata (`Record::target`).
                     return Err(());
                 }
-                c.push_ns(a.as_str(), b.as_str(), r.rdata_off, r.ttl);
+                c.push_ns(owner, target, r.rdata_off, r.ttl);
             }
             (Section::Additional, wire::TYPE_A | wire::TYPE_AAAA)
             | (Section::Answer, wire::TYPE_A | wire::TYPE_AAAA) => {
@@ -1646,7 +1655,11 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
                     }
                     continue;
                 }
-                let list_len = if is_answer { c.n_answers } else { c.n_glue };
+                let list_len = if is_answer {
+                    c.answers.len()
+                } else {
+                    c.glue.len()
+                };
                 if list_len >= MAX_GLUE_PER_RESPONSE {
                     continue;
                 }
@@ -1668,22 +1681,22 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
                         continue;
                     }
                 }
-                if wire::read_name(msg, r.name_off, &mut a).is_err() {
-                    return Err(());
-                }
-                c.push_addr(is_answer, a.as_str(), addr, r.ttl);
+                c.read_qname(m);
+                let (name, _) = c.names.read(msg, r.name_off).map_err(|_| ())?;
+                c.push_addr(is_answer, name, addr, r.ttl);
             }
             (Section::Answer, wire::TYPE_CNAME) => {
-                if c.n_cnames >= MAX_CNAME_CHAIN * 4 {
+                if c.cnames.len() >= MAX_CNAME_CHAIN * 4 {
                     continue;
                 }
                 last_owner_ptr = None;
-                if wire::read_name(msg, r.name_off, &mut a).is_err()
-                    || r.target(msg, &mut b).is_err()
-                {
+                c.read_qname(m);
+                let (name, _) = c.names.read(msg, r.name_off).map_err(|_| ())?;
+                let (target, end) = c.names.read(msg, r.rdata_off).map_err(|_| ())?;
+                if end > r.rdata_off + r.rdlen as usize {
                     return Err(());
                 }
-                c.push_cname(a.as_str(), b.as_str());
+                c.cnames.push((name, target));
             }
             _ => {}
         }

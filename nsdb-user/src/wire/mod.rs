@@ -256,42 +256,330 @@ pub fn read_name(msg: &[u8], off: usize, out: &mut NameBuf) -> Result<usize, Wir
     Ok(end)
 }
 
+/// The names of one message decoded so far, kept so that a later name whose compression
+/// pointer lands on a label already decoded copies that label's text to the end of its name
+/// instead of walking it again (a referral's NS owner points into the question, each NS target
+/// into the owner: with this cache each of them costs its own first label and a copy).
+///
+/// Results are exactly [`read_name`]'s, errors included: a copied suffix was validated when it
+/// was first decoded, a pointer that lands on it passed the same backward-pointer check the
+/// full walk makes, and the suffix's wire length and pointer count are added to the name's
+/// before its limits are checked (if they would be exceeded, the name is walked in full, which
+/// reports the error as `read_name` does).
+pub struct NameCache {
+    /// The decoded names' text, one after another.
+    text: Vec<u8>,
+    /// Label starts of decoded names (`marks[..n_marks]`).
+    marks: [Mark; MAX_MARKS],
+    n_marks: usize,
+    /// One per decoded name.
+    names: Vec<Decoded>,
+}
+
+impl Default for NameCache {
+    fn default() -> Self {
+        NameCache {
+            text: Vec::new(),
+            marks: [Mark::default(); MAX_MARKS],
+            n_marks: 0,
+            names: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Mark {
+    /// Offset of the label's length octet in the message.
+    off: u32,
+    /// Where the label's text starts in `text`.
+    text: u32,
+    /// Index in `names` of the name it belongs to.
+    name: u32,
+    /// Wire bytes and pointers of the name before this label.
+    wire: u16,
+    hops: u16,
+}
+
+#[derive(Clone, Copy)]
+struct Decoded {
+    /// End of the name's text in `text`.
+    end: u32,
+    /// Wire bytes (without the root label) and pointers of the whole name.
+    wire: u16,
+    hops: u16,
+}
+
+/// A decoded name in a [`NameCache`]: its text is `cache.text(range)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TextRange {
+    start: u32,
+    end: u32,
+}
+
+impl TextRange {
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// Most label starts remembered per message: a pointer is looked up among them, so this bounds
+/// the work per pointer for a hostile message with many names (a referral has a few dozen).
+const MAX_MARKS: usize = 64;
+
+impl NameCache {
+    /// Forget everything (call before each message).
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.n_marks = 0;
+        self.names.clear();
+    }
+
+    pub fn text(&self, r: TextRange) -> &str {
+        let bytes = &self.text[r.start as usize..r.end as usize];
+        debug_assert!(bytes.is_ascii());
+        // SAFETY: only ASCII is ever written to `text` (letters, digits, `-_*.`, `\` and the
+        // decimal digits of escapes, as `NameBuf::push_label` writes), and every range handed
+        // out covers whole names.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+
+    /// Decode the name at `off` (as [`read_name`] does); returns its text range and the offset
+    /// just past the name in place.
+    pub fn read(&mut self, msg: &[u8], off: usize) -> Result<(TextRange, usize), WireError> {
+        let marks_before = self.n_marks;
+        // Room for the longest name's text (checked in `walk`: every write stays below it).
+        self.text.reserve(NAME_TEXT_CAP);
+        let start = self.text.len();
+        let r = self.walk(msg, off, start);
+        match r {
+            Ok((end_text, _)) => {
+                // SAFETY: `walk` initialised bytes start..end_text, within the reserved room.
+                unsafe { self.text.set_len(end_text) };
+            }
+            Err(_) => self.n_marks = marks_before,
+        }
+        r.map(|(end_text, end)| {
+            (
+                TextRange {
+                    start: start as u32,
+                    end: end_text as u32,
+                },
+                end,
+            )
+        })
+    }
+
+    /// The walk of `walk_name` (same checks, same errors) writing text after `start` in the
+    /// reserved room; returns (end of the text, offset past the name in place).
+    fn walk(&mut self, msg: &[u8], off: usize, start: usize) -> Result<(usize, usize), WireError> {
+        let name = self.names.len() as u32;
+        let out = self.text.as_mut_ptr();
+        let cap_end = start + NAME_TEXT_CAP;
+        let mut len = start;
+        let mut pos = off;
+        let mut end_in_place: Option<usize> = None;
+        let mut wire_len = 0usize;
+        let mut hops = 0usize;
+        let mut lowest = off;
+        let end = loop {
+            let Some(&l8) = msg.get(pos) else {
+                return Err(WireError::NameTruncated(pos));
+            };
+            match l8 & 0xc0 {
+                0x00 => {
+                    if l8 == 0 {
+                        break end_in_place.unwrap_or(pos + 1);
+                    }
+                    let l = l8 as usize;
+                    let prefix = wire_len;
+                    wire_len += 1 + l;
+                    if wire_len + 1 > MAX_NAME_WIRE {
+                        return Err(WireError::NameTooLong(off));
+                    }
+                    let Some(bytes) = msg.get(pos + 1..pos + 1 + l) else {
+                        return Err(WireError::NameTruncated(pos));
+                    };
+                    // At most 254 wire bytes so far: the text (one dot per length octet, at most
+                    // 4 bytes per label byte) stays within NAME_TEXT_CAP of `start`.
+                    assert!(len + 1 + 4 * l <= cap_end, "name text over capacity");
+                    if len > start {
+                        // SAFETY: below `cap_end`, inside the room reserved in `read`.
+                        unsafe { out.add(len).write(b'.') };
+                        len += 1;
+                    }
+                    if self.n_marks < MAX_MARKS {
+                        self.marks[self.n_marks] = Mark {
+                            off: pos as u32,
+                            text: len as u32,
+                            name,
+                            wire: prefix as u16,
+                            hops: hops as u16,
+                        };
+                        self.n_marks += 1;
+                    }
+                    for &b in bytes {
+                        let c = PLAIN[b as usize];
+                        // SAFETY: at most 4 bytes per label byte, within the assert above.
+                        unsafe {
+                            if c != 0 {
+                                out.add(len).write(c);
+                                len += 1;
+                            } else {
+                                let b = b.to_ascii_lowercase();
+                                out.add(len).write(b'\\');
+                                out.add(len + 1).write(b'0' + b / 100);
+                                out.add(len + 2).write(b'0' + (b / 10) % 10);
+                                out.add(len + 3).write(b'0' + b % 10);
+                                len += 4;
+                            }
+                        }
+                    }
+                    pos += 1 + l;
+                }
+                0xc0 => {
+                    let Some(&lo) = msg.get(pos + 1) else {
+                        return Err(WireError::NameTruncated(pos));
+                    };
+                    let target = (((l8 & 0x3f) as usize) << 8) | lo as usize;
+                    if target >= lowest {
+                        return Err(WireError::ForwardPointer(pos));
+                    }
+                    hops += 1;
+                    if hops > MAX_POINTER_HOPS {
+                        return Err(WireError::TooManyPointers(off));
+                    }
+                    if end_in_place.is_none() {
+                        end_in_place = Some(pos + 2);
+                    }
+                    lowest = target;
+                    pos = target;
+                    let marks = &self.marks[..self.n_marks];
+                    if let Some(m) = marks.iter().find(|m| m.off as usize == target) {
+                        let d = self.names[m.name as usize];
+                        let rest_wire = (d.wire - m.wire) as usize;
+                        let rest_hops = (d.hops - m.hops) as usize;
+                        let (from, to) = (m.text as usize, d.end as usize);
+                        // The whole name within the limits: its text fits as a walked one would.
+                        if wire_len + rest_wire < MAX_NAME_WIRE
+                            && hops + rest_hops <= MAX_POINTER_HOPS
+                        {
+                            assert!(len + 1 + (to - from) <= cap_end, "name text over capacity");
+                            if len > start {
+                                // SAFETY: below `cap_end`, inside the reserved room.
+                                unsafe { out.add(len).write(b'.') };
+                                len += 1;
+                            }
+                            // SAFETY: the source is an earlier name's text (below `start`, so
+                            // initialised and not overlapping the destination at `len`).
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    out.add(from),
+                                    out.add(len),
+                                    to - from,
+                                )
+                            };
+                            len += to - from;
+                            wire_len += rest_wire;
+                            hops += rest_hops;
+                            break end_in_place.unwrap_or(pos);
+                        }
+                    }
+                }
+                _ => return Err(WireError::BadLabelType(pos, l8)),
+            }
+        };
+        if len == start {
+            // SAFETY: the reserved room holds at least one byte.
+            unsafe { out.add(len).write(b'.') };
+            len += 1;
+        }
+        self.names.push(Decoded {
+            end: len as u32,
+            wire: wire_len as u16,
+            hops: hops as u16,
+        });
+        Ok((len, end))
+    }
+}
+
 /// A 64-bit hash of the name at `off`, case-insensitive (RFC 4343), computed from the wire
-/// labels without building its text; equal names hash equally whatever their compression.
-/// Validated exactly as [`read_name`] validates. Returns (hash, offset past the name).
+/// bytes without building its text; equal names hash equally whatever their compression.
+/// Validated exactly as [`read_name`] validates. Returns the offset past the name in place.
+///
+/// What is hashed is the name's uncompressed wire form (length octets, label bytes, the final
+/// zero), 8 bytes at a time with bit 0x20 set in every byte. An uncompressed name (every
+/// question, in practice) is hashed where it lies, with no per-label work; a compressed one is
+/// first spelled out into a stack buffer. Setting 0x20 folds ASCII case (RFC 4343) and also a
+/// few other pairs (`-` and CR, digits and control bytes 0x10–0x19, `@` and `` ` ``, `_` and
+/// DEL…), so two names differing only in those bytes hash alike: the hash pairs a response
+/// with a query already matched on addresses, ports and id, and finds pending NS names, which
+/// are compared as text before anything is learned, so such a collision is harmless.
 pub fn hash_name(
     msg: &[u8],
     off: usize,
     h: &mut impl std::hash::Hasher,
 ) -> Result<usize, WireError> {
-    // Each label: its length, then its bytes 8 at a time with bit 0x20 set in every byte. That
-    // folds ASCII case (RFC 4343) and also a few punctuation pairs ('@' and '`', '_' and DEL,
-    // control bytes and their 0x20 neighbours), which only means that two names differing in
-    // those bytes hash alike: the hash pairs a response with a query already matched on
-    // addresses, ports and id, and finds a pending NS name, so such a collision is harmless.
-    walk_name(msg, off, |label| {
-        h.write_u8(label.len() as u8);
-        let mut chunks = label.chunks_exact(8);
+    // Fast path: the labels run uncompressed up to the root label, within the message and
+    // within 255 bytes. Anything else (a pointer, a bad label type, truncation, too long) takes
+    // the general walk, which also reports the error exactly as `read_name` would.
+    let mut pos = off;
+    while let Some(&len) = msg.get(pos) {
+        if len == 0 {
+            let wire = &msg[off..=pos];
+            if wire.len() <= MAX_NAME_WIRE {
+                hash_folded(wire, h);
+                return Ok(pos + 1);
+            }
+            break;
+        }
+        if len & 0xc0 != 0 || pos + 1 - off > MAX_NAME_WIRE {
+            break;
+        }
+        pos += 1 + len as usize;
+    }
+    let mut buf = [0u8; MAX_NAME_WIRE];
+    let mut n = 0;
+    let end = walk_name(msg, off, |label| {
+        // `walk_name` keeps the labels' total (with their length octets) under 255 bytes
+        // including the root label, so this never overflows.
+        buf[n] = label.len() as u8;
+        buf[n + 1..n + 1 + label.len()].copy_from_slice(label);
+        n += 1 + label.len();
+    })?;
+    buf[n] = 0;
+    hash_folded(&buf[..n + 1], h);
+    Ok(end)
+}
+
+/// Hash `bytes` 8 at a time with 0x20 set in every byte (see [`hash_name`]); the last 1..8
+/// bytes by fixed-size loads that overlap bytes already hashed, so no copy is made. The
+/// length is hashed first, so the overlap cannot make two different runs alike.
+#[inline]
+fn hash_folded(bytes: &[u8], h: &mut impl std::hash::Hasher) {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let n = bytes.len();
+    h.write_u8(n as u8);
+    if n >= 8 {
+        let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
             let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            h.write_u64(w | 0x2020_2020_2020_2020);
+            h.write_u64(w | FOLD);
         }
-        // The last 1..7 bytes by fixed-size loads (copying them into a buffer called memcpy
-        // for every short label): for 4..7 bytes the first and the last four, overlapping, for
-        // 1..3 the first, middle and last byte. With the label length already hashed, that
-        // covers every byte.
-        let r = chunks.remainder();
-        let n = r.len();
-        let w = if n >= 4 {
-            u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as u64
-                | (u32::from_le_bytes([r[n - 4], r[n - 3], r[n - 2], r[n - 1]]) as u64) << 32
-        } else if n > 0 {
-            r[0] as u64 | (r[n / 2] as u64) << 8 | (r[n - 1] as u64) << 16
-        } else {
-            return;
-        };
-        h.write_u64(w | 0x2020_2020_2020_2020);
-    })
+        if !chunks.remainder().is_empty() {
+            let c = &bytes[n - 8..];
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            h.write_u64(w | FOLD);
+        }
+    } else if n >= 4 {
+        let w = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as u64
+            | (u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]]) as u64)
+                << 32;
+        h.write_u64(w | FOLD);
+    } else {
+        // 1..3 bytes (a name is at least its root label).
+        let w = bytes[0] as u64 | (bytes[n / 2] as u64) << 8 | (bytes[n - 1] as u64) << 16;
+        h.write_u64(w | FOLD);
+    }
 }
 
 /// Walk the labels of the name at `off`, following compression pointers, calling `label` for
@@ -691,6 +979,64 @@ mod tests {
     }
 
     #[test]
+    fn name_cache_keeps_the_length_and_pointer_limits() {
+        // A name of the longest wire length at 12, a name that would exceed it by pointing
+        // there after a label of its own, and one pointing into its middle.
+        let mut body = Vec::new();
+        for l in [63u8, 63, 63, 61] {
+            body.push(l);
+            body.extend(std::iter::repeat_n(b'x', l as usize));
+        }
+        body.push(0);
+        body.extend_from_slice(b"\x05abcde\xc0\x0c\x05abcde\xc0\x4c");
+        let m = msg(1, 0, [0, 0, 0, 0], &body);
+        let mut cache = NameCache::default();
+        let (long, _) = cache.read(&m, 12).unwrap();
+        assert_eq!(cache.text(long).len(), 253);
+        let over = 12 + body.len() - 16;
+        assert_eq!(cache.read(&m, over), Err(WireError::NameTooLong(over)));
+        let (r, end) = cache.read(&m, over + 8).unwrap();
+        assert_eq!(end, over + 16);
+        assert!(cache.text(r).starts_with("abcde.xxx"));
+        vs_hickory::names_agree(&m);
+
+        // Pointer counts: "a" at 12, a chain of 125 bare pointers ending there, "b" + a pointer
+        // to the chain's end (126 pointers), C pointing to "b" (127, the most allowed) and D
+        // pointing to C (128: the copied suffix would hide one too many).
+        let mut body = b"\x01a\x00".to_vec();
+        let mut prev = 12usize;
+        for _ in 0..125 {
+            let here = 12 + body.len();
+            body.extend_from_slice(&[0xc0 | (prev >> 8) as u8, prev as u8]);
+            prev = here;
+        }
+        let b_off = 12 + body.len();
+        body.extend_from_slice(&[1, b'b', 0xc0 | (prev >> 8) as u8, prev as u8]);
+        let c_off = 12 + body.len();
+        body.extend_from_slice(&[0xc0 | (b_off >> 8) as u8, b_off as u8]);
+        let d_off = 12 + body.len();
+        body.extend_from_slice(&[0xc0 | (c_off >> 8) as u8, c_off as u8]);
+        let m = msg(1, 0, [0, 0, 0, 0], &body);
+        let mut cache = NameCache::default();
+        let mut n = NameBuf::default();
+        for (off, want) in [(12, "a"), (b_off, "b.a"), (c_off, "b.a")] {
+            let (r, _) = cache.read(&m, off).unwrap();
+            assert_eq!(cache.text(r), want);
+            read_name(&m, off, &mut n).unwrap();
+            assert_eq!(n.as_str(), want);
+        }
+        assert_eq!(
+            read_name(&m, d_off, &mut n),
+            Err(WireError::TooManyPointers(d_off))
+        );
+        assert_eq!(
+            cache.read(&m, d_off),
+            Err(WireError::TooManyPointers(d_off))
+        );
+        vs_hickory::names_agree(&m);
+    }
+
+    #[test]
     fn subdomain_is_label_exact() {
         assert!(is_subdomain("a.example.com", "example.com"));
         assert!(is_subdomain("example.com", "example.com"));
@@ -793,6 +1139,50 @@ mod tests {
             }
         }
 
+        /// Every offset of `wire` read in order through one [`NameCache`], and hashed: the same
+        /// text, end and error as [`read_name`] (the cache copies suffixes of earlier names; the
+        /// hash takes a shortcut for uncompressed names).
+        pub(crate) fn names_agree(wire: &[u8]) {
+            use std::hash::{BuildHasher, Hasher};
+            let st = std::collections::hash_map::RandomState::new();
+            let mut cache = NameCache::default();
+            let mut n = NameBuf::default();
+            for off in 0..wire.len() {
+                let plain = read_name(wire, off, &mut n);
+                let cached = cache.read(wire, off);
+                match (&plain, &cached) {
+                    (Ok(end), Ok((r, cend))) => {
+                        assert_eq!(end, cend, "end of the name at {off}");
+                        assert_eq!(n.as_str(), cache.text(*r), "name at {off}");
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a, b, "error at {off}"),
+                    _ => panic!(
+                        "at {off}: read_name {plain:?}, cache {:?}",
+                        cached.map(|c| c.1)
+                    ),
+                }
+                let mut h = st.build_hasher();
+                let hashed = hash_name(wire, off, &mut h);
+                assert_eq!(plain, hashed, "hash_name validation at {off}");
+            }
+            // Equal names hash equally: every decoded name against a spelled-out copy of it.
+            for off in 0..wire.len() {
+                if read_name(wire, off, &mut n).is_err() {
+                    continue;
+                }
+                let mut spelled = Vec::new();
+                let _ = walk_name(wire, off, |l| {
+                    spelled.push(l.len() as u8);
+                    spelled.extend_from_slice(l);
+                });
+                spelled.push(0);
+                let (mut a, mut b) = (st.build_hasher(), st.build_hasher());
+                hash_name(wire, off, &mut a).unwrap();
+                hash_name(&spelled, 0, &mut b).unwrap();
+                assert_eq!(a.finish(), b.finish(), "hash of the name at {off}");
+            }
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(300))]
             #[test]
@@ -814,10 +1204,27 @@ mod tests {
                 }
                 let wire = m.to_vec().unwrap();
                 compare(&wire);
+                names_agree(&wire);
                 // And every truncation of it must be handled without a panic.
                 for cut in 0..wire.len() {
                     let _ = Message::parse(&wire[..cut]).map(|p| p.records().count());
                 }
+            }
+
+            #[test]
+            fn cache_and_hash_validate_as_read_name(
+                bytes in prop::collection::vec(any::<u8>(), 0..300),
+                // Pointers aimed at the bytes already seen, so that chains and cache hits occur.
+                ptrs in prop::collection::vec((0usize..300, any::<u8>()), 0..20),
+            ) {
+                let mut bytes = bytes;
+                for (at, to) in ptrs {
+                    if at + 1 < bytes.len() {
+                        bytes[at] = 0xc0;
+                        bytes[at + 1] = to;
+                    }
+                }
+                names_agree(&bytes);
             }
 
             #[test]
