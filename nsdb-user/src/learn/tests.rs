@@ -244,6 +244,65 @@ fn glueless_delegation_resolved_within_window_only() {
 }
 
 #[test]
+fn a_glueless_ns_name_is_answered_only_by_its_own_lookup_not_a_hash_alike() {
+    // "ns-1" and "ns\r1" differ in bit 0x20 of one byte: the name hash folds it (as it folds
+    // case), so an answer for the second finds the first's pending entry by hash. It must not
+    // teach: the pending NS name is compared as text.
+    let sibling = Name::from_labels(["ns\r1", "elsewhere", "test"].map(str::as_bytes)).unwrap();
+    let sibling_query = {
+        let mut m = HMessage::new(2, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(sibling.clone(), RecordType::A));
+        m.to_vec().unwrap()
+    };
+    let real_query = query(3, "ns-1.elsewhere.test", RecordType::A);
+    assert_eq!(
+        name_hash(&sibling_query, 12).unwrap(),
+        name_hash(&real_query, 12).unwrap(),
+        "the two names must hash alike for this test to mean anything"
+    );
+    let mut e = engine();
+    ask(&mut e, 1000, ROOT, 1, "www.example.test");
+    let r = referral(
+        1,
+        "www.example.test",
+        RecordType::A,
+        "example.test",
+        &[("ns-1.elsewhere.test", 7200)],
+        &[],
+    );
+    assert!(e.on_response(1100, sa(ROOT), sa(RESOLVER), &r).is_empty());
+    assert_eq!(e.stats().glueless_pending, 1);
+
+    let lookup = sa("192.0.2.99:53");
+    e.on_query(1200, sa(RESOLVER), lookup, &sibling_query);
+    let mut a = HMessage::new(2, MessageType::Response, OpCode::Query);
+    a.add_query(Query::query(sibling.clone(), RecordType::A));
+    a.add_answer(Record::from_rdata(
+        sibling,
+        600,
+        RData::A(rdata::A("192.0.2.66".parse().unwrap())),
+    ));
+    let l = e.on_response(1300, lookup, sa(RESOLVER), &a.to_vec().unwrap());
+    assert!(l.is_empty(), "{l:?}");
+    assert!(e.is_registered(ip("192.0.2.66"), 1300).is_none());
+    assert_eq!(e.stats().glueless_resolved, 0);
+
+    // The NS name's own lookup still resolves it.
+    e.on_query(1400, sa(RESOLVER), lookup, &real_query);
+    let a = answer(
+        3,
+        "ns-1.elsewhere.test",
+        &[("ns-1.elsewhere.test", "192.0.2.77", 600)],
+    );
+    let l = e.on_response(1500, lookup, sa(RESOLVER), &a);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0].zone, "example.test");
+    assert_eq!(l[0].ns_name, "ns-1.elsewhere.test");
+    assert_eq!(l[0].source, Source::GluelessLookup);
+    assert_eq!(e.stats().glueless_resolved, 1);
+}
+
+#[test]
 fn out_of_bailiwick_glue_from_known_server_is_rejected() {
     let mut e = engine();
     // Teach: "example.test" served by ns1.example.test at 192.0.2.53.
