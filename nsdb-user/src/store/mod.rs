@@ -23,6 +23,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::learn::{Learned, NsRow, QueryRow, Rows, Source};
 
+mod raw;
+use raw::{Stmt, Val};
+
 /// `PRAGMA application_id` of an nsdb database: "NSDB".
 pub const APPLICATION_ID: i32 = 0x4e53_4442;
 /// Schema version (`PRAGMA user_version`).
@@ -74,8 +77,118 @@ pub struct HistoryRow {
 
 /// An open history database.
 pub struct Store {
+    /// Prepared on the first write. Declared before `conn`: statements are finalized before
+    /// the connection closes.
+    stmts: Option<WriteStmts>,
     conn: Connection,
     path: PathBuf,
+}
+
+/// Rows written by one multi-row INSERT into query_db and ns_db: one statement per this many
+/// rows instead of one per row saves the per-statement work of SQLite (opening the table and
+/// index cursors, finding the last rowid, halting and resetting). The rows of a batch that do
+/// not fill a chunk are written one by one.
+///
+/// These statements are `INSERT OR FAIL`: with the default (ABORT) a statement that writes
+/// several rows keeps a statement journal (a copy of every page it changes, spilled to a
+/// temporary file), only to be able to undo its own rows on a constraint error. No such error
+/// can happen here (every NOT NULL column is given a value; the row ids are SQLite's), and any
+/// error makes [`Store::write_inner`] roll back the whole transaction anyway.
+///
+/// History upserts stay one row per statement: `DO UPDATE` always aborts on error, so a
+/// multi-row upsert would keep a statement journal, which costs more than it saves.
+const CHUNK: usize = 32;
+
+const QUERY_COLS: usize = 5;
+const NS_COLS: usize = 11;
+
+/// The statements of [`Store::write_inner`]: for query_db and ns_db one for a single row and one
+/// for [`CHUNK`] rows.
+struct WriteStmts {
+    query: [Stmt; 2],
+    ns: [Stmt; 2],
+    history: Stmt,
+}
+
+/// `head` followed by `rows` parenthesised lists of `cols` parameters, numbered in order.
+fn insert_sql(head: &str, cols: usize, rows: usize) -> String {
+    let mut s = String::from(head);
+    for r in 0..rows {
+        s.push_str(if r == 0 { " VALUES (" } else { ", (" });
+        for c in 0..cols {
+            s.push_str(if c == 0 { "?" } else { ", ?" });
+        }
+        s.push(')');
+    }
+    s
+}
+
+impl WriteStmts {
+    fn prepare(conn: &Connection) -> rusqlite::Result<WriteStmts> {
+        let both = |head: &str, cols: usize| {
+            Ok::<_, rusqlite::Error>([
+                Stmt::prepare(conn, &insert_sql(head, cols, 1))?,
+                Stmt::prepare(conn, &insert_sql(head, cols, CHUNK))?,
+            ])
+        };
+        Ok(WriteStmts {
+            query: both(
+                "INSERT OR FAIL INTO query_db (querytime, queryid, queryname, client, server)",
+                QUERY_COLS,
+            )?,
+            ns: both(
+                "INSERT OR FAIL INTO ns_db (querytime, queryid, queryname, res_time, zname, nsttl,
+                   nsfqdn, glueAttl, glueA, server, source)",
+                NS_COLS,
+            )?,
+            history: Stmt::prepare(
+                conn,
+                "INSERT INTO history (zone, ns_name, addr, first_seen, last_seen, count,
+                   expires, ttl, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?7, ?8)
+                 ON CONFLICT (zone, ns_name, addr) DO UPDATE SET
+                   first_seen = min(first_seen, excluded.first_seen),
+                   last_seen = max(last_seen, excluded.last_seen),
+                   count = CASE WHEN ?10 THEN max(count, excluded.count) ELSE count + 1 END,
+                   expires = max(expires, excluded.expires),
+                   ttl = excluded.ttl",
+            )?,
+        })
+    }
+}
+
+/// Run the values of some rows (`cols` each) as one multi-row INSERT when there are [`CHUNK`]
+/// rows, else row by row.
+fn exec_rows(stmts: &mut [Stmt; 2], vals: &[Val<'_>], cols: usize) -> rusqlite::Result<()> {
+    if vals.len() == CHUNK * cols {
+        return stmts[1].exec(vals);
+    }
+    for row in vals.chunks(cols) {
+        stmts[0].exec(row)?;
+    }
+    Ok(())
+}
+
+/// Text columns of one chunk of rows, formatted into one buffer reused chunk after chunk.
+#[derive(Default)]
+struct Texts {
+    buf: String,
+    ends: Vec<usize>,
+}
+
+impl Texts {
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
+    /// Close the field written since the last one.
+    fn end(&mut self) {
+        self.ends.push(self.buf.len());
+    }
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.buf[start..self.ends[i]]
+    }
 }
 
 const SCHEMA: &str = "
@@ -121,12 +234,11 @@ CREATE TABLE IF NOT EXISTS exceptions (
 );
 ";
 
-/// Set `out` to `ip` as `Display` writes it. IPv4 (nearly every row) is written digit by digit:
+/// Append `ip` as `Display` writes it. IPv4 (nearly every row) is written from a digit table:
 /// `to_string()` went through the `fmt` machinery and a fresh allocation per column, which
 /// profiling showed as a few per cent of `nsdb learn` on a referral-heavy trace. IPv6 keeps
 /// `Display` (RFC 5952 compression is not worth duplicating).
-fn set_ip(out: &mut String, ip: IpAddr) {
-    out.clear();
+fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(a) => push_v4(out, a.octets()),
         IpAddr::V6(a) => {
@@ -135,9 +247,8 @@ fn set_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
-/// Set `out` to `sa` as `Display` writes it ("a.b.c.d:port", IPv6 via `Display`).
-fn set_sock(out: &mut String, sa: SocketAddr) {
-    out.clear();
+/// Append `sa` as `Display` writes it ("a.b.c.d:port", IPv6 via `Display`).
+fn push_sock(out: &mut String, sa: SocketAddr) {
     match sa {
         SocketAddr::V4(v) => {
             push_v4(out, v.ip().octets());
@@ -150,27 +261,37 @@ fn set_sock(out: &mut String, sa: SocketAddr) {
     }
 }
 
+/// Decimal text of 0..=255: three bytes (digits, then padding) and the number of digits.
+static DEC_U8: [([u8; 3], u8); 256] = {
+    let mut t = [([0u8; 3], 0u8); 256];
+    let mut v = 0;
+    while v < 256 {
+        let (h, d, u) = ((v / 100) as u8, (v / 10 % 10) as u8, (v % 10) as u8);
+        t[v] = if v >= 100 {
+            ([b'0' + h, b'0' + d, b'0' + u], 3)
+        } else if v >= 10 {
+            ([b'0' + d, b'0' + u, 0], 2)
+        } else {
+            ([b'0' + u, 0, 0], 1)
+        };
+        v += 1;
+    }
+    t
+};
+
 fn push_v4(out: &mut String, o: [u8; 4]) {
     // Built on the stack and appended once (String::push per digit re-checks capacity).
-    let mut b = [0u8; 15];
+    let mut b = [0u8; 16];
     let mut n = 0;
-    for (i, v) in o.into_iter().enumerate() {
-        if i > 0 {
-            b[n] = b'.';
-            n += 1;
-        }
-        if v >= 100 {
-            b[n] = b'0' + v / 100;
-            n += 1;
-        }
-        if v >= 10 {
-            b[n] = b'0' + (v / 10) % 10;
-            n += 1;
-        }
-        b[n] = b'0' + v % 10;
+    for v in o {
+        let (d, len) = DEC_U8[v as usize];
+        b[n..n + 3].copy_from_slice(&d);
+        n += len as usize;
+        b[n] = b'.';
         n += 1;
     }
-    out.push_str(std::str::from_utf8(&b[..n]).unwrap_or_default());
+    // Without the last dot.
+    out.push_str(std::str::from_utf8(&b[..n - 1]).unwrap_or_default());
 }
 
 /// Decimal digits of `v`, no padding.
@@ -294,7 +415,11 @@ impl Store {
             if ver_of(&conn) < SCHEMA_VERSION {
                 return Err(StoreError::Uninitialised(p));
             }
-            return Ok(Store { conn, path: p });
+            return Ok(Store {
+                stmts: None,
+                conn,
+                path: p,
+            });
         }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sq)?;
@@ -305,7 +430,11 @@ impl Store {
             .map_err(sq)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sq)?;
-        Ok(Store { conn, path: p })
+        Ok(Store {
+            stmts: None,
+            conn,
+            path: p,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -348,86 +477,85 @@ impl Store {
             path: path.clone(),
             source: e,
         };
+        if self.stmts.is_none() {
+            self.stmts = Some(WriteStmts::prepare(&self.conn).map_err(sq)?);
+        }
+        let Some(st) = self.stmts.as_mut() else {
+            unreachable!("prepared above")
+        };
         let tx = self.conn.transaction().map_err(sq)?;
-        // Address columns are formatted into these buffers, reused row after row.
-        let (mut client, mut server, mut addr) = (String::new(), String::new(), String::new());
-        {
-            let mut q = tx
-                .prepare_cached(
-                    "INSERT INTO query_db (querytime, queryid, queryname, client, server)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(sq)?;
-            for r in queries {
-                set_sock(&mut client, r.client);
-                set_sock(&mut server, r.server);
-                q.execute(params![
-                    clamp_i64(r.querytime),
-                    r.queryid,
-                    r.queryname,
-                    client,
-                    server
-                ])
-                .map_err(sq)?;
+        // Address columns of a chunk are formatted into `t`, reused chunk after chunk.
+        let mut t = Texts::default();
+        for rows in queries.chunks(CHUNK) {
+            t.clear();
+            for r in rows {
+                push_sock(&mut t.buf, r.client);
+                t.end();
+                push_sock(&mut t.buf, r.server);
+                t.end();
             }
-            let mut n = tx
-                .prepare_cached(
-                    "INSERT INTO ns_db (querytime, queryid, queryname, res_time, zname, nsttl,
-                       nsfqdn, glueAttl, glueA, server, source)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .map_err(sq)?;
-            for r in ns {
+            let mut vals = Vec::with_capacity(rows.len() * QUERY_COLS);
+            for (j, r) in rows.iter().enumerate() {
+                vals.extend_from_slice(&[
+                    Val::Int(clamp_i64(r.querytime)),
+                    Val::Int(r.queryid.into()),
+                    Val::Text(&r.queryname),
+                    Val::Text(t.get(2 * j)),
+                    Val::Text(t.get(2 * j + 1)),
+                ]);
+            }
+            exec_rows(&mut st.query, &vals, QUERY_COLS).map_err(sq)?;
+        }
+        for rows in ns.chunks(CHUNK) {
+            t.clear();
+            for r in rows {
                 if let Some(a) = r.glue {
-                    set_ip(&mut addr, a);
+                    push_ip(&mut t.buf, a);
                 }
-                set_sock(&mut server, r.server);
-                n.execute(params![
-                    clamp_i64(r.querytime),
-                    r.queryid,
-                    r.queryname,
-                    clamp_i64(r.res_time),
-                    r.zname,
-                    r.nsttl,
-                    r.nsfqdn,
-                    r.glue_ttl,
-                    r.glue.map(|_| addr.as_str()),
-                    server,
-                    r.source.as_str()
+                t.end();
+                push_sock(&mut t.buf, r.server);
+                t.end();
+            }
+            let mut vals = Vec::with_capacity(rows.len() * NS_COLS);
+            for (j, r) in rows.iter().enumerate() {
+                vals.extend_from_slice(&[
+                    Val::Int(clamp_i64(r.querytime)),
+                    Val::Int(r.queryid.into()),
+                    Val::Text(&r.queryname),
+                    Val::Int(clamp_i64(r.res_time)),
+                    Val::Text(&r.zname),
+                    Val::Int(r.nsttl.into()),
+                    Val::Text(&r.nsfqdn),
+                    r.glue_ttl.map_or(Val::Null, |t| Val::Int(t.into())),
+                    r.glue.map_or(Val::Null, |_| Val::Text(t.get(2 * j))),
+                    Val::Text(t.get(2 * j + 1)),
+                    Val::Text(r.source.as_str()),
+                ]);
+            }
+            exec_rows(&mut st.ns, &vals, NS_COLS).map_err(sq)?;
+        }
+        let mut addr = String::new();
+        for (i, l) in learned.iter().enumerate() {
+            // A value in `counts` is the entry's absolute sighting count; without one, the
+            // entry is one more sighting.
+            let absolute = counts.is_some_and(|c| i < c.len());
+            let count = counts.and_then(|c| c.get(i)).copied().unwrap_or(1);
+            addr.clear();
+            push_ip(&mut addr, l.addr);
+            st.history
+                .exec(&[
+                    Val::Text(&l.zone),
+                    Val::Text(&l.ns_name),
+                    Val::Text(&addr),
+                    Val::Int(clamp_i64(l.first_seen_ms)),
+                    Val::Int(clamp_i64(l.learned_ms)),
+                    Val::Int(clamp_i64(l.expires_ms)),
+                    Val::Int(l.ttl.into()),
+                    Val::Text(l.source.as_str()),
+                    Val::Int(clamp_i64(count)),
+                    Val::Int(absolute.into()),
                 ])
                 .map_err(sq)?;
-            }
-            let mut h = tx
-                .prepare_cached(
-                    "INSERT INTO history (zone, ns_name, addr, first_seen, last_seen, count,
-                       expires, ttl, source)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?7, ?8)
-                     ON CONFLICT (zone, ns_name, addr) DO UPDATE SET
-                       first_seen = min(first_seen, excluded.first_seen),
-                       last_seen = max(last_seen, excluded.last_seen),
-                       count = CASE WHEN ?10 THEN max(count, excluded.count) ELSE count + 1 END,
-                       expires = max(expires, excluded.expires),
-                       ttl = excluded.ttl",
-                )
-                .map_err(sq)?;
-            for (i, l) in learned.iter().enumerate() {
-                let absolute = counts.is_some_and(|c| i < c.len());
-                let count = counts.and_then(|c| c.get(i)).copied().unwrap_or(1);
-                set_ip(&mut addr, l.addr);
-                h.execute(params![
-                    l.zone,
-                    l.ns_name,
-                    addr,
-                    clamp_i64(l.first_seen_ms),
-                    clamp_i64(l.learned_ms),
-                    clamp_i64(l.expires_ms),
-                    l.ttl,
-                    l.source.as_str(),
-                    clamp_i64(count),
-                    absolute
-                ])
-                .map_err(sq)?;
-            }
         }
         tx.commit().map_err(sq)
     }
@@ -872,20 +1000,24 @@ mod tests {
             "fe80::1:2:3:4",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            set_ip(&mut s, ip);
+            s.clear();
+            push_ip(&mut s, ip);
             assert_eq!(s, ip.to_string());
             for port in [0u16, 9, 53, 100, 65535] {
                 let sa = SocketAddr::new(ip, port);
-                set_sock(&mut s, sa);
+                s.clear();
+                push_sock(&mut s, sa);
                 assert_eq!(s, sa.to_string());
             }
         }
         let scoped: SocketAddr = "[fe80::1%7]:53".parse().unwrap();
-        set_sock(&mut s, scoped);
+        s.clear();
+        push_sock(&mut s, scoped);
         assert_eq!(s, scoped.to_string());
         for v in 0..=255u8 {
             let ip = IpAddr::from([v, v / 3, 255 - v, 7]);
-            set_ip(&mut s, ip);
+            s.clear();
+            push_ip(&mut s, ip);
             assert_eq!(s, ip.to_string());
         }
     }
@@ -907,6 +1039,124 @@ mod tests {
             source: Source::Glue,
             first_seen_ms: t,
         }
+    }
+
+    #[test]
+    fn log_rows_in_chunks_and_singly_keep_order_and_values() {
+        let p = tmp("chunks.db");
+        let mut s = Store::open(&p).unwrap();
+        let sock = |i: usize| -> SocketAddr {
+            if i % 7 == 3 {
+                format!("[2001:db8::{i:x}]:{}", 1000 + i).parse().unwrap()
+            } else {
+                format!("10.{}.{}.{}:{}", i % 256, i / 3, 255 - i % 256, 1000 + i)
+                    .parse()
+                    .unwrap()
+            }
+        };
+        let query = |i: usize| QueryRow {
+            querytime: 1_000 + i as u64,
+            queryid: i as u16,
+            queryname: format!("q{i}.example. {}", if i % 2 == 0 { "NS" } else { "A" }),
+            client: sock(i),
+            server: sock(i + 1),
+        };
+        let ns = |i: usize| NsRow {
+            querytime: 2_000 + i as u64,
+            queryid: i as u16,
+            queryname: format!("n{i}.example."),
+            res_time: 2_001 + i as u64,
+            zname: format!("z{}.example.", i % 9),
+            nsttl: 3_600 + i as u32,
+            nsfqdn: format!("ns{i}.z.example."),
+            glue_ttl: (i % 5 != 0).then_some(60 + i as u32),
+            glue: (i % 5 != 0).then(|| sock(i * 3).ip()),
+            server: sock(i + 2),
+            source: if i % 2 == 0 {
+                Source::Glue
+            } else {
+                Source::GluelessLookup
+            },
+            expires_ms: 0,
+        };
+        // Two full chunks and a rest, then a batch smaller than a chunk.
+        let (q1, n1): (Vec<_>, Vec<_>) = (0..2 * CHUNK + 5).map(|i| (query(i), ns(i))).unzip();
+        s.write(&q1, &n1, &[]).unwrap();
+        let (q2, n2): (Vec<_>, Vec<_>) = (100..103).map(|i| (query(i), ns(i))).unzip();
+        s.write(&q2, &n2, &[]).unwrap();
+        let (qs, ns_rows) = ([q1, q2].concat(), [n1, n2].concat());
+        let mut st = s
+            .conn
+            .prepare("SELECT id, querytime, queryid, queryname, client, server FROM query_db")
+            .unwrap();
+        let got: Vec<(i64, i64, i64, String, String, String)> = st
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        drop(st);
+        assert_eq!(got.len(), qs.len());
+        for (k, (g, q)) in got.iter().zip(&qs).enumerate() {
+            let want = (
+                k as i64 + 1,
+                q.querytime as i64,
+                q.queryid as i64,
+                q.queryname.clone(),
+                q.client.to_string(),
+                q.server.to_string(),
+            );
+            assert_eq!(*g, want);
+        }
+        let mut st = s
+            .conn
+            .prepare("SELECT id, server, source, typeof(glueA) FROM ns_db ORDER BY id")
+            .unwrap();
+        let got: Vec<(i64, String, String, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        drop(st);
+        assert_eq!(got.len(), ns_rows.len());
+        let mut exported = Vec::new();
+        s.for_each_ns_row(|r| {
+            exported.push(r);
+            Ok(())
+        })
+        .unwrap();
+        for (k, ((g, e), n)) in got.iter().zip(&exported).zip(&ns_rows).enumerate() {
+            let glue_type = if n.glue.is_some() { "text" } else { "null" };
+            let want = (
+                k as i64 + 1,
+                n.server.to_string(),
+                n.source.as_str().to_string(),
+                glue_type.to_string(),
+            );
+            assert_eq!(*g, want);
+            let want = NsExportRow {
+                querytime: n.querytime as i64,
+                queryid: n.queryid as i64,
+                queryname: n.queryname.clone(),
+                res_time: n.res_time as i64,
+                zname: n.zname.clone(),
+                nsttl: n.nsttl as i64,
+                nsfqdn: n.nsfqdn.clone(),
+                glue_attl: n.glue_ttl.map(i64::from),
+                glue_a: n.glue.map(|a| a.to_string()),
+            };
+            assert_eq!(*e, want);
+        }
+        drop(s);
+        let _ = std::fs::remove_file(&p);
     }
 
     #[test]
