@@ -908,11 +908,21 @@ impl Engine {
             }
         }
         let chain = &chain_buf[..chain_len];
+        // The NS records of one RRset share their owner (`collect` decodes it once): its two
+        // checks are made once per owner, not once per record.
+        let mut last_zone: Option<(TextRange, bool, bool)> = None;
         for n in ns {
             let (zone, target) = (c.text(n.zone), c.text(n.target));
-            let in_query = self.cfg.bailiwick == Bailiwick::Off
-                || chain.iter().any(|q| wire::is_subdomain(q, zone));
-            let in_server = self.may_teach(server_known, zone, None);
+            let (in_query, in_server) = match last_zone {
+                Some((z, q, s)) if z == n.zone => (q, s),
+                _ => {
+                    let q = self.cfg.bailiwick == Bailiwick::Off
+                        || chain.iter().any(|q| wire::is_subdomain(q, zone));
+                    let s = self.may_teach(server_known, zone, None);
+                    last_zone = Some((n.zone, q, s));
+                    (q, s)
+                }
+            };
             // The glue of this NS record, as an iterator rather than a collected Vec: one
             // allocation per NS record showed up in profiles of referral-heavy traces.
             let matching = || glue.iter().filter(|g| g.is_glue_of(n, &c.names));
