@@ -66,6 +66,7 @@ pub struct Msg<'a> {
 }
 
 /// Counts one extracted message and hands it to `f`, its direction decided by the QR bit.
+#[inline]
 fn deliver(sum: &mut ReadSummary, f: &mut dyn FnMut(&Msg<'_>), pkt: DnsPacket<'_>) {
     if pkt.msg.len() < crate::wire::HEADER_LEN {
         // Not even a DNS header (snaplen-cut, or junk on port 53).
@@ -168,7 +169,11 @@ pub fn read_all(
                     break;
                 }
             };
-            ex.frame(&frame, &mut |pkt| deliver(&mut sum, f, pkt));
+            // The common frame shape decoded inline, anything else by the general path.
+            match ex.frame_fast(&frame) {
+                Some(pkt) => deliver(&mut sum, f, pkt),
+                None => ex.frame_general(&frame, &mut |pkt| deliver(&mut sum, f, pkt)),
+            }
             n += 1;
             if n & 0xffff == 0 {
                 map.release_before(rd.offset());

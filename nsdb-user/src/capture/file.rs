@@ -122,44 +122,74 @@ impl<'a> Reader<'a> {
     }
 
     /// The next frame, `Ok(None)` at a clean end of file.
+    #[inline(always)]
     pub fn next_frame(&mut self) -> Result<Option<Frame<'a>>, CaptureError> {
-        match &mut self.kind {
+        // The pcap record reader is compiled once per byte order and time unit.
+        match self.kind {
             Kind::Pcap {
-                be,
-                nanos,
+                be: false,
+                nanos: false,
                 linktype,
-            } => {
-                let (be, nanos, linktype) = (*be, *nanos, *linktype);
-                let off = self.off;
-                if off == self.buf.len() {
-                    return Ok(None);
-                }
-                let hdr = self
-                    .buf
-                    .get(off..off + 16)
-                    .ok_or(CaptureError::Truncated(off))?;
-                let sec = rd32(hdr, 0, be).unwrap_or(0) as u64;
-                let frac = rd32(hdr, 4, be).unwrap_or(0) as u64;
-                let incl = rd32(hdr, 8, be).unwrap_or(0) as usize;
-                if incl > MAX_BLOCK {
-                    return Err(CaptureError::Format(off, "frame length over 16 MiB"));
-                }
-                let data = self
-                    .buf
-                    .get(off + 16..off + 16 + incl)
-                    .ok_or(CaptureError::Truncated(off))?;
-                self.off = off + 16 + incl;
-                let ts_us = sec * 1_000_000 + if nanos { frac / 1000 } else { frac };
-                Ok(Some(Frame {
-                    ts_us,
-                    linktype,
-                    data,
-                }))
-            }
+            } => self.next_pcap::<false, false>(linktype),
+            Kind::Pcap {
+                be: false,
+                nanos: true,
+                linktype,
+            } => self.next_pcap::<false, true>(linktype),
+            Kind::Pcap {
+                be: true,
+                nanos: false,
+                linktype,
+            } => self.next_pcap::<true, false>(linktype),
+            Kind::Pcap {
+                be: true,
+                nanos: true,
+                linktype,
+            } => self.next_pcap::<true, true>(linktype),
             Kind::Pcapng { .. } => self.next_pcapng(),
         }
     }
 
+    /// A pcap record: 16-byte header (seconds, fraction, captured length, original length),
+    /// then the frame. `BE`: big-endian file; `NANOS`: nanosecond timestamps.
+    #[inline(always)]
+    fn next_pcap<const BE: bool, const NANOS: bool>(
+        &mut self,
+        linktype: u32,
+    ) -> Result<Option<Frame<'a>>, CaptureError> {
+        let off = self.off;
+        let rest = self.buf.get(off..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        let Some((hdr, rest)) = rest.split_first_chunk::<16>() else {
+            return Err(CaptureError::Truncated(off));
+        };
+        let word = |i: usize| {
+            let b = [hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]];
+            if BE {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let (sec, frac, incl) = (word(0) as u64, word(4) as u64, word(8) as usize);
+        if incl > MAX_BLOCK {
+            return Err(CaptureError::Format(off, "frame length over 16 MiB"));
+        }
+        let Some(data) = rest.get(..incl) else {
+            return Err(CaptureError::Truncated(off));
+        };
+        self.off = off + 16 + incl;
+        let ts_us = sec * 1_000_000 + if NANOS { frac / 1000 } else { frac };
+        Ok(Some(Frame {
+            ts_us,
+            linktype,
+            data,
+        }))
+    }
+
+    #[cold]
     fn next_pcapng(&mut self) -> Result<Option<Frame<'a>>, CaptureError> {
         // Bounded: each block is at least 12 bytes long, checked below.
         loop {
@@ -281,7 +311,12 @@ mod tests {
 
     #[test]
     fn pcap_both_byte_orders_and_nanos() {
-        for (magic, be) in [(PCAP_MAGIC_US, false), (PCAP_MAGIC_NS, true)] {
+        for (magic, be) in [
+            (PCAP_MAGIC_US, false),
+            (PCAP_MAGIC_NS, true),
+            (PCAP_MAGIC_US, true),
+            (PCAP_MAGIC_NS, false),
+        ] {
             let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
             let mut f = Vec::new();
             f.extend_from_slice(&w32(magic));
