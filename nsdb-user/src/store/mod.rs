@@ -1057,7 +1057,10 @@ mod tests {
         let query = |i: usize| QueryRow {
             querytime: 1_000 + i as u64,
             queryid: i as u16,
-            queryname: format!("q{i}.example. {}", if i % 2 == 0 { "NS" } else { "A" }),
+            queryname: format!(
+                "q{i}.example. {}",
+                if i.is_multiple_of(2) { "NS" } else { "A" }
+            ),
             client: sock(i),
             server: sock(i + 1),
         };
@@ -1069,10 +1072,10 @@ mod tests {
             zname: format!("z{}.example.", i % 9),
             nsttl: 3_600 + i as u32,
             nsfqdn: format!("ns{i}.z.example."),
-            glue_ttl: (i % 5 != 0).then_some(60 + i as u32),
-            glue: (i % 5 != 0).then(|| sock(i * 3).ip()),
+            glue_ttl: (!i.is_multiple_of(5)).then_some(60 + i as u32),
+            glue: (!i.is_multiple_of(5)).then(|| sock(i * 3).ip()),
             server: sock(i + 2),
-            source: if i % 2 == 0 {
+            source: if i.is_multiple_of(2) {
                 Source::Glue
             } else {
                 Source::GluelessLookup
