@@ -96,11 +96,13 @@ pub struct Store {
 /// error makes [`Store::write_inner`] roll back the whole transaction anyway.
 ///
 /// History upserts stay one row per statement: `DO UPDATE` always aborts on error, so a
-/// multi-row upsert would keep a statement journal, which costs more than it saves.
+/// multi-row upsert would keep a statement journal, which costs more than it saves. New
+/// history entries are inserted [`CHUNK`] at a time by `INSERT OR IGNORE` (no journal either).
 const CHUNK: usize = 32;
 
 const QUERY_COLS: usize = 5;
 const NS_COLS: usize = 11;
+const HISTORY_COLS: usize = 9;
 
 /// The statements of [`Store::write_inner`]: for query_db and ns_db one for a single row and one
 /// for [`CHUNK`] rows.
@@ -108,6 +110,8 @@ struct WriteStmts {
     query: [Stmt; 2],
     ns: [Stmt; 2],
     history: Stmt,
+    /// [`CHUNK`] new history entries (see `write_inner`).
+    history_new: Stmt,
 }
 
 /// `head` followed by `rows` parenthesised lists of `cols` parameters, numbered in order.
@@ -153,6 +157,15 @@ impl WriteStmts {
                    expires = max(expires, excluded.expires),
                    ttl = excluded.ttl",
             )?,
+            history_new: Stmt::prepare(
+                conn,
+                &insert_sql(
+                    "INSERT OR IGNORE INTO history (zone, ns_name, addr, first_seen, last_seen,
+                       count, expires, ttl, source)",
+                    HISTORY_COLS,
+                    CHUNK,
+                ),
+            )?,
         })
     }
 }
@@ -161,12 +174,33 @@ impl WriteStmts {
 /// rows, else row by row.
 fn exec_rows(stmts: &mut [Stmt; 2], vals: &[Val<'_>], cols: usize) -> rusqlite::Result<()> {
     if vals.len() == CHUNK * cols {
-        return stmts[1].exec(vals);
+        return stmts[1].exec(vals).map(|_| ());
     }
     for row in vals.chunks(cols) {
         stmts[0].exec(row)?;
     }
     Ok(())
+}
+
+/// The order in which to write history entries: by the first 16 bytes of the zone (the start
+/// of the primary key), else as given. Upserts in about key order go to neighbouring places
+/// of the primary-key B-tree, which then splits pages where it appends instead of
+/// rebalancing them all over; a full key sort cost more than that saved. Entries with the
+/// same key keep their order (the last `ttl` wins, as before).
+fn history_order(learned: &[Learned]) -> impl Iterator<Item = usize> {
+    let mut keys: Vec<(u128, u32)> = learned
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut k = [0u8; 16];
+            let z = l.zone.as_bytes();
+            let n = z.len().min(16);
+            k[..n].copy_from_slice(&z[..n]);
+            (u128::from_be_bytes(k), i as u32)
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|(_, i)| i as usize)
 }
 
 /// Text columns of one chunk of rows, formatted into one buffer reused chunk after chunk.
@@ -534,28 +568,61 @@ impl Store {
             }
             exec_rows(&mut st.ns, &vals, NS_COLS).map_err(sq)?;
         }
-        let mut addr = String::new();
-        for (i, l) in learned.iter().enumerate() {
-            // A value in `counts` is the entry's absolute sighting count; without one, the
-            // entry is one more sighting.
-            let absolute = counts.is_some_and(|c| i < c.len());
-            let count = counts.and_then(|c| c.get(i)).copied().unwrap_or(1);
-            addr.clear();
-            push_ip(&mut addr, l.addr);
-            st.history
-                .exec(&[
-                    Val::Text(&l.zone),
-                    Val::Text(&l.ns_name),
-                    Val::Text(&addr),
-                    Val::Int(clamp_i64(l.first_seen_ms)),
-                    Val::Int(clamp_i64(l.learned_ms)),
-                    Val::Int(clamp_i64(l.expires_ms)),
-                    Val::Int(l.ttl.into()),
-                    Val::Text(l.source.as_str()),
-                    Val::Int(clamp_i64(count)),
-                    Val::Int(absolute.into()),
-                ])
-                .map_err(sq)?;
+        // History: with absolute counts an upsert is idempotent (min, max, the same TTL), so
+        // a chunk of entries is first inserted by one INSERT OR IGNORE; only when it skipped
+        // some (a key already stored, or twice in the chunk) are all of its entries upserted
+        // one by one, which ends in the same rows, and the rest of the batch is upserted
+        // row by row (keys already stored tend to come together: a database learning more).
+        let order: Vec<usize> = history_order(learned).collect();
+        let mut try_insert = counts.is_some_and(|c| c.len() >= learned.len());
+        let count = |i: usize| counts.and_then(|c| c.get(i)).copied().unwrap_or(1);
+        for idxs in order.chunks(CHUNK) {
+            t.clear();
+            for &i in idxs {
+                push_ip(&mut t.buf, learned[i].addr);
+                t.end();
+            }
+            if try_insert && idxs.len() == CHUNK {
+                let mut vals = Vec::with_capacity(CHUNK * HISTORY_COLS);
+                for (j, &i) in idxs.iter().enumerate() {
+                    let l = &learned[i];
+                    vals.extend_from_slice(&[
+                        Val::Text(&l.zone),
+                        Val::Text(&l.ns_name),
+                        Val::Text(t.get(j)),
+                        Val::Int(clamp_i64(l.first_seen_ms)),
+                        Val::Int(clamp_i64(l.learned_ms)),
+                        Val::Int(clamp_i64(count(i))),
+                        Val::Int(clamp_i64(l.expires_ms)),
+                        Val::Int(l.ttl.into()),
+                        Val::Text(l.source.as_str()),
+                    ]);
+                }
+                if st.history_new.exec(&vals).map_err(sq)? == CHUNK as u64 {
+                    continue;
+                }
+                try_insert = false;
+            }
+            for (j, &i) in idxs.iter().enumerate() {
+                let l = &learned[i];
+                // A value in `counts` is the entry's absolute sighting count; without one,
+                // the entry is one more sighting.
+                let absolute = counts.is_some_and(|c| i < c.len());
+                st.history
+                    .exec(&[
+                        Val::Text(&l.zone),
+                        Val::Text(&l.ns_name),
+                        Val::Text(t.get(j)),
+                        Val::Int(clamp_i64(l.first_seen_ms)),
+                        Val::Int(clamp_i64(l.learned_ms)),
+                        Val::Int(clamp_i64(l.expires_ms)),
+                        Val::Int(l.ttl.into()),
+                        Val::Text(l.source.as_str()),
+                        Val::Int(clamp_i64(count(i))),
+                        Val::Int(absolute.into()),
+                    ])
+                    .map_err(sq)?;
+            }
         }
         tx.commit().map_err(sq)
     }
@@ -1039,6 +1106,82 @@ mod tests {
             source: Source::Glue,
             first_seen_ms: t,
         }
+    }
+
+    /// Batches of absolute history entries (as `Writer` commits them) end in the rows that
+    /// upserting them one by one gives: new keys in full chunks, keys twice in a chunk, keys
+    /// already stored, and a rest.
+    #[test]
+    fn history_chunks_end_as_single_upserts() {
+        let p = tmp("hchunks.db");
+        let mut s = Store::open(&p).unwrap();
+        let mut model: HashMap<(String, String, IpAddr), HistoryRow> = HashMap::new();
+        let entry = |k: usize, t: u64| Learned {
+            zone: format!("zone{}.example.", k % 40),
+            ns_name: format!("ns{}.zone{}.example.", k % 3, k % 40),
+            addr: IpAddr::from([192, 0, 2, (k % 250) as u8]),
+            expires_ms: t + 5_000 - 7 * (k as u64 % 11),
+            ttl: 60 + (t % 97) as u32,
+            learned_ms: t + (k as u64 % 5),
+            source: if k.is_multiple_of(4) {
+                Source::GluelessLookup
+            } else {
+                Source::Glue
+            },
+            first_seen_ms: t - (k as u64 % 13),
+        };
+        let batches: Vec<Vec<usize>> = vec![
+            // All new, two full chunks and a rest.
+            (0..2 * CHUNK + 7).collect(),
+            // Keys stored and new, and the same key twice in a row.
+            (CHUNK..3 * CHUNK).chain([5, 5, 900, 901]).collect(),
+            // New keys only, again (a batch starts inserting again), one repeated in a chunk.
+            (1000..1000 + CHUNK)
+                .chain([1003])
+                .chain(1100..1100 + CHUNK)
+                .collect(),
+        ];
+        for (b, keys) in batches.iter().enumerate() {
+            let t = 10_000 * (b as u64 + 1);
+            let mut rows = Rows::default();
+            for (n, &k) in keys.iter().enumerate() {
+                let l = entry(k, t + n as u64);
+                let count = 3 + (k as u64 * 7 + b as u64) % 10;
+                let key = (l.zone.clone(), l.ns_name.clone(), l.addr);
+                let new = HistoryRow {
+                    zone: l.zone.clone(),
+                    ns_name: l.ns_name.clone(),
+                    addr: l.addr,
+                    first_seen: l.first_seen_ms,
+                    last_seen: l.learned_ms,
+                    count,
+                    expires: l.expires_ms,
+                    ttl: l.ttl,
+                    source: l.source.as_str().to_string(),
+                };
+                model
+                    .entry(key)
+                    .and_modify(|h| {
+                        h.first_seen = h.first_seen.min(new.first_seen);
+                        h.last_seen = h.last_seen.max(new.last_seen);
+                        h.count = h.count.max(new.count);
+                        h.expires = h.expires.max(new.expires);
+                        h.ttl = new.ttl;
+                    })
+                    .or_insert(new);
+                rows.learned.push(l);
+                rows.counts.push(count);
+            }
+            s.write_rows(&rows).unwrap();
+            let mut got = s.history().unwrap();
+            let mut want: Vec<HistoryRow> = model.values().cloned().collect();
+            let key = |h: &HistoryRow| (h.zone.clone(), h.ns_name.clone(), h.addr);
+            got.sort_by_key(key);
+            want.sort_by_key(key);
+            assert_eq!(got, want, "after batch {b}");
+        }
+        drop(s);
+        let _ = std::fs::remove_file(&p);
     }
 
     #[test]

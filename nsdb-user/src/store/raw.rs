@@ -82,8 +82,9 @@ impl Stmt {
     }
 
     /// Bind `vals` to parameters 1.. (all of them: `vals.len()` must be the statement's
-    /// parameter count), run the statement to completion and reset it.
-    pub fn exec(&mut self, vals: &[Val<'_>]) -> rusqlite::Result<()> {
+    /// parameter count), run the statement to completion and reset it. Returns the number of
+    /// rows it inserted, changed or deleted.
+    pub fn exec(&mut self, vals: &[Val<'_>]) -> rusqlite::Result<u64> {
         if vals.len() != self.params {
             return Err(rusqlite::Error::InvalidParameterCount(
                 vals.len(),
@@ -125,7 +126,8 @@ impl Stmt {
         // SAFETY: a valid statement with every parameter bound to live data.
         let rc = unsafe { ffi::sqlite3_step(self.ptr) };
         let res = match rc {
-            ffi::SQLITE_DONE => Ok(()),
+            // SAFETY: an open connection; the count is that of the statement just run.
+            ffi::SQLITE_DONE => Ok(unsafe { ffi::sqlite3_changes64(self.db) } as u64),
             ffi::SQLITE_ROW => Err(rusqlite::Error::ExecuteReturnedResults),
             rc => Err(error(self.db, rc)),
         };
