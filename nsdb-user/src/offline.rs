@@ -159,39 +159,33 @@ pub fn read_all(
             }
         };
         let mut n = 0u32;
-        loop {
-            let frame = match rd.next_frame() {
-                Ok(Some(fr)) => fr,
-                Ok(None) => break,
-                Err(e) => {
-                    sum.files_truncated += 1;
-                    errors.push(OfflineError::Damaged(path.clone(), e));
-                    break;
+        // Inlined into each per-format loop of the reader.
+        let read = rd.for_each_frame(
+            #[inline(always)]
+            |frame, offset| {
+                // The common frame shape decoded inline, anything else by the general path.
+                match ex.frame_fast(frame) {
+                    Some(pkt) => deliver(&mut sum, f, pkt),
+                    None => ex.frame_general(frame, &mut |pkt| deliver(&mut sum, f, pkt)),
                 }
-            };
-            // The common frame shape decoded inline, anything else by the general path.
-            match ex.frame_fast(&frame) {
-                Some(pkt) => deliver(&mut sum, f, pkt),
-                None => ex.frame_general(&frame, &mut |pkt| deliver(&mut sum, f, pkt)),
-            }
-            n += 1;
-            if n & 0xffff == 0 {
-                map.release_before(rd.offset());
-                tick();
-                if stop_requested() {
-                    break;
+                n += 1;
+                if n & 0xffff == 0 {
+                    map.release_before(offset);
+                    tick();
+                    if stop_requested() {
+                        return false;
+                    }
+                    if show && last_draw.elapsed() > Duration::from_millis(250) {
+                        last_draw = Instant::now();
+                        draw(path, done_bytes + offset as u64, total_bytes, &sum, start);
+                    }
                 }
-                if show && last_draw.elapsed() > Duration::from_millis(250) {
-                    last_draw = Instant::now();
-                    draw(
-                        path,
-                        done_bytes + rd.offset() as u64,
-                        total_bytes,
-                        &sum,
-                        start,
-                    );
-                }
-            }
+                true
+            },
+        );
+        if let Err(e) = read {
+            sum.files_truncated += 1;
+            errors.push(OfflineError::Damaged(path.clone(), e));
         }
         done_bytes += map.len() as u64;
         sum.bytes += map.len() as u64;

@@ -150,6 +150,61 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Call `f` with each frame and the offset just past it, in file order, until `f`
+    /// returns false or the file ends: the frames [`Self::next_frame`] would give one by one,
+    /// with the file format dispatched once instead of per frame. A damaged record stops the
+    /// file with its error, after the frames before it were passed to `f`.
+    #[inline]
+    pub fn for_each_frame(
+        &mut self,
+        mut f: impl FnMut(&Frame<'a>, usize) -> bool,
+    ) -> Result<(), CaptureError> {
+        match self.kind {
+            Kind::Pcap {
+                be: false,
+                nanos: false,
+                linktype,
+            } => self.each_pcap::<false, false>(linktype, &mut f),
+            Kind::Pcap {
+                be: false,
+                nanos: true,
+                linktype,
+            } => self.each_pcap::<false, true>(linktype, &mut f),
+            Kind::Pcap {
+                be: true,
+                nanos: false,
+                linktype,
+            } => self.each_pcap::<true, false>(linktype, &mut f),
+            Kind::Pcap {
+                be: true,
+                nanos: true,
+                linktype,
+            } => self.each_pcap::<true, true>(linktype, &mut f),
+            Kind::Pcapng { .. } => {
+                while let Some(fr) = self.next_pcapng()? {
+                    if !f(&fr, self.off) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn each_pcap<const BE: bool, const NANOS: bool>(
+        &mut self,
+        linktype: u32,
+        f: &mut impl FnMut(&Frame<'a>, usize) -> bool,
+    ) -> Result<(), CaptureError> {
+        while let Some(fr) = self.next_pcap::<BE, NANOS>(linktype)? {
+            if !f(&fr, self.off) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// A pcap record: 16-byte header (seconds, fraction, captured length, original length),
     /// then the frame. `BE`: big-endian file; `NANOS`: nanosecond timestamps.
     #[inline(always)]
@@ -342,6 +397,98 @@ mod tests {
             // Truncated record header: an error with the offset, never a panic.
             let mut r = Reader::new(&f[..30]).unwrap();
             assert_eq!(r.next_frame().unwrap_err(), CaptureError::Truncated(24));
+        }
+    }
+
+    /// Frames (time, link type, bytes, offset after) and the error that stopped them.
+    type Read = (Vec<(u64, u32, Vec<u8>, usize)>, Option<CaptureError>);
+
+    /// All frames through `next_frame`, then the error (if any).
+    fn by_next(buf: &[u8]) -> Read {
+        let mut r = Reader::new(buf).unwrap();
+        let mut out = Vec::new();
+        loop {
+            match r.next_frame() {
+                Ok(Some(f)) => out.push((f.ts_us, f.linktype, f.data.to_vec(), r.offset())),
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    fn by_each(buf: &[u8], stop_after: usize) -> Read {
+        let mut r = Reader::new(buf).unwrap();
+        let mut out = Vec::new();
+        let res = r.for_each_frame(|f, off| {
+            out.push((f.ts_us, f.linktype, f.data.to_vec(), off));
+            out.len() < stop_after
+        });
+        (out, res.err())
+    }
+
+    #[test]
+    fn for_each_frame_gives_what_next_frame_gives() {
+        let mut files = Vec::new();
+        for (magic, be) in [
+            (PCAP_MAGIC_US, false),
+            (PCAP_MAGIC_NS, true),
+            (PCAP_MAGIC_US, true),
+            (PCAP_MAGIC_NS, false),
+        ] {
+            let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+            let mut f = Vec::new();
+            for v in [magic, 0, 0, 0, 65535, 1] {
+                f.extend_from_slice(&w32(v));
+            }
+            for (i, len) in [5u32, 0, 17].into_iter().enumerate() {
+                for v in [1_700_000_000 + i as u32, 999 * i as u32, len, len + 3] {
+                    f.extend_from_slice(&w32(v));
+                }
+                f.extend((0..len).map(|b| b as u8 ^ i as u8));
+            }
+            files.push(f.clone());
+            // Cut inside the last record header, and inside the last frame.
+            files.push(f[..f.len() - 17 - 9].to_vec());
+            files.push(f[..f.len() - 4].to_vec());
+        }
+        // pcapng: section header, interface (Ethernet, µs), two enhanced packet blocks.
+        let mut ng = Vec::new();
+        let block = |ng: &mut Vec<u8>, btype: u32, body: &[u8]| {
+            let len = (12 + body.len().div_ceil(4) * 4) as u32;
+            ng.extend_from_slice(&btype.to_le_bytes());
+            ng.extend_from_slice(&len.to_le_bytes());
+            ng.extend_from_slice(body);
+            ng.resize(ng.len() + (4 - body.len() % 4) % 4, 0);
+            ng.extend_from_slice(&len.to_le_bytes());
+        };
+        let mut shb = PCAPNG_BOM.to_le_bytes().to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        block(&mut ng, PCAPNG_SHB, &shb);
+        block(&mut ng, 1, &[1, 0, 0, 0, 0xff, 0xff, 0, 0]);
+        for (i, data) in [&b"abcde"[..], b"0123456789"].into_iter().enumerate() {
+            let mut epb = Vec::new();
+            for v in [
+                0u32,
+                0,
+                1_000 + i as u32,
+                data.len() as u32,
+                data.len() as u32,
+            ] {
+                epb.extend_from_slice(&v.to_le_bytes());
+            }
+            epb.extend_from_slice(data);
+            block(&mut ng, 6, &epb);
+        }
+        files.push(ng.clone());
+        files.push(ng[..ng.len() - 6].to_vec());
+        let damaged = files.iter().filter(|f| by_next(f).1.is_some()).count();
+        assert_eq!(damaged, 9);
+        for f in &files {
+            let (frames, err) = by_next(f);
+            assert!(!frames.is_empty());
+            assert_eq!(by_each(f, usize::MAX), (frames.clone(), err));
+            // Stopped early by the callback: no error, the frames so far.
+            assert_eq!(by_each(f, 1), (frames[..1].to_vec(), None));
         }
     }
 
