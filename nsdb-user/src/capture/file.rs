@@ -244,7 +244,7 @@ impl<'a> Reader<'a> {
         }))
     }
 
-    #[cold]
+    #[inline(never)]
     fn next_pcapng(&mut self) -> Result<Option<Frame<'a>>, CaptureError> {
         // Bounded: each block is at least 12 bytes long, checked below.
         loop {
