@@ -51,6 +51,7 @@ const PCAPNG_BOM: u32 = 0x1a2b_3c4d;
 /// Largest block or frame accepted; real captures stay far below (snaplen ≤ 256 KiB).
 const MAX_BLOCK: usize = 16 << 20;
 
+#[inline(always)]
 fn rd32(b: &[u8], off: usize, be: bool) -> Option<u32> {
     let s: [u8; 4] = b.get(off..off + 4)?.try_into().ok()?;
     Some(if be {
@@ -59,6 +60,7 @@ fn rd32(b: &[u8], off: usize, be: bool) -> Option<u32> {
         u32::from_le_bytes(s)
     })
 }
+#[inline(always)]
 fn rd16(b: &[u8], off: usize, be: bool) -> Option<u16> {
     let s: [u8; 2] = b.get(off..off + 2)?.try_into().ok()?;
     Some(if be {
@@ -329,7 +331,12 @@ impl<'a> Reader<'a> {
                         "packet names an undefined interface",
                     ))?;
                     let ts = (hi << 32) | lo;
-                    let ts_us = (ts as u128 * 1_000_000 / iface.units_per_sec as u128) as u64;
+                    // Microseconds (the default resolution) need no 128-bit division.
+                    let ts_us = if iface.units_per_sec == 1_000_000 {
+                        ts
+                    } else {
+                        (ts as u128 * 1_000_000 / iface.units_per_sec as u128) as u64
+                    };
                     return Ok(Some(Frame {
                         ts_us,
                         linktype: iface.linktype,
