@@ -146,11 +146,21 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
     if quick {
         md += "_Quick smoke run: fewer repeats; figures are indicative only._\n\n";
     }
+    // Wall-clock seconds of each section (the issue asks for the whole bench under 10 minutes
+    // on this machine), each including the cargo build of its tool.
+    let started = std::time::Instant::now();
+    let mut took: Vec<(&str, f64)> = Vec::new();
+    let mut lap = std::time::Instant::now();
+    let mut timed = |name: &'static str, took: &mut Vec<(&str, f64)>| {
+        took.push((name, lap.elapsed().as_secs_f64()));
+        lap = std::time::Instant::now();
+    };
     let mut xdp = Value::Null;
     if want("xdp") {
         eprintln!("bench: XDP program under BPF_PROG_TEST_RUN");
         xdp = json_tool(root, "nsdb-xdp-bench", q)?;
         md += &xdp_markdown(&xdp);
+        timed("xdp", &mut took);
     }
     let mut fwd = Value::Null;
     if want("forward") {
@@ -160,6 +170,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
         fwd = json_tool(root, "nsdb-forward-bench", q)?;
         md += "\n";
         md += &forward::markdown(&fwd);
+        timed("forward", &mut took);
     }
     let mut resolve = Value::Null;
     if want("resolve") {
@@ -167,6 +178,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
         resolve = json_tool(root, "nsdb-resolve-bench", q)?;
         md += "\n";
         md += &resolve_markdown(&resolve);
+        timed("resolve", &mut took);
     }
     let mut offline = Value::Null;
     if want("offline") {
@@ -174,8 +186,31 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
         offline = offline::run(quick)?;
         md += "\n";
         md += &offline::markdown(&offline);
+        timed("offline", &mut took);
     }
-    let report = json!({ "quick": quick, "xdp": xdp, "forward": fwd, "resolve": resolve, "offline": offline });
+    let total = started.elapsed().as_secs_f64();
+    md += &format!(
+        "\n## Duration of this run\n\n{:.0} s in all ({}), each section including the cargo \
+         build of its tool; the goal for the whole bench is under 600 s on this machine{}.\n",
+        total,
+        took.iter()
+            .map(|(n, t)| format!("{n} {t:.0} s"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if quick {
+            " (a quick run is not held to it)"
+        } else if total <= 600.0 {
+            ": met"
+        } else {
+            ": **not met**"
+        },
+    );
+    let durations: serde_json::Map<String, Value> = took
+        .iter()
+        .map(|(n, t)| (n.to_string(), json!(t)))
+        .collect();
+    let report = json!({ "quick": quick, "xdp": xdp, "forward": fwd, "resolve": resolve, "offline": offline,
+        "seconds": { "total": total, "sections": durations } });
     std::fs::write(dir.join("report.md"), &md)?;
     std::fs::write(
         dir.join("report.json"),
