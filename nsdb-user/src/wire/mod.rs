@@ -152,26 +152,9 @@ impl NameBuf {
             self.len + 4 * label.len() <= NAME_TEXT_CAP,
             "name text over capacity"
         );
-        let out = self.buf.as_mut_ptr().cast::<u8>();
-        let mut len = self.len;
-        for &b in label {
-            let c = PLAIN[b as usize];
-            // SAFETY: `len` stays below `self.len + 4 * label.len()`, which the assert above
-            // bounds by the buffer's capacity; the buffer is ours to write (MaybeUninit<u8>).
-            unsafe {
-                if c != 0 {
-                    out.add(len).write(c);
-                    len += 1;
-                } else {
-                    let b = b.to_ascii_lowercase();
-                    out.add(len).write(b'\\');
-                    out.add(len + 1).write(b'0' + b / 100);
-                    out.add(len + 2).write(b'0' + (b / 10) % 10);
-                    out.add(len + 3).write(b'0' + b % 10);
-                    len += 4;
-                }
-            }
-        }
+        // SAFETY: the assert above bounds what `write_label` writes (at most 4 bytes per
+        // label byte from `self.len`) by the buffer's capacity; the buffer is ours to write.
+        let len = unsafe { write_label(self.buf.as_mut_ptr().cast::<u8>(), self.len, label) };
         self.len = len;
     }
 }
@@ -180,6 +163,33 @@ impl fmt::Debug for NameBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.as_str())
     }
+}
+
+/// Write `label` at `out + len`, lower-cased and escaped (RFC 1035 §5.1: `\DDD` for the bytes
+/// [`PLAIN`] does not keep); returns the new length.
+///
+/// # Safety
+/// `out + len .. out + len + 4 * label.len()` must be valid for writes.
+#[inline]
+unsafe fn write_label(out: *mut u8, mut len: usize, label: &[u8]) -> usize {
+    for &b in label {
+        let c = PLAIN[b as usize];
+        // SAFETY: at most 4 bytes per label byte from the starting `len` (the caller's bound).
+        unsafe {
+            if c != 0 {
+                out.add(len).write(c);
+                len += 1;
+            } else {
+                let b = b.to_ascii_lowercase();
+                out.add(len).write(b'\\');
+                out.add(len + 1).write(b'0' + b / 100);
+                out.add(len + 2).write(b'0' + (b / 10) % 10);
+                out.add(len + 3).write(b'0' + b % 10);
+                len += 4;
+            }
+        }
+    }
+    len
 }
 
 /// Label bytes written as themselves (lower-cased): letters, digits, `-`, `_`, `*`; 0 for the
@@ -369,136 +379,122 @@ impl NameCache {
         })
     }
 
-    /// The walk of `walk_name` (same checks, same errors) writing text after `start` in the
-    /// reserved room; returns (end of the text, offset past the name in place).
+    /// The walk of [`walk_labels`] (so the same checks and errors as `read_name`) writing text
+    /// after `start` in the reserved room; returns (end of the text, offset past the name in
+    /// place).
     fn walk(&mut self, msg: &[u8], off: usize, start: usize) -> Result<(usize, usize), WireError> {
-        let name = self.names.len() as u32;
-        let out = self.text.as_mut_ptr();
-        let cap_end = start + NAME_TEXT_CAP;
-        let mut len = start;
-        let mut pos = off;
-        let mut end_in_place: Option<usize> = None;
-        let mut wire_len = 0usize;
-        let mut hops = 0usize;
-        let mut lowest = off;
-        let end = loop {
-            let Some(&l8) = msg.get(pos) else {
-                return Err(WireError::NameTruncated(pos));
-            };
-            match l8 & 0xc0 {
-                0x00 => {
-                    if l8 == 0 {
-                        break end_in_place.unwrap_or(pos + 1);
-                    }
-                    let l = l8 as usize;
-                    let prefix = wire_len;
-                    wire_len += 1 + l;
-                    if wire_len + 1 > MAX_NAME_WIRE {
-                        return Err(WireError::NameTooLong(off));
-                    }
-                    let Some(bytes) = msg.get(pos + 1..pos + 1 + l) else {
-                        return Err(WireError::NameTruncated(pos));
-                    };
-                    // At most 254 wire bytes so far: the text (one dot per length octet, at most
-                    // 4 bytes per label byte) stays within NAME_TEXT_CAP of `start`.
-                    assert!(len + 1 + 4 * l <= cap_end, "name text over capacity");
-                    if len > start {
-                        // SAFETY: below `cap_end`, inside the room reserved in `read`.
-                        unsafe { out.add(len).write(b'.') };
-                        len += 1;
-                    }
-                    if self.n_marks < MAX_MARKS {
-                        self.marks[self.n_marks] = Mark {
-                            off: pos as u32,
-                            text: len as u32,
-                            name,
-                            wire: prefix as u16,
-                            hops: hops as u16,
-                        };
-                        self.n_marks += 1;
-                    }
-                    for &b in bytes {
-                        let c = PLAIN[b as usize];
-                        // SAFETY: at most 4 bytes per label byte, within the assert above.
-                        unsafe {
-                            if c != 0 {
-                                out.add(len).write(c);
-                                len += 1;
-                            } else {
-                                let b = b.to_ascii_lowercase();
-                                out.add(len).write(b'\\');
-                                out.add(len + 1).write(b'0' + b / 100);
-                                out.add(len + 2).write(b'0' + (b / 10) % 10);
-                                out.add(len + 3).write(b'0' + b % 10);
-                                len += 4;
-                            }
-                        }
-                    }
-                    pos += 1 + l;
-                }
-                0xc0 => {
-                    let Some(&lo) = msg.get(pos + 1) else {
-                        return Err(WireError::NameTruncated(pos));
-                    };
-                    let target = (((l8 & 0x3f) as usize) << 8) | lo as usize;
-                    if target >= lowest {
-                        return Err(WireError::ForwardPointer(pos));
-                    }
-                    hops += 1;
-                    if hops > MAX_POINTER_HOPS {
-                        return Err(WireError::TooManyPointers(off));
-                    }
-                    if end_in_place.is_none() {
-                        end_in_place = Some(pos + 2);
-                    }
-                    lowest = target;
-                    pos = target;
-                    let marks = &self.marks[..self.n_marks];
-                    if let Some(m) = marks.iter().find(|m| m.off as usize == target) {
-                        let d = self.names[m.name as usize];
-                        let rest_wire = (d.wire - m.wire) as usize;
-                        let rest_hops = (d.hops - m.hops) as usize;
-                        let (from, to) = (m.text as usize, d.end as usize);
-                        // The whole name within the limits: its text fits as a walked one would.
-                        if wire_len + rest_wire < MAX_NAME_WIRE
-                            && hops + rest_hops <= MAX_POINTER_HOPS
-                        {
-                            assert!(len + 1 + (to - from) <= cap_end, "name text over capacity");
-                            if len > start {
-                                // SAFETY: below `cap_end`, inside the reserved room.
-                                unsafe { out.add(len).write(b'.') };
-                                len += 1;
-                            }
-                            // SAFETY: the source is an earlier name's text (below `start`, so
-                            // initialised and not overlapping the destination at `len`).
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(
-                                    out.add(from),
-                                    out.add(len),
-                                    to - from,
-                                )
-                            };
-                            len += to - from;
-                            wire_len += rest_wire;
-                            hops += rest_hops;
-                            break end_in_place.unwrap_or(pos);
-                        }
-                    }
-                }
-                _ => return Err(WireError::BadLabelType(pos, l8)),
-            }
+        let mut v = CacheWalk {
+            out: self.text.as_mut_ptr(),
+            start,
+            len: start,
+            cap_end: start + NAME_TEXT_CAP,
+            name: self.names.len() as u32,
+            marks: &mut self.marks,
+            n_marks: &mut self.n_marks,
+            names: &self.names,
+            wire: 0,
+            hops: 0,
         };
+        let end = walk_labels(msg, off, &mut v)?;
+        let (mut len, wire, hops) = (v.len, v.wire, v.hops);
         if len == start {
             // SAFETY: the reserved room holds at least one byte.
-            unsafe { out.add(len).write(b'.') };
+            unsafe { self.text.as_mut_ptr().add(len).write(b'.') };
             len += 1;
         }
         self.names.push(Decoded {
             end: len as u32,
-            wire: wire_len as u16,
+            wire: wire as u16,
             hops: hops as u16,
         });
         Ok((len, end))
+    }
+}
+
+/// [`NameCache::walk`]'s visitor: writes each label's text and remembers where it starts; at a
+/// pointer that lands on a remembered label, copies the rest of that name and ends the walk.
+struct CacheWalk<'a> {
+    /// The cache's text buffer, with room reserved up to `cap_end`.
+    out: *mut u8,
+    start: usize,
+    len: usize,
+    cap_end: usize,
+    /// This name's index in `names` (once pushed).
+    name: u32,
+    marks: &'a mut [Mark; MAX_MARKS],
+    n_marks: &'a mut usize,
+    names: &'a [Decoded],
+    /// The whole name's wire bytes (without the root label) and pointers, as far as walked.
+    wire: usize,
+    hops: usize,
+}
+
+impl CacheWalk<'_> {
+    fn dot(&mut self) {
+        if self.len > self.start {
+            // SAFETY: callers check that the dot and what follows stay below `cap_end`, inside
+            // the room reserved in `NameCache::read`.
+            unsafe { self.out.add(self.len).write(b'.') };
+            self.len += 1;
+        }
+    }
+}
+
+impl LabelVisitor for CacheWalk<'_> {
+    #[inline]
+    fn label(&mut self, pos: usize, bytes: &[u8], wire: usize, hops: usize) {
+        // At most 254 wire bytes so far: the text (one dot per length octet, at most 4 bytes
+        // per label byte) stays within NAME_TEXT_CAP of `start`.
+        assert!(
+            self.len + 1 + 4 * bytes.len() <= self.cap_end,
+            "name text over capacity"
+        );
+        self.dot();
+        if *self.n_marks < MAX_MARKS {
+            self.marks[*self.n_marks] = Mark {
+                off: pos as u32,
+                text: self.len as u32,
+                name: self.name,
+                wire: wire as u16,
+                hops: hops as u16,
+            };
+            *self.n_marks += 1;
+        }
+        // SAFETY: bounded by the assert above.
+        self.len = unsafe { write_label(self.out, self.len, bytes) };
+        self.wire = wire + 1 + bytes.len();
+        self.hops = hops;
+    }
+
+    #[inline]
+    fn pointer(&mut self, target: usize, wire: usize, hops: usize) -> bool {
+        self.hops = hops;
+        let marks = &self.marks[..*self.n_marks];
+        let Some(m) = marks.iter().find(|m| m.off as usize == target) else {
+            return false;
+        };
+        let d = self.names[m.name as usize];
+        let rest_wire = (d.wire - m.wire) as usize;
+        let rest_hops = (d.hops - m.hops) as usize;
+        // The whole name within the limits, or the walk goes on and fails as a full walk does.
+        if wire + rest_wire >= MAX_NAME_WIRE || hops + rest_hops > MAX_POINTER_HOPS {
+            return false;
+        }
+        let (from, to) = (m.text as usize, d.end as usize);
+        assert!(
+            self.len + 1 + (to - from) <= self.cap_end,
+            "name text over capacity"
+        );
+        self.dot();
+        // SAFETY: the source is an earlier name's text (below `start`, so initialised and not
+        // overlapping the destination at `len`); the destination is bounded by the assert.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.out.add(from), self.out.add(self.len), to - from)
+        };
+        self.len += to - from;
+        self.wire = wire + rest_wire;
+        self.hops = hops + rest_hops;
+        true
     }
 }
 
@@ -585,7 +581,35 @@ fn hash_folded(bytes: &[u8], h: &mut impl std::hash::Hasher) {
 /// Walk the labels of the name at `off`, following compression pointers, calling `label` for
 /// each; returns the offset just past the name in place.
 #[inline]
-fn walk_name(msg: &[u8], off: usize, mut label: impl FnMut(&[u8])) -> Result<usize, WireError> {
+fn walk_name(msg: &[u8], off: usize, label: impl FnMut(&[u8])) -> Result<usize, WireError> {
+    struct Labels<F>(F);
+    impl<F: FnMut(&[u8])> LabelVisitor for Labels<F> {
+        #[inline]
+        fn label(&mut self, _pos: usize, bytes: &[u8], _wire: usize, _hops: usize) {
+            (self.0)(bytes)
+        }
+    }
+    walk_labels(msg, off, &mut Labels(label))
+}
+
+/// What [`walk_labels`] reports while it walks a name.
+trait LabelVisitor {
+    /// A label whose length octet is at `pos`; `wire` is the name's wire length before it and
+    /// `hops` the pointers followed so far.
+    fn label(&mut self, pos: usize, bytes: &[u8], wire: usize, hops: usize);
+    /// A pointer to `target` was followed (counted in `hops`; `wire` as it stands). Returning
+    /// true ends the walk there: the visitor knows the rest of the name and has checked that
+    /// the whole name stays within the limits the walk enforces.
+    #[inline]
+    fn pointer(&mut self, _target: usize, _wire: usize, _hops: usize) -> bool {
+        false
+    }
+}
+
+/// The one walk over a name's labels and compression pointers, with every check of a wire
+/// name (see the module documentation); returns the offset just past the name in place.
+#[inline]
+fn walk_labels(msg: &[u8], off: usize, v: &mut impl LabelVisitor) -> Result<usize, WireError> {
     let mut pos = off;
     let mut end_in_place: Option<usize> = None;
     let mut wire_len = 0usize;
@@ -604,6 +628,7 @@ fn walk_name(msg: &[u8], off: usize, mut label: impl FnMut(&[u8])) -> Result<usi
                     return Ok(end_in_place.unwrap_or(pos + 1));
                 }
                 let l = len as usize;
+                let before = wire_len;
                 wire_len += 1 + l;
                 if wire_len + 1 > MAX_NAME_WIRE {
                     return Err(WireError::NameTooLong(off));
@@ -611,7 +636,7 @@ fn walk_name(msg: &[u8], off: usize, mut label: impl FnMut(&[u8])) -> Result<usi
                 let Some(bytes) = msg.get(pos + 1..pos + 1 + l) else {
                     return Err(WireError::NameTruncated(pos));
                 };
-                label(bytes);
+                v.label(pos, bytes, before, hops);
                 pos += 1 + l;
             }
             0xc0 => {
@@ -633,6 +658,9 @@ fn walk_name(msg: &[u8], off: usize, mut label: impl FnMut(&[u8])) -> Result<usi
                 }
                 lowest = target;
                 pos = target;
+                if v.pointer(target, wire_len, hops) {
+                    return Ok(end_in_place.unwrap_or(pos));
+                }
             }
             // 0x40 (extended label, RFC 6891 §5 deprecates it) and 0x80 are reserved.
             _ => return Err(WireError::BadLabelType(pos, len)),
