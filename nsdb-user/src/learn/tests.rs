@@ -201,21 +201,27 @@ fn spoofed_responses_teach_nothing() {
     assert_eq!(e.stats().unsolicited, 5);
 }
 
+/// At 1000 the resolver asks the root for www.example.test; at 1100 the root refers it to
+/// example.test with the single NS `ns` and no glue, which leaves `ns` pending.
+fn pending_glueless(e: &mut Engine, ns: &str) {
+    ask(e, 1000, ROOT, 1, "www.example.test");
+    let r = referral(
+        1,
+        "www.example.test",
+        RecordType::A,
+        "example.test",
+        &[(ns, 7200)],
+        &[],
+    );
+    assert!(e.on_response(1100, sa(ROOT), sa(RESOLVER), &r).is_empty());
+    assert_eq!(e.stats().glueless_pending, 1);
+}
+
 #[test]
 fn glueless_delegation_resolved_within_window_only() {
     for (delay, expect) in [(1500u64, true), (2000, true), (2001, false)] {
         let mut e = engine();
-        ask(&mut e, 1000, ROOT, 1, "www.example.test");
-        let r = referral(
-            1,
-            "www.example.test",
-            RecordType::A,
-            "example.test",
-            &[("ns.elsewhere.test", 7200)],
-            &[],
-        );
-        assert!(e.on_response(1100, sa(ROOT), sa(RESOLVER), &r).is_empty());
-        assert_eq!(e.stats().glueless_pending, 1);
+        pending_glueless(&mut e, "ns.elsewhere.test");
         // The resolver looks the NS name up (from some server), answered `delay` ms after the referral.
         ask(
             &mut e,
@@ -261,17 +267,7 @@ fn a_glueless_ns_name_is_answered_only_by_its_own_lookup_not_a_hash_alike() {
         "the two names must hash alike for this test to mean anything"
     );
     let mut e = engine();
-    ask(&mut e, 1000, ROOT, 1, "www.example.test");
-    let r = referral(
-        1,
-        "www.example.test",
-        RecordType::A,
-        "example.test",
-        &[("ns-1.elsewhere.test", 7200)],
-        &[],
-    );
-    assert!(e.on_response(1100, sa(ROOT), sa(RESOLVER), &r).is_empty());
-    assert_eq!(e.stats().glueless_pending, 1);
+    pending_glueless(&mut e, "ns-1.elsewhere.test");
 
     let lookup = sa("192.0.2.99:53");
     e.on_query(1200, sa(RESOLVER), lookup, &sibling_query);
