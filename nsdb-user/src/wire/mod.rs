@@ -326,12 +326,6 @@ pub struct TextRange {
     end: u32,
 }
 
-impl TextRange {
-    pub fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
-}
-
 /// Most label starts remembered per message: a pointer is looked up among them, so this bounds
 /// the work per pointer for a hostile message with many names (a referral has a few dozen).
 const MAX_MARKS: usize = 64;
