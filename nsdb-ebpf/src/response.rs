@@ -102,16 +102,39 @@ pub struct WalkState {
     n_hash: u64,
     /// When a glue-less NS name stays pending (CLOCK_MONOTONIC_COARSE ns).
     pending_until: u64,
+    /// CLOCK_MONOTONIC_COARSE when the walk started: one clock read per response, for every
+    /// expiry it computes (the coarse clock moves in ticks anyway).
+    now: u64,
+}
+
+/// What every bpf_loop callback of one walk works on, looked up once per response and handed
+/// to the callbacks as their context: a map lookup per callback call (per label, per record)
+/// cost more than the label's own work.
+#[repr(C)]
+struct Walk {
+    st: *mut WalkState,
+    b: *const [u8; RESP_MSG_MAX],
+    cfg: *const Config,
+}
+
+/// The walk behind a callback's context.
+///
+/// # Safety
+/// `ctx` must be the `Walk` that `walk_message` passed to bpf_loop (directly or through
+/// `skip_name` / `hash_name`); its pointers are this CPU's STATE and MSG slots and the config.
+#[inline(always)]
+unsafe fn walk_of<'a>(ctx: *mut c_void) -> (&'a mut WalkState, &'a [u8; RESP_MSG_MAX], &'a Config) {
+    unsafe {
+        let w = &*(ctx as *const Walk);
+        (&mut *w.st, &*w.b, &*w.cfg)
+    }
 }
 
 /// One label of a name (RFC 1035 §4.1.4: labels ending in a zero byte or in a 2-byte
 /// compression pointer).
-extern "C" fn skip_label(_i: u64, _ctx: *mut c_void) -> i64 {
-    let (Some(st), Some(b)) = (STATE.get_ptr_mut(0), MSG.get_ptr(0)) else {
-        return 1;
-    };
-    // SAFETY: this CPU's walk state and scratch copy of the message.
-    let (st, b) = unsafe { (&mut *st, &*b) };
+extern "C" fn skip_label(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes the walk's context (skip_name).
+    let (st, b, _) = unsafe { walk_of(ctx) };
     let o = st.s_off as usize;
     if o >= st.len as usize {
         st.s_done = 2;
@@ -153,23 +176,53 @@ macro_rules! set {
 
 /// Offset just past the name at `off`; `None` if it is malformed or runs past the copy.
 #[inline(always)]
-fn skip_name(st: *mut WalkState, off: u32) -> Option<u32> {
+fn skip_name(w: *mut c_void, st: *mut WalkState, off: u32) -> Option<u32> {
     set!(st, s_off, off);
     set!(st, s_done, 0);
-    // SAFETY: the callback has the signature bpf_loop expects and takes no context.
-    unsafe {
-        bpf_loop(
-            MAX_LABELS as u32,
-            skip_label as *mut c_void,
-            core::ptr::null_mut(),
-            0,
-        )
-    };
+    // SAFETY: the callback has the signature bpf_loop expects; `w` is the walk's context.
+    unsafe { bpf_loop(MAX_LABELS as u32, skip_label as *mut c_void, w, 0) };
     if get!(st, s_done) == 1 {
         Some(get!(st, s_off))
     } else {
         None
     }
+}
+
+/// How far [`skip_short_name`] got.
+enum Skip {
+    /// Offset just past the name.
+    Done(u32),
+    /// Malformed, or runs past the copy.
+    Bad,
+    /// Still inside the name at this offset (a label start): bpf_loop goes on from there.
+    From(u32),
+}
+
+/// Labels of an owner name skipped in line, before bpf_loop takes over: enough for a bare
+/// compression pointer (nearly every owner name servers send) and for an uncompressed
+/// `a.nic.test`-style glue owner, which would otherwise cost a callback call per label.
+const INLINE_LABELS: usize = 4;
+
+/// Skips up to [`INLINE_LABELS`] labels of the name at `o`, as `skip_label` does one by one.
+#[inline(always)]
+fn skip_short_name(b: &[u8; RESP_MSG_MAX], len: usize, mut o: usize) -> Skip {
+    for _ in 0..INLINE_LABELS {
+        if o >= len {
+            return Skip::Bad;
+        }
+        let c = b[o & MASK] as usize;
+        if c == 0 {
+            return Skip::Done(o as u32 + 1);
+        }
+        if c & 0xC0 == 0xC0 {
+            return Skip::Done(o as u32 + 2);
+        }
+        if c & 0xC0 != 0 {
+            return Skip::Bad;
+        }
+        o += c + 1;
+    }
+    Skip::From(o as u32)
 }
 
 /// Expiry of a learned address: now + TTL clamped to the configured range, plus the grace.
@@ -231,21 +284,15 @@ unsafe fn refresh(e: *mut AllowEntry, expires: u64) -> bool {
 }
 
 /// One resource record per call.
-extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
-    let (Some(st), Some(b), Some(cfg)) = (STATE.get_ptr_mut(0), MSG.get_ptr(0), CONFIG.get(0))
-    else {
-        return 1;
-    };
-    // SAFETY: this CPU's walk state and scratch copy of the message.
-    let (st, b) = unsafe { (&mut *st, &*b) };
+extern "C" fn walk_rr(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes the walk's context (walk_message).
+    let (st, b, cfg) = unsafe { walk_of(ctx) };
     let len = st.len as usize;
     let start = st.off;
-    // Owner names are nearly always a bare compression pointer: skip it without a loop.
-    let first = b[start as usize & MASK];
-    let skipped = if first & 0xC0 == 0xC0 && (start as usize) + 2 <= len {
-        Some(start + 2)
-    } else {
-        skip_name(st, start)
+    let skipped = match skip_short_name(b, len, start as usize) {
+        Skip::Done(end) => Some(end),
+        Skip::Bad => None,
+        Skip::From(o) => skip_name(ctx, st, o),
     };
     let Some(off) = skipped else {
         st.stopped = 3;
@@ -275,7 +322,7 @@ extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
         // before the resolver uses it (userspace would be a round trip too late on a fast
         // network).
         let until = st.pending_until;
-        if let Some((_, h)) = hash_name(st, rdata as u32) {
+        if let Some((_, h)) = hash_name(ctx, st, rdata as u32) {
             mark_pending(h, until);
         }
     }
@@ -284,8 +331,7 @@ extern "C" fn walk_rr(index: u64, _ctx: *mut c_void) -> i64 {
     let take =
         class == CLASS_IN && ((additional && st.have_ns != 0) || (answer && st.pending != 0));
     if take {
-        let now = unsafe { bpf_ktime_get_coarse_ns() };
-        let exp = expiry(cfg, ttl, now);
+        let exp = expiry(cfg, ttl, st.now);
         if rtype == TYPE_A && rdlen == 4 {
             let a = [
                 b[rdata & MASK],
@@ -337,12 +383,9 @@ fn mark_pending(h: u64, until: u64) {
 /// One label of a name, hashed, following compression pointers (RFC 1035 §4.1.4): the hash is
 /// that of the uncompressed wire name, lower-cased (`nsdb_common::name_hash`). A label is
 /// hashed in an inner loop (at most 63 bytes): one bpf_loop call per label, not per byte.
-extern "C" fn name_label(_i: u64, _ctx: *mut c_void) -> i64 {
-    let (Some(st), Some(b)) = (STATE.get_ptr_mut(0), MSG.get_ptr(0)) else {
-        return 1;
-    };
-    // SAFETY: this CPU's walk state and scratch copy of the message.
-    let (st, b) = unsafe { (&mut *st, &*b) };
+extern "C" fn name_label(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes the walk's context (hash_name).
+    let (st, b, _) = unsafe { walk_of(ctx) };
     let o = st.n_pos as usize;
     let len = st.len as usize;
     if o >= len {
@@ -391,15 +434,15 @@ extern "C" fn name_label(_i: u64, _ctx: *mut c_void) -> i64 {
 
 /// Hashes the name at `off`: `(offset just past it, hash)`, or `None` if it is malformed.
 #[inline(always)]
-fn hash_name(st: *mut WalkState, off: u32) -> Option<(u32, u64)> {
+fn hash_name(w: *mut c_void, st: *mut WalkState, off: u32) -> Option<(u32, u64)> {
     set!(st, n_pos, off);
     set!(st, n_end, 0);
     set!(st, n_hops, 0);
     set!(st, n_done, 0);
     set!(st, n_hash, 0xcbf2_9ce4_8422_2325);
     // 128 labels and 32 pointers at most.
-    // SAFETY: the callback has the signature bpf_loop expects and takes no context.
-    unsafe { bpf_loop(160, name_label as *mut c_void, core::ptr::null_mut(), 0) };
+    // SAFETY: the callback has the signature bpf_loop expects; `w` is the walk's context.
+    unsafe { bpf_loop(160, name_label as *mut c_void, w, 0) };
     if get!(st, n_done) == 1 {
         Some((get!(st, n_end), get!(st, n_hash)))
     } else {
@@ -490,6 +533,7 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
     let an = u16_at(b, 6) as u32;
     let ns = u16_at(b, 8) as u32;
     let ar = u16_at(b, 10) as u32;
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let init = WalkState {
         off: 0,
         len: len as u32,
@@ -506,10 +550,17 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
         n_hops: 0,
         n_done: 0,
         n_hash: 0,
-        pending_until: unsafe { bpf_ktime_get_coarse_ns() } + cfg.pending_window_ns,
+        pending_until: now + cfg.pending_window_ns,
+        now,
     };
     // SAFETY: `st` is this CPU's walk state (see `get!`).
     unsafe { core::ptr::write_volatile(st, init) };
+    let mut walk = Walk {
+        st,
+        b: b as *const [u8; RESP_MSG_MAX],
+        cfg: cfg as *const Config,
+    };
+    let w = (&mut walk as *mut Walk).cast::<c_void>();
     // Exactly one question in practice (RFC 9619); anything else is not walked.
     if qd != 1 {
         set!(st, stopped, 1);
@@ -517,10 +568,10 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
     }
     // The question name, hashed: if it is a pending glue-less NS name, the answer's
     // addresses are that name server's.
-    let qend = match hash_name(st, 12) {
+    let qend = match hash_name(w, st, 12) {
         Some((end, h)) => {
             if let Some(exp) = unsafe { PENDING_NS.get(h) } {
-                if unsafe { bpf_ktime_get_coarse_ns() } < *exp {
+                if now < *exp {
                     set!(st, pending, 1);
                     count(counter::PENDING_LEARNED);
                 }
@@ -540,8 +591,8 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
     }
     let n = if total > MAX_RRS { MAX_RRS } else { total };
     if n > 0 {
-        // SAFETY: the callback has the signature bpf_loop expects and takes no context.
-        unsafe { bpf_loop(n, walk_rr as *mut c_void, core::ptr::null_mut(), 0) };
+        // SAFETY: the callback has the signature bpf_loop expects; `w` is the walk's context.
+        unsafe { bpf_loop(n, walk_rr as *mut c_void, w, 0) };
     }
 }
 

@@ -287,6 +287,80 @@ pub fn dns_message(
     m
 }
 
+/// Appends `name` to `m` compressed as name servers write it (RFC 1035 §4.1.4): the longest
+/// suffix already in the message becomes a pointer; every new suffix is remembered (by its
+/// lower-cased text) where it starts, if that offset fits a pointer.
+fn put_name_compressed(m: &mut Vec<u8>, name: &str, seen: &mut Vec<(String, u16)>) {
+    let labels: Vec<&str> = name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+        .collect();
+    for i in 0..labels.len() {
+        let suffix = labels[i..].join(".").to_ascii_lowercase();
+        if let Some((_, off)) = seen.iter().find(|(s, _)| *s == suffix) {
+            m.extend_from_slice(&(0xC000 | off).to_be_bytes());
+            return;
+        }
+        if m.len() < 0x3FFF {
+            seen.push((suffix, m.len() as u16));
+        }
+        m.push(labels[i].len() as u8);
+        m.extend_from_slice(labels[i].as_bytes());
+    }
+    m.push(0);
+}
+
+/// [`dns_message`] with every name compressed as servers send it: owner names, and the
+/// targets of NS records (RFC 3597 §4 allows compression in the rdata of the RFC 1035 types).
+pub fn dns_message_compressed(
+    id: u16,
+    qname: &str,
+    qtype: u16,
+    answer: &[Rr],
+    authority: &[Rr],
+    additional: &[Rr],
+) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0x80, 0x00]);
+    for n in [1usize, answer.len(), authority.len(), additional.len()] {
+        m.extend_from_slice(&(n as u16).to_be_bytes());
+    }
+    let mut seen = Vec::new();
+    put_name_compressed(&mut m, qname, &mut seen);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    for rr in answer.iter().chain(authority).chain(additional) {
+        put_name_compressed(&mut m, &rr.name, &mut seen);
+        m.extend_from_slice(&rr.rtype.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        m.extend_from_slice(&rr.ttl.to_be_bytes());
+        let len_at = m.len();
+        m.extend_from_slice(&[0, 0]);
+        if rr.rtype == 2 {
+            put_name_compressed(&mut m, &name_of_wire(&rr.rdata), &mut seen);
+        } else {
+            m.extend_from_slice(&rr.rdata);
+        }
+        let rdlen = (m.len() - len_at - 2) as u16;
+        m[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    }
+    m
+}
+
+/// The text of an uncompressed wire name (as [`wire_name`] writes it).
+fn name_of_wire(w: &[u8]) -> String {
+    let mut labels = Vec::new();
+    let mut i = 0;
+    while i < w.len() && w[i] != 0 {
+        let l = w[i] as usize;
+        labels.push(String::from_utf8_lossy(&w[i + 1..i + 1 + l]).into_owned());
+        i += 1 + l;
+    }
+    labels.join(".")
+}
+
 /// A root-style referral for `www.example.test` delegating `test` to 13 name servers
 /// (`a.nic.test` … `m.nic.test`), each with an A glue record `<v4_prefix>N` and an AAAA glue
 /// record `<v6_prefix>N`, N = 1..=13: 39 records, about 1.2 KB.
@@ -310,4 +384,29 @@ pub fn referral_13(id: u16, v4_prefix: &str, v6_prefix: &str) -> Vec<u8> {
         ));
     }
     dns_message(id, "www.example.test", 1, &[], &ns, &glue)
+}
+
+/// [`referral_13`] compressed as name servers send it: `test` in the NS owners points into
+/// the question, `b.nic.test` is `b` and a pointer to the first target's `nic.test`, and every
+/// glue owner is a pointer to its NS target: 39 records, about 0.8 KB.
+pub fn referral_13_compressed(id: u16, v4_prefix: &str, v6_prefix: &str) -> Vec<u8> {
+    let letters = "abcdefghijklm";
+    let ns: Vec<Rr> = letters
+        .chars()
+        .map(|l| Rr::ns("test", 172800, &format!("{l}.nic.test")))
+        .collect();
+    let mut glue = Vec::new();
+    for (i, l) in letters.chars().enumerate() {
+        glue.push(Rr::a(
+            &format!("{l}.nic.test"),
+            172800,
+            &format!("{v4_prefix}{}", i + 1),
+        ));
+        glue.push(Rr::aaaa(
+            &format!("{l}.nic.test"),
+            172800,
+            &format!("{v6_prefix}{}", i + 1),
+        ));
+    }
+    dns_message_compressed(id, "www.example.test", 1, &[], &ns, &glue)
 }

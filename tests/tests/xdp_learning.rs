@@ -331,3 +331,111 @@ fn glueless_ns_names_of_a_referral_are_marked_pending_in_the_kernel() {
     assert_eq!(fx.query("203.0.113.78", 40004, 35, "x.test", 1), XDP_DROP);
     assert_eq!(fx.records().len(), 3);
 }
+
+#[test]
+fn compressed_root_referral_is_learned_whole() {
+    // As servers send it: NS owners point into the question, NS targets share `nic.test`,
+    // glue owners are pointers to the targets.
+    let mut fx = Fx::new();
+    let msg = referral_13_compressed(41, "198.18.1.", "2001:db8:18:1::");
+    assert!(msg.len() < referral_13(41, "198.18.1.", "2001:db8:18:1::").len());
+    assert_eq!(fx.query(ROOT, 40000, 41, "www.example.test", 1), XDP_PASS);
+    assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 26);
+    assert_eq!(fx.count(c::RESP_WALK_LIMIT), 0);
+    for i in 1..=13 {
+        assert_eq!(
+            fx.query(&format!("198.18.1.{i}"), 40001, 1, "x.test", 1),
+            XDP_PASS,
+            "glue {i}"
+        );
+        let v6 = frame(
+            &[],
+            &L3::v6("2001:db8:1::53", &format!("2001:db8:18:1::{i}")),
+            &udp(40002, 53, &dns_query(3, "x.test", 1)),
+        );
+        assert_eq!(fx.run(&v6), XDP_PASS, "glue {i} (AAAA)");
+    }
+    // Every NS target was hashed through its pointers: the lookup of one (the resolver
+    // ignoring the glue) is answered and learned in the kernel, as pending.
+    assert_eq!(fx.query(ROOT, 40003, 42, "k.nic.test", 1), XDP_PASS);
+    let answer = dns_message(
+        42,
+        "k.nic.test",
+        1,
+        &[Rr::a("k.nic.test", 3600, "203.0.113.91")],
+        &[],
+        &[],
+    );
+    assert_eq!(fx.response(ROOT, 40003, &answer), XDP_PASS);
+    assert_eq!(fx.count(c::PENDING_LEARNED), 1);
+    assert!(fx.filter.allowed("203.0.113.91".parse().unwrap()).is_some());
+}
+
+/// A referral whose glue owners are written out in full with `labels` labels.
+fn referral_long_owners(id: u16, owner: &str) -> Vec<u8> {
+    dns_message(
+        id,
+        "www.example.test",
+        1,
+        &[],
+        &[Rr::ns("test", 172800, owner)],
+        &[
+            Rr::a(owner, 172800, "203.0.113.21"),
+            Rr::a(owner, 172800, "203.0.113.22"),
+            Rr::a(owner, 172800, "203.0.113.23"),
+        ],
+    )
+}
+
+#[test]
+fn owner_names_longer_than_the_inline_skip_are_walked_to_their_end() {
+    // Four labels are skipped in line, the rest by the bpf_loop walk: owners of three to nine
+    // labels all lead to the same records.
+    for owner in [
+        "ns.nic.test",
+        "a.ns.nic.test",
+        "b.a.ns.nic.test",
+        "e.d.c.b.a.ns.nic.test",
+        "h.g.f.e.d.c.b.a.ns.nic.test",
+    ] {
+        let fx = Fx::new();
+        assert_eq!(fx.query(ROOT, 40000, 51, "www.example.test", 1), XDP_PASS);
+        let msg = referral_long_owners(51, owner);
+        assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS, "{owner}");
+        assert_eq!(fx.count(c::GLUE_LEARNED), 3, "{owner}");
+        assert_eq!(fx.count(c::RESP_WALK_LIMIT), 0, "{owner}");
+    }
+}
+
+#[test]
+fn a_bad_label_in_an_owner_name_stops_the_walk_there() {
+    // The second glue owner's label at `bad` (0-based) gets the reserved type 0b01 (RFC 6891
+    // §5): the first glue record is learned, the walk stops at the second, nothing after it.
+    let owner = "e.d.c.b.a.ns.nic.test";
+    for bad in [0usize, 3, 4, 6] {
+        let fx = Fx::new();
+        assert_eq!(fx.query(ROOT, 40000, 52, "www.example.test", 1), XDP_PASS);
+        let mut msg = referral_long_owners(52, owner);
+        let wire = wire_name(owner);
+        let starts: Vec<usize> = msg
+            .windows(wire.len())
+            .enumerate()
+            .filter(|(_, w)| *w == &wire[..])
+            .map(|(i, _)| i)
+            .collect();
+        // The NS target, then the three glue owners.
+        assert_eq!(starts.len(), 4);
+        let mut at = starts[2];
+        for _ in 0..bad {
+            at += 1 + msg[at] as usize;
+        }
+        msg[at] |= 0x40;
+        assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS, "label {bad}");
+        assert_eq!(fx.count(c::GLUE_LEARNED), 1, "label {bad}");
+        assert_eq!(fx.count(c::RESP_WALK_LIMIT), 1, "label {bad}");
+        assert!(fx.filter.allowed("203.0.113.21".parse().unwrap()).is_some());
+        assert!(fx.filter.allowed("203.0.113.22".parse().unwrap()).is_none());
+        assert!(fx.filter.allowed("203.0.113.23".parse().unwrap()).is_none());
+    }
+}
