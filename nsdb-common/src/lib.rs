@@ -348,8 +348,10 @@ pub struct InflightSlot {
 }
 const _: () = assert!(size_of::<InflightSlot>() == 48);
 
-/// Key of the INFLIGHT map: one outstanding query.
-#[repr(C)]
+/// Key of the INFLIGHT map: one outstanding query. Aligned to 8 bytes, as its slot is, so
+/// that the program hashes and compares it as five 64-bit words: at the fields' own alignment
+/// (2) LLVM loads each word as four 16-bit pieces.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InflightKey {
     /// Addresses as in the packet (IPv4 in the first 4 bytes).
@@ -362,6 +364,7 @@ pub struct InflightKey {
     pub _pad: [u8; 3],
 }
 const _: () = assert!(size_of::<InflightKey>() == 40);
+const _: () = assert!(align_of::<InflightKey>() == 8);
 
 /// How many bytes of a paired response the RESPONSES ring buffer carries.
 pub const RESP_MSG_MAX: usize = 2048;
