@@ -87,61 +87,125 @@ pub struct Flow {
     pub proto: u8,
 }
 
-/// The fast exit for the bulk of a gateway's traffic: an untagged IPv4 packet without options
+/// What the fast look at the headers found.
+enum Fast {
+    /// Neither port is 53: nothing to check.
+    NotDns,
+    /// A plain IPv4 or IPv6 packet with port 53 on a whole UDP or TCP header: the flow, ready
+    /// for the transport check without walking the headers again.
+    Port53(Flow),
+    /// Anything else (VLAN tags, IPv4 options, extension headers, fragments, short or
+    /// non-IP frames): the full walk decides.
+    Walk,
+}
+
+/// The fast path for the bulk of a gateway's traffic: an untagged IPv4 packet without options
 /// (first fragment or unfragmented) or an IPv6 packet without extension headers, carrying a
-/// whole UDP or TCP header with neither port 53. About twenty instructions instead of the full
-/// walk; what it does not recognise goes on to the full walk, which decides the same way for
-/// these packets (counted NOT_DNS, passed).
+/// whole UDP or TCP header. About twenty instructions settle a packet with neither port 53;
+/// one with port 53 goes straight to the transport check. What it does not recognise goes to
+/// the full walk, which decides the same way for these packets.
 #[inline(always)]
-fn plainly_not_dns<C: Packet>(ctx: &C) -> bool {
+fn fast_headers<C: Packet>(ctx: &C) -> Fast {
     const L4_V4: usize = EthHdr::LEN + 20;
     const L4_V6: usize = EthHdr::LEN + 40;
     let start = ctx.data();
     let end = ctx.data_end();
     // The smallest packet this can settle: IPv4 without options and a UDP header.
     if start + L4_V4 + UdpHdr::LEN > end {
-        return false;
+        return Fast::Walk;
     }
     let p = start as *const u8;
     let rd16 = |off: usize| unsafe { u16::from_be(p.add(off).cast::<u16>().read_unaligned()) };
     // SAFETY (all reads): each offset is checked against `end` before it is read.
     let ether_type = rd16(12);
-    let (proto, l4) = if ether_type == ETH_P_IPV4 {
+    let (fam, proto, l4) = if ether_type == ETH_P_IPV4 {
         // Version 4, IHL 5; fragment offset 0 (the flags may be set).
         if unsafe { *p.add(EthHdr::LEN) } != 0x45 || rd16(EthHdr::LEN + 6) & 0x1fff != 0 {
-            return false;
+            return Fast::Walk;
         }
-        (unsafe { *p.add(EthHdr::LEN + 9) }, L4_V4)
+        (family::V4, unsafe { *p.add(EthHdr::LEN + 9) }, L4_V4)
     } else if ether_type == ETH_P_IPV6 {
         if start + L4_V6 + UdpHdr::LEN > end || unsafe { *p.add(EthHdr::LEN) } >> 4 != 6 {
-            return false;
+            return Fast::Walk;
         }
-        (unsafe { *p.add(EthHdr::LEN + 6) }, L4_V6)
+        (family::V6, unsafe { *p.add(EthHdr::LEN + 6) }, L4_V6)
     } else {
-        return false;
+        return Fast::Walk;
     };
     // The whole transport header must be there, as `udp` and `tcp` require.
     let need = match proto {
         IPPROTO_UDP => UdpHdr::LEN,
         IPPROTO_TCP => TcpHdr::LEN,
-        _ => return false,
+        _ => return Fast::Walk,
     };
     if start + l4 + need > end {
-        return false;
+        return Fast::Walk;
     }
-    rd16(l4) != DNS_PORT && rd16(l4 + 2) != DNS_PORT
+    if rd16(l4) != DNS_PORT && rd16(l4 + 2) != DNS_PORT {
+        return Fast::NotDns;
+    }
+    // SAFETY: the IP header lies before `l4`, inside the checked bytes.
+    let flow = unsafe {
+        if fam == family::V4 {
+            let ip = &*(p.add(EthHdr::LEN) as *const Ip4);
+            Flow {
+                family: fam,
+                src: [ip.src, 0, 0, 0],
+                dst: [ip.dst, 0, 0, 0],
+                l4,
+                proto,
+            }
+        } else {
+            let ip = &*(p.add(EthHdr::LEN) as *const Ip6);
+            Flow {
+                family: fam,
+                src: ip.src,
+                dst: ip.dst,
+                l4,
+                proto,
+            }
+        }
+    };
+    Fast::Port53(flow)
 }
 
 /// Classifies one frame and returns the XDP action (the TC entry point maps it).
 #[inline(always)]
 pub fn classify<C: Packet>(ctx: &C) -> Result<u32, ()> {
-    if plainly_not_dns(ctx) {
-        count(counter::NOT_DNS);
-        return Ok(xdp_action::XDP_PASS);
+    let flow = match fast_headers(ctx) {
+        Fast::NotDns => {
+            count(counter::NOT_DNS);
+            return Ok(xdp_action::XDP_PASS);
+        }
+        Fast::Port53(flow) => {
+            // TC only: the DNS header may lie outside the linear part of the skb (ctx.rs).
+            // The flow holds values, not packet pointers, so it outlives the pull.
+            ctx.linearize_headers();
+            flow
+        }
+        Fast::Walk => {
+            // TC only: unusual headers may lie partly outside the linear part (ctx.rs).
+            ctx.linearize_headers();
+            match walk_headers(ctx)? {
+                Some(flow) => flow,
+                None => return Ok(xdp_action::XDP_PASS),
+            }
+        }
+    };
+    match flow.proto {
+        IPPROTO_UDP => udp(ctx, &flow),
+        IPPROTO_TCP => tcp(ctx, &flow),
+        _ => {
+            count(counter::NOT_DNS);
+            Ok(xdp_action::XDP_PASS)
+        }
     }
-    // TC only: port 53 or unusual headers, whose headers may lie partly outside the linear
-    // part of the skb (ctx.rs).
-    ctx.linearize_headers();
+}
+
+/// The full walk: Ethernet, VLAN tags, IPv4 options, IPv6 extension headers. `None`: nothing
+/// to check (non-IP, counted; a non-first fragment or too long a chain, counted).
+#[inline(always)]
+fn walk_headers<C: Packet>(ctx: &C) -> Result<Option<Flow>, ()> {
     let eth: *const EthHdr = ptr_at(ctx, 0)?;
     // SAFETY: ptr_at checked that the header lies inside the packet.
     let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
@@ -155,23 +219,12 @@ pub fn classify<C: Packet>(ctx: &C) -> Result<u32, ()> {
         ether_type = be16(unsafe { [(*tag)[2], (*tag)[3]] });
         off += 4;
     }
-    let flow = match ether_type {
-        ETH_P_IPV4 => ipv4(ctx, off)?,
-        ETH_P_IPV6 => ipv6(ctx, off)?,
+    match ether_type {
+        ETH_P_IPV4 => ipv4(ctx, off),
+        ETH_P_IPV6 => ipv6(ctx, off),
         _ => {
             count(counter::NOT_IP);
-            return Ok(xdp_action::XDP_PASS);
-        }
-    };
-    let Some(flow) = flow else {
-        return Ok(xdp_action::XDP_PASS);
-    };
-    match flow.proto {
-        IPPROTO_UDP => udp(ctx, &flow),
-        IPPROTO_TCP => tcp(ctx, &flow),
-        _ => {
-            count(counter::NOT_DNS);
-            Ok(xdp_action::XDP_PASS)
+            Ok(None)
         }
     }
 }
