@@ -115,20 +115,26 @@ fn fast_headers<C: Packet>(ctx: &C) -> Fast {
         return Fast::Walk;
     }
     let p = start as *const u8;
-    let rd16 = |off: usize| unsafe { u16::from_be(p.add(off).cast::<u16>().read_unaligned()) };
-    // SAFETY (all reads): each offset is checked against `end` before it is read.
-    let ether_type = rd16(12);
-    let (fam, proto, l4) = if ether_type == ETH_P_IPV4 {
+    // Fields are read whole (one load each, as the full walk's structs do), and compared in
+    // network byte order.
+    // SAFETY (all reads): each header is checked against `end` before it is read.
+    let ether_type = unsafe { (*(p as *const EthHdr)).ether_type };
+    let (fam, proto, l4) = if ether_type == ETH_P_IPV4.to_be() {
+        let ip = unsafe { &*(p.add(EthHdr::LEN) as *const Ip4) };
         // Version 4, IHL 5; fragment offset 0 (the flags may be set).
-        if unsafe { *p.add(EthHdr::LEN) } != 0x45 || rd16(EthHdr::LEN + 6) & 0x1fff != 0 {
+        if ip.vihl != 0x45 || ip.frags & 0x1fffu16.to_be() != 0 {
             return Fast::Walk;
         }
-        (family::V4, unsafe { *p.add(EthHdr::LEN + 9) }, L4_V4)
-    } else if ether_type == ETH_P_IPV6 {
-        if start + L4_V6 + UdpHdr::LEN > end || unsafe { *p.add(EthHdr::LEN) } >> 4 != 6 {
+        (family::V4, ip.proto, L4_V4)
+    } else if ether_type == ETH_P_IPV6.to_be() {
+        if start + L4_V6 + UdpHdr::LEN > end {
             return Fast::Walk;
         }
-        (family::V6, unsafe { *p.add(EthHdr::LEN + 6) }, L4_V6)
+        let ip = unsafe { &*(p.add(EthHdr::LEN) as *const Ip6) };
+        if ip.vcf & 0xf0 != 0x60 {
+            return Fast::Walk;
+        }
+        (family::V6, ip.next, L4_V6)
     } else {
         return Fast::Walk;
     };
@@ -141,7 +147,9 @@ fn fast_headers<C: Packet>(ctx: &C) -> Fast {
     if start + l4 + need > end {
         return Fast::Walk;
     }
-    if rd16(l4) != DNS_PORT && rd16(l4 + 2) != DNS_PORT {
+    // Source and destination ports lead both the UDP and the TCP header.
+    let ports = unsafe { &*(p.add(l4) as *const [u16; 2]) };
+    if ports[0] != DNS_PORT.to_be() && ports[1] != DNS_PORT.to_be() {
         return Fast::NotDns;
     }
     // SAFETY: the IP header lies before `l4`, inside the checked bytes.
