@@ -56,7 +56,8 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Unknown-destination query events (`nsdb_common::QueryEvent`).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_EVENTS_BYTES, 0);
-/// Event rate limiting per source address: the GCRA "theoretical arrival time" (boot ns).
+/// Event rate limiting per source address: the GCRA "theoretical arrival time"
+/// (CLOCK_MONOTONIC_COARSE ns).
 #[map]
 static RATE: LruHashMap<[u32; 4], u64> = LruHashMap::with_max_entries(DEFAULT_RATE_ENTRIES, 0);
 

@@ -90,7 +90,7 @@ pub fn check<C: Packet>(
         count(counter::query_index(v, act, flow.family, transport));
     }
     report(
-        ctx, cfg, flow, transport, sport, dport, dns_id, &q, scratch, act,
+        ctx, cfg, flow, transport, sport, dport, dns_id, &q, scratch, act, now,
     );
     if act == action::PASS && transport == transport::UDP {
         // Monitor mode (or a malformed query): it leaves, so its response is paired, but an
@@ -148,7 +148,8 @@ fn unexpired(expires_ns: u64, now: u64) -> bool {
 }
 
 /// GCRA rate limit per source: at most `burst` events at once, then one per
-/// `event_interval_ns`. Counters stay exact whatever this decides.
+/// `event_interval_ns`. `now` is the coarse clock: a tick of resolution is nothing next to
+/// intervals of many ms. Counters stay exact whatever this decides.
 #[inline(always)]
 fn allow_event(cfg: &Config, src: &[u32; 4], now: u64) -> bool {
     let interval = cfg.event_interval_ns;
@@ -187,8 +188,10 @@ fn report<C: Packet>(
     q: &Question,
     name: &[u8; QNAME_MAX],
     act: u8,
+    now: u64,
 ) {
-    let now = unsafe { bpf_ktime_get_boot_ns() };
+    // The limit runs on the coarse clock the check already read; the precise boot clock (a
+    // TSC read, the dearest step of a rate-limited query) is read only for an event sent.
     if !allow_event(cfg, &flow.src, now) {
         count(counter::EVENTS_RATE_LIMITED);
         return;
@@ -200,7 +203,7 @@ fn report<C: Packet>(
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer record of the right size.
     unsafe {
-        (*ev).ts_ns = now;
+        (*ev).ts_ns = bpf_ktime_get_boot_ns();
         (*ev).ifindex = ctx.ingress_ifindex();
         (*ev).family = flow.family;
         (*ev).transport = transport;
