@@ -106,13 +106,7 @@ pub mod mode {
 pub struct Config {
     /// One of [`mode`].
     pub mode: u32,
-    /// Non-zero when at least one internal prefix is configured. With none, every query is
-    /// checked (the gateway treats all destinations as outside).
-    pub have_internal: u32,
-    /// Non-zero when at least one exception prefix is configured (skips the LPM lookup when
-    /// there are none).
-    pub have_exempt: u32,
-    pub _pad: u32,
+    pub _pad: [u32; 3],
     /// Minimum interval between two events for one source address (ns). 0: no limit.
     pub event_interval_ns: u64,
     /// Secret seed of the INFLIGHT slot hash (random per start), so that nobody outside can
@@ -132,16 +126,56 @@ pub struct Config {
     /// GCRA tolerance (ns): `event_interval_ns × (burst − 1)`, precomputed by userspace, so a
     /// source may send `burst` events at once before the interval applies.
     pub event_tolerance_ns: u64,
+    /// First-byte filters in front of the LPM tries: bit `b` is set when some internal
+    /// (exempt) prefix of that family holds addresses whose first byte is `b`
+    /// ([`FirstBytes::add`]); all clear when there are none. With no internal prefix every
+    /// query is checked (the gateway treats all destinations as outside). A destination
+    /// whose first byte is clear cannot match, and its trie lookup (a helper call, the
+    /// dearest step after the allow map for an unknown destination) is skipped. Bits are only ever set: a removed prefix leaves a superset,
+    /// which costs a lookup, never a wrong verdict.
+    pub internal_v4_first: FirstBytes,
+    pub internal_v6_first: FirstBytes,
+    pub exempt_v4_first: FirstBytes,
+    pub exempt_v6_first: FirstBytes,
 }
-const _: () = assert!(size_of::<Config>() == 72);
+const _: () = assert!(size_of::<Config>() == 72 + 4 * 32);
+
+/// A set of byte values (see [`Config::internal_v4_first`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FirstBytes(pub [u64; 4]);
+
+impl FirstBytes {
+    pub const fn new() -> Self {
+        Self([0; 4])
+    }
+
+    /// Adds the first bytes of the addresses in the prefix whose first byte is `first` and
+    /// whose length is `prefix_len` bits: that byte alone from /8 on, a range below.
+    pub fn add(&mut self, first: u8, prefix_len: u8) {
+        let (start, count) = if prefix_len >= 8 {
+            (u32::from(first), 1)
+        } else {
+            let span = 1u32 << (8 - prefix_len);
+            (u32::from(first) & !(span - 1), span)
+        };
+        for b in start..start + count {
+            self.0[(b >> 6) as usize] |= 1 << (b & 63);
+        }
+    }
+
+    /// Whether `b` is in the set.
+    #[inline(always)]
+    pub fn has(&self, b: u8) -> bool {
+        (self.0[usize::from(b >> 6)] >> (b & 63)) & 1 != 0
+    }
+}
 
 impl Config {
     pub const fn new() -> Self {
         Self {
             mode: mode::MONITOR,
-            have_internal: 0,
-            have_exempt: 0,
-            _pad: 0,
+            _pad: [0; 3],
             event_interval_ns: 0,
             event_tolerance_ns: 0,
             inflight_seed: 0x9e37_79b9_7f4a_7c15,
@@ -151,6 +185,10 @@ impl Config {
             min_ttl_s: 30,
             max_ttl_s: 7 * 86400,
             grace_ns: 60_000_000_000,
+            internal_v4_first: FirstBytes::new(),
+            internal_v6_first: FirstBytes::new(),
+            exempt_v4_first: FirstBytes::new(),
+            exempt_v6_first: FirstBytes::new(),
         }
     }
 }
@@ -470,5 +508,32 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn first_bytes_cover_exactly_the_prefix() {
+        extern crate std;
+        use std::{vec, vec::Vec};
+        let set = |pfx: &[(u8, u8)]| {
+            let mut f = FirstBytes::new();
+            for &(b, l) in pfx {
+                f.add(b, l);
+            }
+            (0..=255u8).filter(|b| f.has(*b)).collect::<Vec<u8>>()
+        };
+        assert_eq!(set(&[]), Vec::<u8>::new());
+        // From /8 on, the first byte alone, whatever the rest.
+        assert_eq!(set(&[(203, 32)]), vec![203]);
+        assert_eq!(set(&[(10, 8), (0x20, 128)]), vec![10, 0x20]);
+        // Shorter prefixes: the aligned range their bits leave free.
+        assert_eq!(set(&[(192, 3)]), (192..=223).collect::<Vec<u8>>());
+        assert_eq!(set(&[(172, 7)]), vec![172, 173]);
+        assert_eq!(set(&[(0x20, 3)]), (0x20..=0x3f).collect::<Vec<u8>>());
+        assert_eq!(set(&[(0, 0)]), (0..=255).collect::<Vec<u8>>());
+        // Each 64-bit word's edges.
+        assert_eq!(
+            set(&[(63, 8), (64, 8), (127, 8), (128, 8), (255, 8)]),
+            vec![63, 64, 127, 128, 255]
+        );
     }
 }

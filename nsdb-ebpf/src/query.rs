@@ -105,7 +105,8 @@ pub fn check<C: Packet>(
 }
 
 /// The verdict for a destination. The allow map comes first: a registered name server is the
-/// common case on a busy gateway, and one hash lookup settles it.
+/// common case on a busy gateway, and one hash lookup settles it. The prefix tries are looked
+/// up only when a configured prefix shares the destination's first byte.
 #[inline(always)]
 fn lookup(cfg: &Config, flow: &Flow, now: u64) -> u8 {
     if flow.family == family::V4 {
@@ -115,10 +116,12 @@ fn lookup(cfg: &Config, flow: &Flow, now: u64) -> u8 {
                 return verdict::REGISTERED;
             }
         }
-        if cfg.have_internal != 0 && INTERNAL_V4.get(Key::new(32, a)).is_some() {
+        // The first byte on the wire: the low byte of the word loaded from the packet.
+        let first = a as u8;
+        if cfg.internal_v4_first.has(first) && INTERNAL_V4.get(Key::new(32, a)).is_some() {
             return verdict::INTERNAL;
         }
-        if cfg.have_exempt != 0 && EXEMPT_V4.get(Key::new(32, a)).is_some() {
+        if cfg.exempt_v4_first.has(first) && EXEMPT_V4.get(Key::new(32, a)).is_some() {
             return verdict::EXEMPT;
         }
     } else {
@@ -128,10 +131,11 @@ fn lookup(cfg: &Config, flow: &Flow, now: u64) -> u8 {
                 return verdict::REGISTERED;
             }
         }
-        if cfg.have_internal != 0 && INTERNAL_V6.get(Key::new(128, a)).is_some() {
+        let first = a[0] as u8;
+        if cfg.internal_v6_first.has(first) && INTERNAL_V6.get(Key::new(128, a)).is_some() {
             return verdict::INTERNAL;
         }
-        if cfg.have_exempt != 0 && EXEMPT_V6.get(Key::new(128, a)).is_some() {
+        if cfg.exempt_v6_first.has(first) && EXEMPT_V6.get(Key::new(128, a)).is_some() {
             return verdict::EXEMPT;
         }
     }

@@ -308,6 +308,15 @@ pub fn on_bpffs(dir: &Path) -> bool {
     }
 }
 
+/// The first byte of a prefix's network address and its length, for the program's
+/// first-byte filters (`nsdb_common::FirstBytes`).
+fn first_byte(net: IpNet) -> (u8, u8) {
+    match net {
+        IpNet::V4(n) => (n.network().octets()[0], n.prefix_len()),
+        IpNet::V6(n) => (n.network().octets()[0], n.prefix_len()),
+    }
+}
+
 fn link_pin_path(dir: &Path, iface: &str) -> PathBuf {
     dir.join(format!("link_{iface}"))
 }
@@ -419,7 +428,11 @@ impl Filter {
     pub fn add_internal(&mut self, net: IpNet) -> Result<(), LoadError> {
         insert_prefix(&mut self.internal_v4, &mut self.internal_v6, net)
             .map_err(map_err(map::INTERNAL_V4))?;
-        self.cfg.have_internal = 1;
+        let (first, len) = first_byte(net);
+        match net {
+            IpNet::V4(_) => self.cfg.internal_v4_first.add(first, len),
+            IpNet::V6(_) => self.cfg.internal_v6_first.add(first, len),
+        }
         self.write_config()
     }
 
@@ -427,7 +440,11 @@ impl Filter {
     pub fn add_exempt(&mut self, net: IpNet) -> Result<(), LoadError> {
         insert_prefix(&mut self.exempt_v4, &mut self.exempt_v6, net)
             .map_err(map_err(map::EXEMPT_V4))?;
-        self.cfg.have_exempt = 1;
+        let (first, len) = first_byte(net);
+        match net {
+            IpNet::V4(_) => self.cfg.exempt_v4_first.add(first, len),
+            IpNet::V6(_) => self.cfg.exempt_v6_first.add(first, len),
+        }
         self.write_config()
     }
 

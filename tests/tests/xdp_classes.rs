@@ -292,6 +292,53 @@ fn exempt_and_internal_destinations(p: Prog) {
     assert!(fx.events().is_empty());
 }
 
+/// Prefixes shorter than a byte, and addresses sharing a prefix's first byte without being in
+/// it: the program's first-byte filter in front of the tries must neither hide a prefix nor
+/// let a neighbour through.
+fn short_prefixes_and_first_byte_neighbours(p: Prog) {
+    let query4 = |dst: &str| udp_query(&L3::v4(CLIENT4, dst), &[], 1, "a.test", 1);
+    let query6 = |dst: &str| udp_query(&L3::v6(CLIENT6, dst), &[], 1, "a.test", 1);
+    // 203.0.113.54 shares its first byte with the exempt 203.0.113.53/32: still unknown.
+    let fx = Fixture::new(p, mode::ENFORCE);
+    assert_eq!(fx.run(&query4("203.0.113.54")), XDP_DROP);
+    assert_only(
+        &fx.counters(),
+        Some((v::UNKNOWN, a::DROP, f::V4, t::UDP)),
+        &[c::EVENTS_SENT],
+    );
+    // 192.0.0.0/3 holds 198.51.100.99 (first byte 198, none of the fixture's prefixes).
+    let mut fx = Fixture::new(p, mode::ENFORCE);
+    fx.filter
+        .add_exempt("192.0.0.0/3".parse().unwrap())
+        .unwrap();
+    assert_eq!(fx.run(&query4(UNKNOWN4)), XDP_PASS);
+    assert_only(
+        &fx.counters(),
+        Some((v::EXEMPT, a::PASS, f::V4, t::UDP)),
+        &[],
+    );
+    // Removed again: the filter keeps its bits (a superset), the trie decides: unknown.
+    assert!(fx.filter.remove_exempt("192.0.0.0/3".parse().unwrap()));
+    assert_eq!(fx.run(&query4(UNKNOWN4)), XDP_DROP);
+    // 2000::/3 as internal holds the unknown IPv6 destination; ::/0 as exempt holds all.
+    let mut fx = Fixture::new(p, mode::ENFORCE);
+    fx.filter.add_internal("2000::/3".parse().unwrap()).unwrap();
+    assert_eq!(fx.run(&query6(UNKNOWN6)), XDP_PASS);
+    assert_only(
+        &fx.counters(),
+        Some((v::INTERNAL, a::PASS, f::V6, t::UDP)),
+        &[],
+    );
+    let mut fx = Fixture::new(p, mode::ENFORCE);
+    fx.filter.add_exempt("0.0.0.0/0".parse().unwrap()).unwrap();
+    assert_eq!(fx.run(&query4("198.18.7.7")), XDP_PASS);
+    assert_only(
+        &fx.counters(),
+        Some((v::EXEMPT, a::PASS, f::V4, t::UDP)),
+        &[],
+    );
+}
+
 fn ipv6_registered_and_unknown_with_extension_headers(p: Prog) {
     let fx = Fixture::new(p, mode::ENFORCE);
     assert_eq!(
@@ -711,6 +758,7 @@ on_both_hooks!(
     unknown_v4_query_enforce_drops_and_reports,
     expired_entry_counts_as_unknown,
     exempt_and_internal_destinations,
+    short_prefixes_and_first_byte_neighbours,
     ipv6_registered_and_unknown_with_extension_headers,
     fragments_and_long_extension_chains_pass,
     vlan_qinq_and_ipv4_options,
