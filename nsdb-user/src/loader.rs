@@ -324,13 +324,20 @@ fn link_pin_path(dir: &Path, iface: &str) -> PathBuf {
 impl Filter {
     /// Loads the program into the kernel (nothing is attached yet).
     pub fn load(sizes: Sizes) -> Result<Self, LoadError> {
-        if OBJECT.is_empty() {
+        Self::load_object(OBJECT, sizes)
+    }
+
+    /// Loads another build of the program object (an ELF file's bytes, 8-byte aligned), for
+    /// comparing two builds side by side (`nsdb-xdp-ab`). It must have been built against
+    /// this binary's nsdb-common: the maps' layouts are not checked beyond their sizes.
+    pub fn load_object(object: &[u8], sizes: Sizes) -> Result<Self, LoadError> {
+        if object.is_empty() {
             return Err(LoadError::NoObject);
         }
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(map::ALLOW_V4, sizes.allow_entries)
             .map_max_entries(map::ALLOW_V6, sizes.allow_entries)
-            .load(OBJECT)?;
+            .load(object)?;
         for name in [prog::NSDB, prog::NOOP, prog::FLOOR] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
