@@ -218,11 +218,8 @@ pub fn capture(data: &[u8]) {
             e.on_query(ts, p.src, p.dst, p.msg);
         }
     };
-    loop {
-        match rd.next_frame() {
-            Ok(Some(f)) => ex.frame(&f, &mut deliver),
-            Ok(None) | Err(_) => break,
-        }
+    while let Ok(Some(f)) = rd.next_frame() {
+        ex.frame(&f, &mut deliver);
     }
     ex.finish(&mut deliver);
     let _ = ex.stats();

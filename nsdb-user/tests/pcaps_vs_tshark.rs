@@ -16,6 +16,10 @@ use std::path::Path;
 use std::process::Command;
 
 type Triple = (String, String, String);
+/// A capture's expected result, as [`compare`] returns it: the capture's path, its
+/// (zone, NS, address) triples as tshark sees them, how many nsdb learned, and the rest's
+/// rejections by reason.
+type Expected = (&'static str, usize, usize, &'static [(&'static str, usize)]);
 
 fn norm(name: &str) -> String {
     let n = name.trim_end_matches('.').to_ascii_lowercase();
@@ -252,7 +256,7 @@ fn stub_captures_with_ns_and_glue() {
     // in-addr.arpa zone, nic.sandelman.ca for tcpdump.org) is rejected as
     // glue_out_of_bailiwick; the rest is learned. NS records of a CNAME target's zone count
     // (zeek-dns-two-responses: www.cmu.edu -> www-cmu.andrew.cmu.edu, NS andrew.cmu.edu).
-    let expected: &[(&str, usize, usize, &[(&str, usize)])] = &[
+    let expected: &[Expected] = &[
         (
             "C-stub/dnscap-vlan11-stub-ns-glue.pcap",
             8,

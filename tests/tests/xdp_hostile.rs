@@ -706,7 +706,7 @@ fn base_frame(r: &mut Rng) -> Vec<u8> {
 }
 
 /// A mutation of `fr`: wrong IP/UDP lengths, bad versions or header lengths, flipped bytes.
-fn mutate(r: &mut Rng, fr: &mut Vec<u8>) {
+fn mutate(r: &mut Rng, fr: &mut [u8]) {
     if fr.len() < 14 {
         return;
     }

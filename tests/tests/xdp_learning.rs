@@ -336,7 +336,7 @@ fn glueless_ns_names_of_a_referral_are_marked_pending_in_the_kernel() {
 fn compressed_root_referral_is_learned_whole() {
     // As servers send it: NS owners point into the question, NS targets share `nic.test`,
     // glue owners are pointers to the targets.
-    let mut fx = Fx::new();
+    let fx = Fx::new();
     let msg = referral_13_compressed(41, "198.18.1.", "2001:db8:18:1::");
     assert!(msg.len() < referral_13(41, "198.18.1.", "2001:db8:18:1::").len());
     assert_eq!(fx.query(ROOT, 40000, 41, "www.example.test", 1), XDP_PASS);

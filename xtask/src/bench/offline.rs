@@ -120,12 +120,13 @@ fn trace(tracegen: &Path, dir: &Path, megabytes: u64) -> Result<(PathBuf, PathBu
     let hints = dir.join("trace-root.hints");
     let stamp = dir.join(format!("trace-{megabytes}MB.json"));
     let params = json!({ "megabytes": megabytes, "zones": 9000, "glueless_percent": 10, "seed": 1, "generator": 2 });
-    if let Ok(s) = std::fs::read_to_string(&stamp) {
-        if let Ok(v) = serde_json::from_str::<Value>(&s) {
-            if v["params"] == params && pcap.exists() && hints.exists() {
-                return Ok((pcap, hints, v["info"].clone()));
-            }
-        }
+    if let Ok(s) = std::fs::read_to_string(&stamp)
+        && let Ok(v) = serde_json::from_str::<Value>(&s)
+        && v["params"] == params
+        && pcap.exists()
+        && hints.exists()
+    {
+        return Ok((pcap, hints, v["info"].clone()));
     }
     eprintln!("bench: generating {}", pcap.display());
     let r = measure(Command::new(tracegen).args([
