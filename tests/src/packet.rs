@@ -259,17 +259,31 @@ pub fn dns_message(
     authority: &[Rr],
     additional: &[Rr],
 ) -> Vec<u8> {
+    message(id, qname, qtype, [answer, authority, additional], false)
+}
+
+/// The message [`dns_message`] and [`dns_message_compressed`] build; `compress` chooses how
+/// names are written.
+fn message(id: u16, qname: &str, qtype: u16, sections: [&[Rr]; 3], compress: bool) -> Vec<u8> {
     let mut m = Vec::new();
     m.extend_from_slice(&id.to_be_bytes());
     m.extend_from_slice(&[0x80, 0x00]);
-    for n in [1usize, answer.len(), authority.len(), additional.len()] {
-        m.extend_from_slice(&(n as u16).to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    for rrs in sections {
+        m.extend_from_slice(&(rrs.len() as u16).to_be_bytes());
     }
-    m.extend_from_slice(&wire_name(qname));
+    let mut seen = Vec::new();
+    if compress {
+        put_name_compressed(&mut m, qname, &mut seen);
+    } else {
+        m.extend_from_slice(&wire_name(qname));
+    }
     m.extend_from_slice(&qtype.to_be_bytes());
     m.extend_from_slice(&1u16.to_be_bytes());
-    for rr in answer.iter().chain(authority).chain(additional) {
-        if rr
+    for rr in sections.into_iter().flatten() {
+        if compress {
+            put_name_compressed(&mut m, &rr.name, &mut seen);
+        } else if rr
             .name
             .trim_end_matches('.')
             .eq_ignore_ascii_case(qname.trim_end_matches('.'))
@@ -281,8 +295,15 @@ pub fn dns_message(
         m.extend_from_slice(&rr.rtype.to_be_bytes());
         m.extend_from_slice(&1u16.to_be_bytes());
         m.extend_from_slice(&rr.ttl.to_be_bytes());
-        m.extend_from_slice(&(rr.rdata.len() as u16).to_be_bytes());
-        m.extend_from_slice(&rr.rdata);
+        let len_at = m.len();
+        m.extend_from_slice(&[0, 0]);
+        if compress && rr.rtype == 2 {
+            put_name_compressed(&mut m, &name_of_wire(&rr.rdata), &mut seen);
+        } else {
+            m.extend_from_slice(&rr.rdata);
+        }
+        let rdlen = (m.len() - len_at - 2) as u16;
+        m[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
     }
     m
 }
@@ -321,32 +342,7 @@ pub fn dns_message_compressed(
     authority: &[Rr],
     additional: &[Rr],
 ) -> Vec<u8> {
-    let mut m = Vec::new();
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(&[0x80, 0x00]);
-    for n in [1usize, answer.len(), authority.len(), additional.len()] {
-        m.extend_from_slice(&(n as u16).to_be_bytes());
-    }
-    let mut seen = Vec::new();
-    put_name_compressed(&mut m, qname, &mut seen);
-    m.extend_from_slice(&qtype.to_be_bytes());
-    m.extend_from_slice(&1u16.to_be_bytes());
-    for rr in answer.iter().chain(authority).chain(additional) {
-        put_name_compressed(&mut m, &rr.name, &mut seen);
-        m.extend_from_slice(&rr.rtype.to_be_bytes());
-        m.extend_from_slice(&1u16.to_be_bytes());
-        m.extend_from_slice(&rr.ttl.to_be_bytes());
-        let len_at = m.len();
-        m.extend_from_slice(&[0, 0]);
-        if rr.rtype == 2 {
-            put_name_compressed(&mut m, &name_of_wire(&rr.rdata), &mut seen);
-        } else {
-            m.extend_from_slice(&rr.rdata);
-        }
-        let rdlen = (m.len() - len_at - 2) as u16;
-        m[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
-    }
-    m
+    message(id, qname, qtype, [answer, authority, additional], true)
 }
 
 /// The text of an uncompressed wire name (as [`wire_name`] writes it).
@@ -365,6 +361,12 @@ fn name_of_wire(w: &[u8]) -> String {
 /// (`a.nic.test` … `m.nic.test`), each with an A glue record `<v4_prefix>N` and an AAAA glue
 /// record `<v6_prefix>N`, N = 1..=13: 39 records, about 1.2 KB.
 pub fn referral_13(id: u16, v4_prefix: &str, v6_prefix: &str) -> Vec<u8> {
+    let (ns, glue) = referral_13_records(v4_prefix, v6_prefix);
+    dns_message(id, "www.example.test", 1, &[], &ns, &glue)
+}
+
+/// The authority and additional sections of [`referral_13`].
+fn referral_13_records(v4_prefix: &str, v6_prefix: &str) -> (Vec<Rr>, Vec<Rr>) {
     let letters = "abcdefghijklm";
     let ns: Vec<Rr> = letters
         .chars()
@@ -383,30 +385,32 @@ pub fn referral_13(id: u16, v4_prefix: &str, v6_prefix: &str) -> Vec<u8> {
             &format!("{v6_prefix}{}", i + 1),
         ));
     }
-    dns_message(id, "www.example.test", 1, &[], &ns, &glue)
+    (ns, glue)
 }
 
 /// [`referral_13`] compressed as name servers send it: `test` in the NS owners points into
 /// the question, `b.nic.test` is `b` and a pointer to the first target's `nic.test`, and every
 /// glue owner is a pointer to its NS target: 39 records, about 0.8 KB.
 pub fn referral_13_compressed(id: u16, v4_prefix: &str, v6_prefix: &str) -> Vec<u8> {
-    let letters = "abcdefghijklm";
-    let ns: Vec<Rr> = letters
-        .chars()
-        .map(|l| Rr::ns("test", 172800, &format!("{l}.nic.test")))
-        .collect();
-    let mut glue = Vec::new();
-    for (i, l) in letters.chars().enumerate() {
-        glue.push(Rr::a(
-            &format!("{l}.nic.test"),
-            172800,
-            &format!("{v4_prefix}{}", i + 1),
-        ));
-        glue.push(Rr::aaaa(
-            &format!("{l}.nic.test"),
-            172800,
-            &format!("{v6_prefix}{}", i + 1),
-        ));
-    }
+    let (ns, glue) = referral_13_records(v4_prefix, v6_prefix);
     dns_message_compressed(id, "www.example.test", 1, &[], &ns, &glue)
+}
+
+/// [`referral_13`] in both encodings, as the benchmarks name them: compressed as name servers
+/// send it, and every name written out (the most walking a referral of this size can ask for).
+pub fn referral_13_encodings(
+    id: u16,
+    v4_prefix: &str,
+    v6_prefix: &str,
+) -> [(&'static str, Vec<u8>); 2] {
+    [
+        (
+            "compressed, as name servers send it",
+            referral_13_compressed(id, v4_prefix, v6_prefix),
+        ),
+        (
+            "uncompressed (every name in full)",
+            referral_13(id, v4_prefix, v6_prefix),
+        ),
+    ]
 }

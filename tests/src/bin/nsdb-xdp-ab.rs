@@ -51,6 +51,24 @@ fn load(path: &str) -> Filter {
     f
 }
 
+/// `n` alternating timings of A and B (`time` runs one filter once and returns its ns): the
+/// median ns of each and the median of the per-pair ratios B/A.
+fn compare(n: usize, a: &Filter, b: &Filter, mut time: impl FnMut(&Filter) -> f64) -> [f64; 3] {
+    let (mut na, mut nb, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let x = time(a);
+        let y = time(b);
+        na.push(x);
+        nb.push(y);
+        r.push(y / x);
+    }
+    [median(na), median(nb), median(r)]
+}
+
+fn row(name: &str, [a, b, ratio]: [f64; 3]) {
+    println!("{name:<56} {a:>10.0} {b:>10.0} {ratio:>7.3}");
+}
+
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter()
         .position(|a| a == name)
@@ -97,22 +115,12 @@ fn main() {
         ("exempt", q4("203.0.113.53")),
         ("internal", q4("192.0.2.53")),
     ];
-    println!("{:<40} {:>10} {:>10} {:>7}", "class", "A ns", "B ns", "B/A");
+    println!("{:<56} {:>10} {:>10} {:>7}", "class", "A ns", "B ns", "B/A");
     for (name, pkt) in &classes {
-        let (mut na, mut nb, mut r) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..pairs {
-            let x = test_run(a.program(), pkt, 300_000).duration.as_nanos() as f64;
-            let y = test_run(b.program(), pkt, 300_000).duration.as_nanos() as f64;
-            na.push(x);
-            nb.push(y);
-            r.push(y / x);
-        }
-        println!(
-            "{name:<40} {:>10.0} {:>10.0} {:>7.3}",
-            median(na),
-            median(nb),
-            median(r)
-        );
+        let t = compare(pairs, &a, &b, |f| {
+            test_run(f.program(), pkt, 300_000).duration.as_nanos() as f64
+        });
+        row(name, t);
     }
     // Paired referrals with known glue: each response needs its own query (repeat 1).
     let query = frame(
@@ -120,36 +128,16 @@ fn main() {
         &L3::v4("192.0.2.10", "198.51.100.53"),
         &udp(40000, 53, &dns_query(0x4242, "www.example.test", 1)),
     );
-    for (name, msg) in [
-        (
-            "13-glue referral, compressed",
-            referral_13_compressed(0x4242, "198.19.0.", "2001:db8:19::"),
-        ),
-        (
-            "13-glue referral, uncompressed",
-            referral_13(0x4242, "198.19.0.", "2001:db8:19::"),
-        ),
-    ] {
+    for (name, msg) in referral_13_encodings(0x4242, "198.19.0.", "2001:db8:19::") {
         let resp = frame(
             &[],
             &L3::v4("198.51.100.53", "192.0.2.10"),
             &udp(53, 40000, &msg),
         );
-        let (mut na, mut nb, mut r) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..referrals {
-            test_run(a.program(), &query, 1);
-            let x = test_run(a.program(), &resp, 1).duration.as_nanos() as f64;
-            test_run(b.program(), &query, 1);
-            let y = test_run(b.program(), &resp, 1).duration.as_nanos() as f64;
-            na.push(x);
-            nb.push(y);
-            r.push(y / x);
-        }
-        println!(
-            "{name:<40} {:>10.0} {:>10.0} {:>7.3}",
-            median(na),
-            median(nb),
-            median(r)
-        );
+        let t = compare(referrals, &a, &b, |f| {
+            test_run(f.program(), &query, 1);
+            test_run(f.program(), &resp, 1).duration.as_nanos() as f64
+        });
+        row(&format!("13-glue referral, {name}"), t);
     }
 }
