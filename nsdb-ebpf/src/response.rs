@@ -135,29 +135,21 @@ unsafe fn walk_of<'a>(ctx: *mut c_void) -> (&'a mut WalkState, &'a [u8; RESP_MSG
 extern "C" fn skip_label(_i: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes the walk's context (skip_name).
     let (st, b, _) = unsafe { walk_of(ctx) };
-    let o = st.s_off as usize;
-    if o >= st.len as usize {
-        st.s_done = 2;
-        return 1;
+    match skip_one_label(b, st.len as usize, st.s_off as usize) {
+        Skip::Done(end) => {
+            st.s_off = end;
+            st.s_done = 1;
+            1
+        }
+        Skip::Bad => {
+            st.s_done = 2;
+            1
+        }
+        Skip::From(next) => {
+            st.s_off = next;
+            0
+        }
     }
-    let c = b[o & MASK] as u32;
-    if c == 0 {
-        st.s_off += 1;
-        st.s_done = 1;
-        return 1;
-    }
-    if c & 0xC0 == 0xC0 {
-        st.s_off += 2;
-        st.s_done = 1;
-        return 1;
-    }
-    if c & 0xC0 != 0 {
-        // Extended label types (RFC 6891 §5) are not used in practice: malformed.
-        st.s_done = 2;
-        return 1;
-    }
-    st.s_off += c + 1;
-    0
 }
 
 /// Reads a field of the walk state. The callbacks reach the state through the map, behind
@@ -188,14 +180,34 @@ fn skip_name(w: *mut c_void, st: *mut WalkState, off: u32) -> Option<u32> {
     }
 }
 
-/// How far [`skip_short_name`] got.
+/// How far a name skip got.
 enum Skip {
     /// Offset just past the name.
     Done(u32),
     /// Malformed, or runs past the copy.
     Bad,
-    /// Still inside the name at this offset (a label start): bpf_loop goes on from there.
+    /// Still inside the name at this offset (a label start).
     From(u32),
+}
+
+/// Skips the label (or the compression pointer, which ends a name) at `o`.
+#[inline(always)]
+fn skip_one_label(b: &[u8; RESP_MSG_MAX], len: usize, o: usize) -> Skip {
+    if o >= len {
+        return Skip::Bad;
+    }
+    let c = b[o & MASK] as usize;
+    if c == 0 {
+        return Skip::Done(o as u32 + 1);
+    }
+    if c & 0xC0 == 0xC0 {
+        return Skip::Done(o as u32 + 2);
+    }
+    if c & 0xC0 != 0 {
+        // Extended label types (RFC 6891 §5) are not used in practice: malformed.
+        return Skip::Bad;
+    }
+    Skip::From((o + c + 1) as u32)
 }
 
 /// Labels of an owner name skipped in line, before bpf_loop takes over: enough for a bare
@@ -203,24 +215,15 @@ enum Skip {
 /// `a.nic.test`-style glue owner, which would otherwise cost a callback call per label.
 const INLINE_LABELS: usize = 4;
 
-/// Skips up to [`INLINE_LABELS`] labels of the name at `o`, as `skip_label` does one by one.
+/// Skips up to [`INLINE_LABELS`] labels of the name at `o`; `Skip::From` where bpf_loop
+/// (`skip_label`, the same step) goes on.
 #[inline(always)]
 fn skip_short_name(b: &[u8; RESP_MSG_MAX], len: usize, mut o: usize) -> Skip {
     for _ in 0..INLINE_LABELS {
-        if o >= len {
-            return Skip::Bad;
+        match skip_one_label(b, len, o) {
+            Skip::From(next) => o = next as usize,
+            done_or_bad => return done_or_bad,
         }
-        let c = b[o & MASK] as usize;
-        if c == 0 {
-            return Skip::Done(o as u32 + 1);
-        }
-        if c & 0xC0 == 0xC0 {
-            return Skip::Done(o as u32 + 2);
-        }
-        if c & 0xC0 != 0 {
-            return Skip::Bad;
-        }
-        o += c + 1;
     }
     Skip::From(o as u32)
 }
