@@ -22,7 +22,7 @@ use aya::{
     },
 };
 use ipnet::IpNet;
-use nsdb_common::{AllowEntry, Config, counter, map, prog};
+use nsdb_common::{AllowEntry, Config, FirstBytes, counter, map, prog};
 
 use crate::counters::Counters;
 
@@ -308,12 +308,12 @@ pub fn on_bpffs(dir: &Path) -> bool {
     }
 }
 
-/// The first byte of a prefix's network address and its length, for the program's
-/// first-byte filters (`nsdb_common::FirstBytes`).
-fn first_byte(net: IpNet) -> (u8, u8) {
+/// Adds a prefix's first bytes to the program's filter of its family (the twin of
+/// [`insert_prefix`] for the filters in front of the tries).
+fn note_first_bytes(v4: &mut FirstBytes, v6: &mut FirstBytes, net: IpNet) {
     match net {
-        IpNet::V4(n) => (n.network().octets()[0], n.prefix_len()),
-        IpNet::V6(n) => (n.network().octets()[0], n.prefix_len()),
+        IpNet::V4(n) => v4.add(n.network().octets()[0], n.prefix_len()),
+        IpNet::V6(n) => v6.add(n.network().octets()[0], n.prefix_len()),
     }
 }
 
@@ -435,11 +435,11 @@ impl Filter {
     pub fn add_internal(&mut self, net: IpNet) -> Result<(), LoadError> {
         insert_prefix(&mut self.internal_v4, &mut self.internal_v6, net)
             .map_err(map_err(map::INTERNAL_V4))?;
-        let (first, len) = first_byte(net);
-        match net {
-            IpNet::V4(_) => self.cfg.internal_v4_first.add(first, len),
-            IpNet::V6(_) => self.cfg.internal_v6_first.add(first, len),
-        }
+        note_first_bytes(
+            &mut self.cfg.internal_v4_first,
+            &mut self.cfg.internal_v6_first,
+            net,
+        );
         self.write_config()
     }
 
@@ -447,11 +447,11 @@ impl Filter {
     pub fn add_exempt(&mut self, net: IpNet) -> Result<(), LoadError> {
         insert_prefix(&mut self.exempt_v4, &mut self.exempt_v6, net)
             .map_err(map_err(map::EXEMPT_V4))?;
-        let (first, len) = first_byte(net);
-        match net {
-            IpNet::V4(_) => self.cfg.exempt_v4_first.add(first, len),
-            IpNet::V6(_) => self.cfg.exempt_v6_first.add(first, len),
-        }
+        note_first_bytes(
+            &mut self.cfg.exempt_v4_first,
+            &mut self.cfg.exempt_v6_first,
+            net,
+        );
         self.write_config()
     }
 
