@@ -80,6 +80,7 @@ fn real_main() -> Result<()> {
             Err(err)
         }
         Cmd::Test { args } => {
+            warn_if_disk_low(&root);
             setup::run()?;
             build_release(&root)?;
             // Default members: nsdb-common, nsdb-user, xtask, tests (nsdb-ebpf only builds for
@@ -89,6 +90,7 @@ fn real_main() -> Result<()> {
             status(&mut c)
         }
         Cmd::Bench { quick } => {
+            warn_if_disk_low(&root);
             setup::run()?;
             build_release(&root)?;
             bench::run(&root, quick)
@@ -106,6 +108,41 @@ fn workspace_root() -> PathBuf {
 
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// A clean checkout's release build and test run take about 3 GiB under target/ (the BPF
+/// object's build of `core` among them); when the disk is fuller than that, say so up front
+/// rather than leave the reader an ENOSPC deep in a build script's output.
+fn warn_if_disk_low(root: &Path) {
+    const NEED: u64 = 3 << 30;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let dir = if target.exists() {
+        target
+    } else {
+        root.to_path_buf()
+    };
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return;
+    };
+    // SAFETY: an all-zero statvfs is a valid value for statvfs(3) to overwrite.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` is valid for writing.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return;
+    }
+    let free = st.f_bavail as u64 * st.f_frsize as u64;
+    if free < NEED {
+        eprintln!(
+            "xtask: warning: only {:.1} GiB free on the file system of {}; a clean build and \
+             test run needs about {} GiB (a full disk shows up as \"No space left on device\" \
+             in the BPF build)",
+            free as f64 / (1u64 << 30) as f64,
+            dir.display(),
+            NEED >> 30
+        );
+    }
 }
 
 /// Builds every release binary (nsdb with its XDP object embedded, and the bench tools).
