@@ -16,18 +16,50 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One cold-cache round: (milliseconds, failures, exit report of nsdb if it ran).
-fn round(tb: &mut Testbed, mode: Option<&str>, extra: &[&str]) -> (f64, usize, Value) {
-    tb.restart_unbound();
+/// One round of a configuration: `passes` cold-cache resolutions of every name (Unbound
+/// restarted before each) under one nsdb daemon, if the configuration runs one. Returns
+/// (total milliseconds of the passes, failures, CPU milliseconds nsdb's process used during
+/// the passes, exit report of nsdb if it ran).
+fn round(
+    tb: &mut Testbed,
+    mode: Option<&str>,
+    extra: &[&str],
+    passes: usize,
+) -> (f64, usize, f64, Value) {
     let alerts = tb.file(&nsdb_tests::unique("alerts"));
     let d = mode.map(|m| {
         let args = tb.nsdb_args(m, &alerts, None, extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Daemon::start(&tb.gw, &args)
     });
-    let (fails, took): (Vec<_>, Duration) = tb.resolve_all();
+    let cpu_before = d.as_ref().map(|d| cpu_ms(d.pid()));
+    let (mut ms, mut failed) = (0.0, 0);
+    for _ in 0..passes {
+        tb.restart_unbound();
+        let (fails, took): (Vec<_>, Duration) = tb.resolve_all();
+        ms += took.as_secs_f64() * 1000.0;
+        failed += fails.len();
+    }
+    let cpu = match (&d, cpu_before) {
+        (Some(d), Some(b)) => cpu_ms(d.pid()) - b,
+        _ => 0.0,
+    };
     let report = d.map(|d| d.stop_report()).unwrap_or(Value::Null);
-    (took.as_secs_f64() * 1000.0, fails.len(), report)
+    (ms, failed, cpu, report)
+}
+
+/// CPU time used so far by all threads of a process, in milliseconds (the first field of each
+/// /proc/PID/task/TID/schedstat, in nanoseconds: clock ticks are too coarse for a round).
+fn cpu_ms(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e6
 }
 
 fn sum_prefix(c: &Value, prefix: &str) -> u64 {
@@ -43,12 +75,15 @@ fn sum_prefix(c: &Value, prefix: &str) -> u64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    // 11 rounds of five configurations keep the whole bench under its 10-minute budget.
-    let rounds = if quick { 2 } else { 11 };
+    // 11 rounds of five configurations, each timing 4 cold passes over every name (a single
+    // ~65-ms pass swung by ±15 % with the machine), keep the whole bench under its 10-minute
+    // budget.
+    let (rounds, passes) = if quick { (2, 1) } else { (11, 4) };
     let mut tb = Testbed::new("rb");
     let names = tb.resolve_all().0.len(); // warm-up round (also checks the testbed)
     assert_eq!(names, 0, "the testbed resolves everything without nsdb");
     let mut times: [Vec<f64>; 5] = Default::default();
+    let mut nsdb_cpu: [Vec<f64>; 5] = Default::default();
     let mut failures = [0usize; 5];
     let mut drops = [0u64; 5];
     let mut p50 = Vec::new();
@@ -72,8 +107,9 @@ fn main() {
         for k in 0..configs.len() {
             let i = (r + k) % configs.len();
             let (_, mode, extra) = &configs[i];
-            let (ms, f, rep) = round(&mut tb, *mode, extra);
+            let (ms, f, cpu, rep) = round(&mut tb, *mode, extra, passes);
             times[i].push(ms);
+            nsdb_cpu[i].push(cpu);
             failures[i] += f;
             drops[i] += sum_prefix(&rep["final_counters"], "query_unknown_drop_");
             if i == 2
@@ -87,7 +123,8 @@ fn main() {
     let med: Vec<f64> = times.iter().map(|t| median(t.clone())).collect();
     // Each round runs the five configurations back to back, so a round's ratio compares runs
     // made under the same load; the median of those ratios is the figure the goal is judged on
-    // (a 212-name cold resolution takes ~60 ms, well within the machine's swings).
+    // (a 212-name cold resolution takes ~60 ms, well within the machine's swings, so a round
+    // times several, under one daemon).
     let paired =
         |a: usize, b: usize| median(times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect());
     let rows: Vec<Value> = configs
@@ -95,13 +132,15 @@ fn main() {
         .enumerate()
         .map(|(i, (name, _, _))| {
             json!({"config": name, "median_ms": med[i], "runs_ms": times[i], "failed_resolutions": failures[i],
+                   "nsdb_cpu_ms_median": median(nsdb_cpu[i].clone()),
                    "dropped_queries": drops[i], "ratio_to_none": med[i] / med[0], "ratio_to_monitor": med[i] / med[1]})
         })
         .collect();
     let out = json!({
-        "tool": "testbed: Unbound resolving every name (cold cache, dig -f batch) through the gateway namespace; median of the rounds; ratios are medians of the per-round ratios (the configurations of a round run back to back, each round starting with the next one)",
+        "tool": "testbed: Unbound resolving every name (cold cache, dig -f batch) through the gateway namespace; a round of a configuration times several such passes (Unbound restarted before each) under one nsdb daemon; median of the rounds; ratios are medians of the per-round ratios (the configurations of a round run back to back, each round starting with the next one)",
         "names": tb.names.len(),
         "rounds": rounds,
+        "passes_per_round": passes,
         "configs": rows,
         "enforce_over_none": paired(2, 0),
         "enforce_tc_over_none": paired(4, 0),

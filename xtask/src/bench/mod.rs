@@ -117,12 +117,13 @@ fn xdp_markdown(v: &Value) -> String {
 
 fn resolve_markdown(v: &Value) -> String {
     let mut s = format!(
-        "## Learning latency and resolution overhead\n\n{} ({} names, {} rounds).\n\n\
-         | configuration | median ms | × no nsdb | × monitor | failed resolutions | dropped queries |\n\
+        "## Learning latency and resolution overhead\n\n{} ({} names, {} rounds of {} cold passes).\n\n\
+         | configuration | median ms per round | × no nsdb | × monitor | failed resolutions | dropped queries |\n\
          |---|---:|---:|---:|---:|---:|\n",
         v["tool"].as_str().unwrap_or("?"),
         v["names"],
-        v["rounds"]
+        v["rounds"],
+        v["passes_per_round"].as_u64().unwrap_or(1)
     );
     for c in v["configs"].as_array().into_iter().flatten() {
         s += &format!(
