@@ -117,7 +117,13 @@ pub struct Config {
     pub pending_window_ns: u64,
     /// Non-zero: learn referral glue in the kernel (the race-free path).
     pub learn: u32,
-    pub _pad2: u32,
+    /// Wake-up batching of the RESPONSES ring buffer. 0: every record wakes a waiting reader
+    /// (the ring buffer's default), as with learning off. Otherwise a response the program
+    /// walked whole is queued without a wake-up until the ring holds this many bytes, and the
+    /// reader drains it on a timer: the program has already learned its glue, and the reader
+    /// only keeps the history. A response the program could not walk whole still wakes the
+    /// reader at once, since only userspace learns from it.
+    pub resp_wake_bytes: u32,
     /// TTL clamp for learned glue, seconds.
     pub min_ttl_s: u32,
     pub max_ttl_s: u32,
@@ -181,7 +187,7 @@ impl Config {
             inflight_seed: 0x9e37_79b9_7f4a_7c15,
             pending_window_ns: 2_000_000_000,
             learn: 1,
-            _pad2: 0,
+            resp_wake_bytes: 0,
             min_ttl_s: 30,
             max_ttl_s: 7 * 86400,
             grace_ns: 60_000_000_000,

@@ -10,7 +10,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
     helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_loop},
 };
 use nsdb_common::{
@@ -523,7 +523,7 @@ pub fn handle<C: Packet>(
         }
     }
     send(
-        ctx, flow, sport, dport, dns, len, total, query_ts, flags, learned, stop,
+        ctx, cfg, flow, sport, dport, dns, len, total, query_ts, flags, learned, stop,
     );
     xdp_action::XDP_PASS
 }
@@ -603,6 +603,7 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
 #[allow(clippy::too_many_arguments)]
 fn send<C: Packet>(
     ctx: &C,
+    cfg: &Config,
     flow: &Flow,
     sport: u16,
     dport: u16,
@@ -642,7 +643,20 @@ fn send<C: Packet>(
         count(counter::RESP_LOST);
         return;
     }
-    entry.submit(0);
+    // Wake-up batching (Config::resp_wake_bytes): a response the program learned from whole
+    // waits for the reader's timer unless the ring is filling up; one it could not walk whole
+    // wakes the reader now, forced, since records queued before it may not have. With learning
+    // off nothing is queued silently: the ring buffer's own rule (wake a caught-up reader).
+    let wake = if cfg.resp_wake_bytes == 0 || cfg.learn == 0 {
+        0
+    } else if stop != 0 || flags & resp_flag::TRUNCATED_COPY != 0 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else if RESPONSES.query(BPF_RB_AVAIL_DATA as u64) >= cfg.resp_wake_bytes as u64 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    };
+    entry.submit(wake);
     count(counter::RESP_SENT);
 }
 

@@ -61,6 +61,9 @@ pub struct LiveStats {
     /// last one.
     pub full_sweeps: u64,
     pub allow_kinds: [u64; 4],
+    /// Whether the program now batches the wake-ups of paired responses (--response-batch-ms;
+    /// off while the allow maps may be over half full, see [`LiveLearner::check_batching`]).
+    pub response_batching: bool,
 }
 
 /// The live learner, driven by the daemon's event loop.
@@ -78,6 +81,9 @@ pub struct LiveLearner {
     /// Called with each learning latency sample (µs), e.g. for a metrics histogram.
     latency_observer: Option<Box<dyn FnMut(u64) + Send>>,
     db_failing: bool,
+    /// Response batching as configured, and when it was last checked.
+    batching_wanted: bool,
+    batching_checked: Option<Instant>,
     pub stats: LiveStats,
 }
 
@@ -104,6 +110,8 @@ impl LiveLearner {
             warned_full: false,
             latency_observer: None,
             db_failing: false,
+            batching_wanted: false,
+            batching_checked: None,
             stats: LiveStats::default(),
         }
     }
@@ -113,6 +121,65 @@ impl LiveLearner {
         self.baseline = entries;
         self.stats.allow_entries = entries;
         self.stats.allow_capacity = capacity_per_family * 2;
+    }
+
+    /// Turns the program's batching of response wake-ups on or off as configured (call after
+    /// [`LiveLearner::set_baseline`]); [`LiveLearner::check_batching`] may then suspend it.
+    pub fn set_response_batching(
+        &mut self,
+        filter: &mut Filter,
+        wanted: bool,
+    ) -> Result<(), loader::LoadError> {
+        self.batching_wanted = wanted;
+        filter.set_response_batching(false)?;
+        self.stats.response_batching = false;
+        self.batching_checked = None;
+        // On only if the maps have room for it.
+        self.check_batching(filter);
+        Ok(())
+    }
+
+    /// Call after reading responses (it looks at most every 10 ms). Batching runs only while
+    /// the allow maps are at most half full. Near full they evict, and then the refills
+    /// userspace makes (name servers re-inserted from the history, used ones touched) must
+    /// reach them before the resolver's next query, as they do when every response is read
+    /// at once. The estimate is the entries written minus those removed, against one family's
+    /// capacity (either family might hold them all), so it errs towards reading at once.
+    pub fn check_batching(&mut self, filter: &mut Filter) {
+        if !self.batching_wanted
+            || self
+                .batching_checked
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(10))
+        {
+            return;
+        }
+        self.batching_checked = Some(Instant::now());
+        let kernel_new = filter
+            .counter(nsdb_common::counter::GLUE_LEARNED)
+            .unwrap_or(u64::MAX / 2);
+        let live = (self.baseline + kernel_new + self.stats.inserted)
+            .saturating_sub(self.stats.expired + self.stats.withdrawn);
+        let per_family = self.stats.allow_capacity / 2;
+        let room = live.saturating_mul(2) < per_family;
+        if room != self.stats.response_batching {
+            match filter.set_response_batching(room) {
+                Ok(()) => {
+                    self.stats.response_batching = room;
+                    tracing::info!(
+                        entries_estimate = live,
+                        capacity_per_family = per_family,
+                        batching = room,
+                        "{}",
+                        if room {
+                            "allow maps at most half full again: response wake-ups batched"
+                        } else {
+                            "allow maps may be over half full: every response is read at once"
+                        }
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "setting response batching failed"),
+            }
+        }
     }
 
     /// Hands every learning latency sample (µs) to `f` as well.

@@ -29,6 +29,11 @@ use crate::counters::Counters;
 /// The XDP object, built by build.rs from nsdb-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nsdb"));
 
+/// With response batching on, the program wakes the reader once this much of the RESPONSES
+/// ring is queued: a quarter, so a reader woken late still has three quarters of room (at
+/// 2,120 bytes a record, about 2,000 responses between wake-ups at most).
+pub const RESPONSES_WAKE_BYTES: u32 = nsdb_common::DEFAULT_RESPONSES_BYTES / 4;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("this nsdb binary was built without its XDP program (AYA_BUILD_SKIP was set)")]
@@ -506,6 +511,12 @@ impl Filter {
         (self.allow_v4.keys().count(), self.allow_v6.keys().count())
     }
 
+    /// One counter ([`nsdb_common::counter`]), summed over CPUs.
+    pub fn counter(&self, i: u32) -> Result<u64, LoadError> {
+        let per_cpu = self.counters.get(&i, 0).map_err(map_err(map::COUNTERS))?;
+        Ok(per_cpu.iter().sum())
+    }
+
     /// The counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, LoadError> {
         let mut values = vec![0u64; counter::COUNT as usize];
@@ -534,6 +545,15 @@ impl Filter {
         self.cfg.min_ttl_s = min_ttl_s;
         self.cfg.max_ttl_s = max_ttl_s.max(min_ttl_s);
         self.cfg.grace_ns = grace_ns;
+        self.write_config()
+    }
+
+    /// Wake-up batching of paired responses ([`nsdb_common::Config::resp_wake_bytes`]): on,
+    /// the reader is woken only for responses the program could not learn from whole, or
+    /// once a quarter of the RESPONSES ring is queued, and must drain the ring on a timer;
+    /// off, every response wakes it.
+    pub fn set_response_batching(&mut self, on: bool) -> Result<(), LoadError> {
+        self.cfg.resp_wake_bytes = if on { RESPONSES_WAKE_BYTES } else { 0 };
         self.write_config()
     }
 

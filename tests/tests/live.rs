@@ -234,12 +234,17 @@ fn table2_direct_queries_to_learned_servers_are_registered_others_unknown() {
 /// Stops the daemon; prints what live learning did (the `live`, `engine` and
 /// `learn_latency_us` parts of its exit report) and returns the counters.
 fn stop(d: Daemon, what: &str) -> Value {
+    stop_report(d, what)["final_counters"].clone()
+}
+
+/// [`stop`], returning the whole exit report.
+fn stop_report(d: Daemon, what: &str) -> Value {
     let r = d.stop_report();
     eprintln!(
         "{what}: live {} engine {} learn latency {}",
         r["live"], r["engine"], r["learn_latency_us"]
     );
-    r["final_counters"].clone()
+    r
 }
 
 /// Morto: the bot resolves its C&C's name through the resolver (which works: the resolver's
@@ -475,7 +480,11 @@ fn enforce_mode_cold_cache_resolves_everything_without_drops() {
             let alerts = tb.file(&format!("alerts-{mode}-{round}.json"));
             let d = tb.start_nsdb(mode, &alerts, None, &[]);
             let (fails, took) = tb.resolve_all();
-            let c = stop(d, &format!("{mode} round {round}"));
+            let r = stop_report(d, &format!("{mode} round {round}"));
+            let c = &r["final_counters"];
+            // The default maps have room: responses the program learned from whole are read
+            // in batches (--response-batch-ms), and still nothing is dropped.
+            assert_eq!(r["live"]["response_batching"], true, "{}", r["live"]);
             assert_all_resolved(&tb, &format!("{mode} round {round}"), &fails);
             let a = read_alerts(&alerts);
             assert!(
@@ -721,6 +730,10 @@ fn full_allow_maps_evict_count_and_warn() {
     let live = &r["live"];
     eprintln!("small maps: live {live}");
     assert_eq!(live["allow_capacity"], 12, "6 per family: {live}");
+    assert_eq!(
+        live["response_batching"], false,
+        "batching stays off while the maps may be over half full (3 roots of 6): {live}"
+    );
     assert!(live["allow_entries"].as_u64().unwrap() <= 12, "{live}");
     assert!(
         live["evicted"].as_u64().unwrap() > 0,

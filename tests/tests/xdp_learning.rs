@@ -439,3 +439,134 @@ fn a_bad_label_in_an_owner_name_stops_the_walk_there() {
         assert!(fx.filter.allowed("203.0.113.23".parse().unwrap()).is_none());
     }
 }
+
+/// An epoll instance watching the RESPONSES ring of `fx`, registered while the ring is empty:
+/// the ring's fd then only becomes ready in it when the program wakes readers (epoll does not
+/// poll an fd again until its wake-up callback runs).
+struct RingWatch(std::os::fd::OwnedFd);
+
+impl RingWatch {
+    fn new(fx: &mut Fx) -> Self {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        assert!(fx.records().is_empty(), "watch an empty ring");
+        // SAFETY: plain syscalls on descriptors this test owns; `ev` is valid for reading.
+        unsafe {
+            let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+            assert!(ep >= 0, "epoll_create1");
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: 1,
+            };
+            let rc = libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fx.responses.as_raw_fd(), &mut ev);
+            assert_eq!(rc, 0, "epoll_ctl");
+            RingWatch(std::os::fd::OwnedFd::from_raw_fd(ep))
+        }
+    }
+    /// Did the program wake the ring's readers since the last call? Waits up to a second for
+    /// the wake-up (the kernel delivers it from irq_work, just after the program returns).
+    fn woken(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut ev = [libc::epoll_event { events: 0, u64: 0 }; 1];
+        // SAFETY: `ev` has room for the one event asked for.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), ev.as_mut_ptr(), 1, 1000) };
+        assert!(n >= 0, "epoll_wait");
+        n == 1
+    }
+}
+
+/// `referral` with the reserved label type in the first glue record's owner: the program's
+/// walk stops there (walk_stop::OWNER), so only userspace can learn the rest.
+fn referral_with_bad_glue_owner(id: u16) -> Vec<u8> {
+    let mut msg = referral(id);
+    let wire = wire_name("a.nic.test");
+    let starts: Vec<usize> = msg
+        .windows(wire.len())
+        .enumerate()
+        .filter(|(_, w)| *w == &wire[..])
+        .map(|(i, _)| i)
+        .collect();
+    // The NS target, then the owners of the A and the AAAA glue.
+    assert_eq!(starts.len(), 3);
+    msg[starts[1]] |= 0x40;
+    msg
+}
+
+#[test]
+fn batched_responses_wake_the_reader_only_when_userspace_must_learn_now() {
+    let mut fx = Fx::new();
+    fx.filter.set_response_batching(true).unwrap();
+    let watch = RingWatch::new(&mut fx);
+    // Learned whole in the kernel: queued without a wake-up, and not lost.
+    assert_eq!(fx.query(ROOT, 40000, 1, "www.example.test", 1), XDP_PASS);
+    assert_eq!(fx.response(ROOT, 40000, &referral(1)), XDP_PASS);
+    assert_eq!(fx.count(c::GLUE_LEARNED), 2);
+    assert!(
+        !watch.woken(),
+        "a response learned whole waits for the timer"
+    );
+    let recs = fx.records();
+    assert_eq!(recs.len(), 1, "but it is in the ring");
+    assert_eq!((recs[0].learned, recs[0].stop), (2, 0));
+    // A walk that stopped early: userspace must learn the rest now.
+    assert_eq!(fx.query(ROOT, 40001, 2, "www.example.test", 1), XDP_PASS);
+    assert_eq!(
+        fx.response(ROOT, 40001, &referral_with_bad_glue_owner(2)),
+        XDP_PASS
+    );
+    assert_eq!(fx.count(c::RESP_WALK_LIMIT), 1);
+    assert!(watch.woken(), "a response the program could not walk whole");
+    let recs = fx.records();
+    assert_eq!(recs.len(), 1);
+    assert_ne!(recs[0].stop, 0);
+    assert!(!watch.woken(), "nothing new since");
+    // Learning off in the kernel: nothing is queued silently (the ring buffer's own rule: a
+    // reader that has caught up is woken).
+    fx.filter
+        .set_learning(false, 1, 86400, 0, 2_000_000_000)
+        .unwrap();
+    assert_eq!(fx.query(ROOT, 40002, 3, "www.example.test", 1), XDP_PASS);
+    assert_eq!(fx.response(ROOT, 40002, &referral(3)), XDP_PASS);
+    assert!(watch.woken(), "with learning off");
+    assert_eq!(fx.records().len(), 1);
+    // Batching off: the ring buffer's default, a wake-up per response.
+    fx.filter
+        .set_learning(true, 1, 86400, 0, 2_000_000_000)
+        .unwrap();
+    fx.filter.set_response_batching(false).unwrap();
+    assert_eq!(fx.query(ROOT, 40003, 4, "www.example.test", 1), XDP_PASS);
+    assert_eq!(fx.response(ROOT, 40003, &referral(4)), XDP_PASS);
+    assert!(watch.woken(), "with batching off");
+    assert_eq!(fx.records().len(), 1);
+}
+
+#[test]
+fn batched_responses_wake_the_reader_once_a_quarter_of_the_ring_is_queued() {
+    let mut fx = Fx::new();
+    fx.filter.set_response_batching(true).unwrap();
+    let watch = RingWatch::new(&mut fx);
+    // Each record takes its size rounded up to 8 plus an 8-byte header.
+    let record = (std::mem::size_of::<nsdb_common::ResponseEvent>() + 7) / 8 * 8 + 8;
+    let threshold = nsdb::loader::RESPONSES_WAKE_BYTES as usize;
+    let below = threshold.div_ceil(record) - 1;
+    let pair = |i: usize| {
+        let (port, id) = (10000 + (i % 50000) as u16, i as u16);
+        assert_eq!(fx.query(ROOT, port, id, "www.example.test", 1), XDP_PASS);
+        assert_eq!(fx.response(ROOT, port, &referral(id)), XDP_PASS);
+    };
+    for i in 0..below {
+        pair(i);
+    }
+    assert_eq!(fx.count(c::RESP_SENT), below as u64);
+    assert!(
+        !watch.woken(),
+        "{below} records ({} bytes) stay queued",
+        below * record
+    );
+    pair(below);
+    assert!(
+        watch.woken(),
+        "record {} crosses {threshold} bytes",
+        below + 1
+    );
+    assert_eq!(fx.records().len(), below + 1, "none lost");
+}

@@ -99,6 +99,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_kernel_learning: bool,
 
+    /// Every how many milliseconds the daemon reads the paired responses that the program has
+    /// already learned from; 0 reads each one as it arrives. Batching spares a wake-up per
+    /// response; the cost is that the history and the userspace checks (which may withdraw
+    /// what the program learned) run up to this much later. Responses the program could not
+    /// learn from whole are read at once either way; with --no-kernel-learning nothing is
+    /// batched. Example: --response-batch-ms 0
+    #[arg(long, default_value_t = 10, value_name = "MS",
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub response_batch_ms: u32,
+
     /// Where to serve Prometheus metrics (/metrics) and the status page (/): an address with
     /// a port, or `off`. Example: --metrics-addr [::1]:9853
     #[arg(long, default_value = metrics::DEFAULT_ADDR, value_name = "ADDR|off")]
@@ -328,6 +338,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     metrics.count_allow(&filter);
     let (v4, v6) = filter.allow_len();
     live.set_baseline((v4 + v6) as u64, u64::from(args.allow_entries));
+    // With learning in userspace only, every response is urgent: no batching.
+    let batch_ms = if args.no_kernel_learning {
+        0
+    } else {
+        args.response_batch_ms
+    };
+    live.set_response_batching(&mut filter, batch_ms > 0)?;
     let events = filter.take_events().expect("events are taken once, here");
     let responses = filter
         .take_responses()
@@ -391,6 +408,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         &mut live,
         &metrics,
         &mut ctl,
+        batch_ms,
     ));
 
     // Detach first (dropping the links), then report what was seen.
@@ -429,6 +447,7 @@ async fn event_loop(
     live: &mut LiveLearner,
     metrics: &Metrics,
     ctl: &mut Ctl,
+    batch_ms: u32,
 ) -> Result<()> {
     if let Some(socket) = ctl.socket.as_mut() {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -442,6 +461,11 @@ async fn event_loop(
     let mut sighup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Response batching (--response-batch-ms): the program queues what it learned from whole
+    // without waking this loop, which reads it on this timer.
+    let mut batch =
+        tokio::time::interval(std::time::Duration::from_millis(u64::from(batch_ms.max(1))));
+    batch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut bad_events = 0u64;
     let mut write_err = None;
     let mut on_event = |bytes: &[u8], sink: &mut AlertSink| match events::decode(bytes) {
@@ -455,10 +479,16 @@ async fn event_loop(
     };
     loop {
         tokio::select! {
-            r = responses.next_batch(|bytes| match live::decode(bytes) {
-                Some(ev) => live.on_response(filter, &ev),
-                None => live.stats.bad_records += 1,
-            }) => r?,
+            r = responses.next_batch(|bytes| take_response(live, filter, bytes)) => {
+                r?;
+                live.check_batching(filter);
+            }
+            // Also while batching is suspended: a response queued without a wake-up just
+            // before the switch would otherwise wait for the next forced one.
+            _ = batch.tick(), if batch_ms > 0 => {
+                responses.drain(|bytes| take_response(live, filter, bytes));
+                live.check_batching(filter);
+            }
             r = events.next_batch(|bytes| on_event(bytes, sink)) => {
                 r?;
                 if let Err(e) = sink.flush() {
@@ -489,11 +519,7 @@ async fn event_loop(
             }
         }
     }
-    responses.drain(|bytes| {
-        if let Some(ev) = live::decode(bytes) {
-            live.on_response(filter, &ev);
-        }
-    });
+    responses.drain(|bytes| take_response(live, filter, bytes));
     events.drain(|bytes| on_event(bytes, sink));
     sink.flush()?;
     if let Some(e) = write_err {
@@ -503,6 +529,14 @@ async fn event_loop(
         tracing::warn!(records = bad_events, "malformed event records skipped");
     }
     Ok(())
+}
+
+/// One record of the RESPONSES ring buffer.
+fn take_response(live: &mut LiveLearner, filter: &mut Filter, bytes: &[u8]) {
+    match live::decode(bytes) {
+        Some(ev) => live.on_response(filter, &ev),
+        None => live.stats.bad_records += 1,
+    }
 }
 
 /// What the control socket needs besides the filter and the learner.

@@ -75,20 +75,20 @@ fn sum_prefix(c: &Value, prefix: &str) -> u64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    // 11 rounds of five configurations, each timing 4 cold passes over every name (a single
+    // 9 rounds of six configurations, each timing 4 cold passes over every name (a single
     // ~65-ms pass swung by ±15 % with the machine), keep the whole bench under its 10-minute
     // budget.
-    let (rounds, passes) = if quick { (2, 1) } else { (11, 4) };
+    let (rounds, passes) = if quick { (2, 1) } else { (9, 4) };
     let mut tb = Testbed::new("rb");
     let names = tb.resolve_all().0.len(); // warm-up round (also checks the testbed)
     assert_eq!(names, 0, "the testbed resolves everything without nsdb");
-    let mut times: [Vec<f64>; 5] = Default::default();
-    let mut nsdb_cpu: [Vec<f64>; 5] = Default::default();
-    let mut failures = [0usize; 5];
-    let mut drops = [0u64; 5];
+    let mut times: [Vec<f64>; 6] = Default::default();
+    let mut nsdb_cpu: [Vec<f64>; 6] = Default::default();
+    let mut failures = [0usize; 6];
+    let mut drops = [0u64; 6];
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
-    let configs: [(&str, Option<&str>, &[&str]); 5] = [
+    let configs: [(&str, Option<&str>, &[&str]); 6] = [
         ("none", None, &[]),
         ("monitor", Some("monitor"), &[]),
         ("enforce", Some("enforce"), &[]),
@@ -100,6 +100,12 @@ fn main() {
         // The same filter at the tcx ingress hook: on these veths it avoids the NAPI path and
         // the skb copy that any XDP program brings.
         ("enforce_tc", Some("enforce"), &["--attach", "tc"]),
+        // Without response batching: the daemon woken for every paired response.
+        (
+            "enforce_unbatched",
+            Some("enforce"),
+            &["--response-batch-ms", "0"],
+        ),
     ];
     for r in 0..rounds {
         // Each round starts with the next configuration, so none of them always runs first
@@ -146,6 +152,9 @@ fn main() {
         "enforce_tc_over_none": paired(4, 0),
         "enforce_over_monitor": paired(2, 1),
         "monitor_over_none": paired(1, 0),
+        "enforce_unbatched_over_none": paired(5, 0),
+        "enforce_over_enforce_unbatched": paired(2, 5),
+        "nsdb_cpu_enforce_over_unbatched": median(nsdb_cpu[2].iter().zip(&nsdb_cpu[5]).map(|(a, b)| a / b.max(1e-9)).collect()),
         "enforce_over_none_of_medians": med[2] / med[0],
         "goal_enforce_over_none": 1.05,
         "learn_latency_us_userspace": {"p50_median": if p50.is_empty() { 0.0 } else { median(p50) }, "p99_median": if p99.is_empty() { 0.0 } else { median(p99) }},

@@ -118,8 +118,8 @@ fn xdp_markdown(v: &Value) -> String {
 fn resolve_markdown(v: &Value) -> String {
     let mut s = format!(
         "## Learning latency and resolution overhead\n\n{} ({} names, {} rounds of {} cold passes).\n\n\
-         | configuration | median ms per round | × no nsdb | × monitor | failed resolutions | dropped queries |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+         | configuration | median ms per round | × no nsdb | × monitor | nsdb CPU ms per round (median) | failed resolutions | dropped queries |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
         v["tool"].as_str().unwrap_or("?"),
         v["names"],
         v["rounds"],
@@ -127,11 +127,12 @@ fn resolve_markdown(v: &Value) -> String {
     );
     for c in v["configs"].as_array().into_iter().flatten() {
         s += &format!(
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} |\n",
             c["config"].as_str().unwrap_or("?"),
             c["median_ms"].as_f64().unwrap_or(0.0),
             c["ratio_to_none"].as_f64().unwrap_or(0.0),
             c["ratio_to_monitor"].as_f64().unwrap_or(0.0),
+            c["nsdb_cpu_ms_median"].as_f64().unwrap_or(0.0),
             c["failed_resolutions"],
             c["dropped_queries"],
         );
@@ -139,13 +140,22 @@ fn resolve_markdown(v: &Value) -> String {
     let l = &v["learn_latency_us_userspace"];
     s += &format!(
         "\nEnforce / no nsdb: {:.2} (median of the per-round ratios; goal ≤ {}; monitor / no nsdb {:.2}; \
-         ratio of the medians {:.2}); enforce at the TC hook (`--attach tc`) / no nsdb: {:.2}. Learn-to-enforce latency: kernel path {}; userspace \
-         path (ring buffer to map update) p50 {:.0} µs, p99 {:.0} µs (medians over the enforce rounds).\n",
+         ratio of the medians {:.2}); enforce at the TC hook (`--attach tc`) / no nsdb: {:.2}. \
+         Response batching (the default, `--response-batch-ms 10`) against a wake-up per response \
+         (`enforce_unbatched`): resolution {:.2}, nsdb CPU {:.2} (medians of the per-round ratios). \
+         Learn-to-enforce latency: kernel path {}; userspace \
+         path (ring buffer to map update, including the batching delay) p50 {:.0} µs, p99 {:.0} µs (medians over the enforce rounds).\n",
         v["enforce_over_none"].as_f64().unwrap_or(0.0),
         v["goal_enforce_over_none"],
         v["monitor_over_none"].as_f64().unwrap_or(0.0),
         v["enforce_over_none_of_medians"].as_f64().unwrap_or(0.0),
         v["enforce_tc_over_none"].as_f64().unwrap_or(0.0),
+        v["enforce_over_enforce_unbatched"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        v["nsdb_cpu_enforce_over_unbatched"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
         v["learn_latency_kernel"].as_str().unwrap_or("?"),
         l["p50_median"].as_f64().unwrap_or(0.0),
         l["p99_median"].as_f64().unwrap_or(0.0),
