@@ -117,12 +117,12 @@ pub struct Config {
     pub pending_window_ns: u64,
     /// Non-zero: learn referral glue in the kernel (the race-free path).
     pub learn: u32,
-    /// Wake-up batching of the RESPONSES ring buffer. 0: every record wakes a waiting reader
-    /// (the ring buffer's default), as with learning off. Otherwise a response the program
-    /// walked whole is queued without a wake-up until the ring holds this many bytes, and the
-    /// reader drains it on a timer: the program has already learned its glue, and the reader
-    /// only keeps the history. A response the program could not walk whole still wakes the
-    /// reader at once, since only userspace learns from it.
+    /// Wake-up batching of the RESPONSES ring buffer. 0 (and with learning off): the ring
+    /// buffer's own rule, a record written into an empty ring wakes a waiting reader. Otherwise
+    /// the reader, once woken, waits a few ms before it reads (what arrives meanwhile wakes
+    /// nobody, by that rule), and the program forces a wake-up for a response only userspace
+    /// can learn from whole (the walk stopped early, or the copy was cut) and once the ring
+    /// holds this many bytes.
     pub resp_wake_bytes: u32,
     /// TTL clamp for learned glue, seconds.
     pub min_ttl_s: u32,

@@ -10,7 +10,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, xdp_action},
     helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_loop},
 };
 use nsdb_common::{
@@ -643,18 +643,21 @@ fn send<C: Packet>(
         count(counter::RESP_LOST);
         return;
     }
-    // Wake-up batching (Config::resp_wake_bytes): a response the program learned from whole
-    // waits for the reader's timer unless the ring is filling up; one it could not walk whole
-    // wakes the reader now, forced, since records queued before it may not have. With learning
-    // off nothing is queued silently: the ring buffer's own rule (wake a caught-up reader).
+    // Wake-up batching (Config::resp_wake_bytes). The ring buffer's own rule (flags 0) wakes
+    // the reader only for a record written into an empty ring; the batching reader, so woken,
+    // waits a few ms before it reads, and what comes meanwhile wakes nobody. A response that
+    // only userspace can learn from whole (the walk stopped early, or the copy was cut) and a
+    // ring a quarter full wake the reader at once, forced, since it is not caught up. With
+    // learning off every response is userspace's to learn, and nothing is batched.
     let wake = if cfg.resp_wake_bytes == 0 || cfg.learn == 0 {
         0
-    } else if stop != 0 || flags & resp_flag::TRUNCATED_COPY != 0 {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else if RESPONSES.query(BPF_RB_AVAIL_DATA as u64) >= cfg.resp_wake_bytes as u64 {
+    } else if stop != 0
+        || flags & resp_flag::TRUNCATED_COPY != 0
+        || RESPONSES.query(BPF_RB_AVAIL_DATA as u64) >= cfg.resp_wake_bytes as u64
+    {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
-        BPF_RB_NO_WAKEUP as u64
+        0
     };
     entry.submit(wake);
     count(counter::RESP_SENT);

@@ -176,6 +176,14 @@ impl RingReader {
         Ok(())
     }
 
+    /// Waits until the program wakes readers of the ring buffer, and takes note (the next call
+    /// waits for the next wake-up, whatever is left in the ring).
+    pub async fn woken(&mut self) -> std::io::Result<()> {
+        let mut guard = self.ring.readable_mut().await?;
+        guard.clear_ready();
+        Ok(())
+    }
+
     /// Hands whatever is in the ring buffer now to `f`, without waiting.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) {
         let ring = self.ring.get_mut();

@@ -440,9 +440,8 @@ fn a_bad_label_in_an_owner_name_stops_the_walk_there() {
     }
 }
 
-/// An epoll instance watching the RESPONSES ring of `fx`, registered while the ring is empty:
-/// the ring's fd then only becomes ready in it when the program wakes readers (epoll does not
-/// poll an fd again until its wake-up callback runs).
+/// An edge-triggered epoll instance watching the RESPONSES ring of `fx`: the ring's fd becomes
+/// ready in it only when the program wakes readers, once per wake-up.
 struct RingWatch(std::os::fd::OwnedFd);
 
 impl RingWatch {
@@ -454,7 +453,7 @@ impl RingWatch {
             let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
             assert!(ep >= 0, "epoll_create1");
             let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
+                events: (libc::EPOLLIN | libc::EPOLLET) as u32,
                 u64: 1,
             };
             let rc = libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fx.responses.as_raw_fd(), &mut ev);
@@ -491,52 +490,67 @@ fn referral_with_bad_glue_owner(id: u16) -> Vec<u8> {
     msg
 }
 
+impl Fx {
+    /// A query to the root from port `port` with id `port`, and its referral (`msg(id)`).
+    fn pair(&self, port: u16, msg: impl Fn(u16) -> Vec<u8>) {
+        assert_eq!(
+            self.query(ROOT, port, port, "www.example.test", 1),
+            XDP_PASS
+        );
+        assert_eq!(self.response(ROOT, port, &msg(port)), XDP_PASS);
+    }
+}
+
 #[test]
-fn batched_responses_wake_the_reader_only_when_userspace_must_learn_now() {
+fn batched_responses_wake_the_reader_when_the_ring_was_empty_or_userspace_must_learn_now() {
     let mut fx = Fx::new();
     fx.filter.set_response_batching(true).unwrap();
     let watch = RingWatch::new(&mut fx);
-    // Learned whole in the kernel: queued without a wake-up, and not lost.
-    assert_eq!(fx.query(ROOT, 40000, 1, "www.example.test", 1), XDP_PASS);
-    assert_eq!(fx.response(ROOT, 40000, &referral(1)), XDP_PASS);
+    // Into an empty ring: the reader is woken (and, batching, reads a few ms later).
+    fx.pair(40000, referral);
     assert_eq!(fx.count(c::GLUE_LEARNED), 2);
-    assert!(
-        !watch.woken(),
-        "a response learned whole waits for the timer"
-    );
-    let recs = fx.records();
-    assert_eq!(recs.len(), 1, "but it is in the ring");
-    assert_eq!((recs[0].learned, recs[0].stop), (2, 0));
-    // A walk that stopped early: userspace must learn the rest now.
-    assert_eq!(fx.query(ROOT, 40001, 2, "www.example.test", 1), XDP_PASS);
-    assert_eq!(
-        fx.response(ROOT, 40001, &referral_with_bad_glue_owner(2)),
-        XDP_PASS
-    );
+    assert!(watch.woken(), "the first response into an empty ring");
+    // While it waits, responses the program learned from whole wake nobody...
+    fx.pair(40001, referral);
+    fx.pair(40002, referral);
+    assert!(!watch.woken(), "a response learned whole, ring not empty");
+    // ...but one it could not walk whole does: userspace must learn it now.
+    fx.pair(40003, referral_with_bad_glue_owner);
     assert_eq!(fx.count(c::RESP_WALK_LIMIT), 1);
     assert!(watch.woken(), "a response the program could not walk whole");
     let recs = fx.records();
-    assert_eq!(recs.len(), 1);
-    assert_ne!(recs[0].stop, 0);
-    assert!(!watch.woken(), "nothing new since");
-    // Learning off in the kernel: nothing is queued silently (the ring buffer's own rule: a
-    // reader that has caught up is woken).
+    assert_eq!(recs.len(), 4, "none lost");
+    assert_eq!(
+        recs.iter().map(|r| r.stop != 0).collect::<Vec<_>>(),
+        [false, false, false, true]
+    );
+    // The ring is empty again: the next response wakes the reader.
+    fx.pair(40004, referral);
+    assert!(watch.woken(), "into an empty ring again");
+    // Learning off in the kernel: no forced wake-ups (the ring buffer's own rule), since
+    // userspace reads every response at once.
     fx.filter
         .set_learning(false, 1, 86400, 0, 2_000_000_000)
         .unwrap();
-    assert_eq!(fx.query(ROOT, 40002, 3, "www.example.test", 1), XDP_PASS);
-    assert_eq!(fx.response(ROOT, 40002, &referral(3)), XDP_PASS);
-    assert!(watch.woken(), "with learning off");
-    assert_eq!(fx.records().len(), 1);
-    // Batching off: the ring buffer's default, a wake-up per response.
+    fx.pair(40005, referral_with_bad_glue_owner);
+    assert!(
+        !watch.woken(),
+        "learning off: ring not empty, nothing forced"
+    );
+    assert_eq!(fx.records().len(), 2);
+    // Batching off: likewise.
     fx.filter
         .set_learning(true, 1, 86400, 0, 2_000_000_000)
         .unwrap();
     fx.filter.set_response_batching(false).unwrap();
-    assert_eq!(fx.query(ROOT, 40003, 4, "www.example.test", 1), XDP_PASS);
-    assert_eq!(fx.response(ROOT, 40003, &referral(4)), XDP_PASS);
-    assert!(watch.woken(), "with batching off");
-    assert_eq!(fx.records().len(), 1);
+    fx.pair(40006, referral);
+    assert!(watch.woken(), "into an empty ring");
+    fx.pair(40007, referral_with_bad_glue_owner);
+    assert!(
+        !watch.woken(),
+        "batching off: ring not empty, nothing forced"
+    );
+    assert_eq!(fx.records().len(), 2);
 }
 
 #[test]
@@ -545,7 +559,7 @@ fn batched_responses_wake_the_reader_once_a_quarter_of_the_ring_is_queued() {
     fx.filter.set_response_batching(true).unwrap();
     let watch = RingWatch::new(&mut fx);
     // Each record takes its size rounded up to 8 plus an 8-byte header.
-    let record = (std::mem::size_of::<nsdb_common::ResponseEvent>() + 7) / 8 * 8 + 8;
+    let record = std::mem::size_of::<nsdb_common::ResponseEvent>().div_ceil(8) * 8 + 8;
     let threshold = nsdb::loader::RESPONSES_WAKE_BYTES as usize;
     let below = threshold.div_ceil(record) - 1;
     let pair = |i: usize| {
@@ -553,13 +567,15 @@ fn batched_responses_wake_the_reader_once_a_quarter_of_the_ring_is_queued() {
         assert_eq!(fx.query(ROOT, port, id, "www.example.test", 1), XDP_PASS);
         assert_eq!(fx.response(ROOT, port, &referral(id)), XDP_PASS);
     };
-    for i in 0..below {
+    pair(0);
+    assert!(watch.woken(), "the first record");
+    for i in 1..below {
         pair(i);
     }
     assert_eq!(fx.count(c::RESP_SENT), below as u64);
     assert!(
         !watch.woken(),
-        "{below} records ({} bytes) stay queued",
+        "{below} records ({} bytes) wake nobody more",
         below * record
     );
     pair(below);

@@ -461,11 +461,20 @@ async fn event_loop(
     let mut sighup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Response batching (--response-batch-ms): the program queues what it learned from whole
-    // without waking this loop, which reads it on this timer.
-    let mut batch =
-        tokio::time::interval(std::time::Duration::from_millis(u64::from(batch_ms.max(1))));
-    batch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Response batching (--response-batch-ms): woken by the first response into an empty ring,
+    // the loop reads the ring `batch` later, and what arrives meanwhile wakes nobody. The
+    // program forces a wake-up for a response only userspace can learn from whole (counted in
+    // response_walk_limit, so the loop can tell) and for a ring a quarter full: both are read
+    // at once.
+    let batching = batch_ms > 0;
+    let batch = std::time::Duration::from_millis(u64::from(batch_ms));
+    let mut read_at: Option<tokio::time::Instant> = None;
+    let walk_limit = |filter: &Filter| {
+        filter
+            .counter(nsdb_common::counter::RESP_WALK_LIMIT)
+            .unwrap_or(u64::MAX)
+    };
+    let mut stops_seen = walk_limit(filter);
     let mut bad_events = 0u64;
     let mut write_err = None;
     let mut on_event = |bytes: &[u8], sink: &mut AlertSink| match events::decode(bytes) {
@@ -479,13 +488,31 @@ async fn event_loop(
     };
     loop {
         tokio::select! {
-            r = responses.next_batch(|bytes| take_response(live, filter, bytes)) => {
+            r = responses.woken() => {
                 r?;
-                live.check_batching(filter);
+                let read_now = !batching || read_at.is_some() || !live.stats.response_batching || {
+                    let stops = walk_limit(filter);
+                    let forced = stops != stops_seen;
+                    stops_seen = stops;
+                    forced
+                };
+                if read_now {
+                    // Not batching, or forced (see above), or batching suspended (the maps may
+                    // be over half full): read now.
+                    read_at = None;
+                    responses.drain(|bytes| take_response(live, filter, bytes));
+                    live.check_batching(filter);
+                } else {
+                    read_at = Some(tokio::time::Instant::now() + batch);
+                }
             }
-            // Also while batching is suspended: a response queued without a wake-up just
-            // before the switch would otherwise wait for the next forced one.
-            _ = batch.tick(), if batch_ms > 0 => {
+            _ = async {
+                match read_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            }, if read_at.is_some() => {
+                read_at = None;
                 responses.drain(|bytes| take_response(live, filter, bytes));
                 live.check_batching(filter);
             }
