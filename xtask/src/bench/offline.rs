@@ -72,9 +72,19 @@ struct Run {
     cpu_secs: f64,
     max_rss_kib: u64,
     stdout: Vec<u8>,
+    /// Lines of stdout (counted as they stream by when it is not kept).
+    lines: usize,
 }
 
 fn measure(cmd: &mut Command) -> Result<Run> {
+    measure_with(cmd, true)
+}
+
+/// `keep_stdout` false: stdout is counted in lines and discarded as it streams, so that this
+/// process does not grow. (Linux reports as a child's peak RSS at least the RSS of the parent
+/// it was forked from, at exec: after holding tshark's ~100 MB of output, every later child
+/// would be reported at least that big.)
+fn measure_with(cmd: &mut Command, keep_stdout: bool) -> Result<Run> {
     use std::io::Read;
     let start = Instant::now();
     let mut child = cmd
@@ -83,8 +93,21 @@ fn measure(cmd: &mut Command) -> Result<Run> {
         .spawn()
         .with_context(|| format!("starting {cmd:?}"))?;
     let mut stdout = Vec::new();
+    let mut lines = 0;
     if let Some(mut o) = child.stdout.take() {
-        o.read_to_end(&mut stdout)?;
+        if keep_stdout {
+            o.read_to_end(&mut stdout)?;
+            lines = stdout.iter().filter(|b| **b == b'\n').count();
+        } else {
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = o.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                lines += buf[..n].iter().filter(|b| **b == b'\n').count();
+            }
+        }
     }
     let mut stderr = Vec::new();
     if let Some(mut e) = child.stderr.take() {
@@ -111,6 +134,7 @@ fn measure(cmd: &mut Command) -> Result<Run> {
         cpu_secs: tv(ru.ru_utime) + tv(ru.ru_stime),
         max_rss_kib: ru.ru_maxrss as u64,
         stdout,
+        lines,
     })
 }
 
@@ -214,22 +238,25 @@ fn best_and_median(runs: &[Value]) -> (Value, f64) {
 }
 
 fn tshark(pcap: &Path, msgs: u64) -> Result<Value> {
-    let r = measure(Command::new("tshark").args([
-        "-r",
-        pcap.to_str().unwrap_or_default(),
-        "-T",
-        "fields",
-        "-e",
-        "dns.qry.name",
-        "-e",
-        "dns.ns",
-        "-e",
-        "dns.a",
-        "-e",
-        "dns.aaaa",
-    ]))
+    let r = measure_with(
+        Command::new("tshark").args([
+            "-r",
+            pcap.to_str().unwrap_or_default(),
+            "-T",
+            "fields",
+            "-e",
+            "dns.qry.name",
+            "-e",
+            "dns.ns",
+            "-e",
+            "dns.a",
+            "-e",
+            "dns.aaaa",
+        ]),
+        false,
+    )
     .context("tshark (apt-get install -y tshark)")?;
-    let lines = r.stdout.iter().filter(|b| **b == b'\n').count();
+    let lines = r.lines;
     Ok(json!({
         "wall_s": r.secs,
         "msgs_per_s": msgs as f64 / r.secs.max(1e-9),
