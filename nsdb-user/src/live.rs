@@ -81,7 +81,9 @@ pub struct LiveLearner {
     /// Called with each learning latency sample (µs), e.g. for a metrics histogram.
     latency_observer: Option<Box<dyn FnMut(u64) + Send>>,
     db_failing: bool,
-    /// Response batching as configured, and when it was last checked.
+    /// Response batching as configured (--response-batch-ms; 0: off), and when it was last
+    /// checked.
+    batch_ms: u32,
     batching_wanted: bool,
     batching_checked: Option<Instant>,
     pub stats: LiveStats,
@@ -110,6 +112,7 @@ impl LiveLearner {
             warned_full: false,
             latency_observer: None,
             db_failing: false,
+            batch_ms: 0,
             batching_wanted: false,
             batching_checked: None,
             stats: LiveStats::default(),
@@ -123,20 +126,27 @@ impl LiveLearner {
         self.stats.allow_capacity = capacity_per_family * 2;
     }
 
-    /// Turns the program's batching of response wake-ups on or off as configured (call after
+    /// Turns the program's batching of response wake-ups on (`batch_ms` > 0: the daemon reads
+    /// the ring that long after a wake-up) or off, as configured (call after
     /// [`LiveLearner::set_baseline`]); [`LiveLearner::check_batching`] may then suspend it.
     pub fn set_response_batching(
         &mut self,
         filter: &mut Filter,
-        wanted: bool,
+        batch_ms: u32,
     ) -> Result<(), loader::LoadError> {
-        self.batching_wanted = wanted;
+        self.batch_ms = batch_ms;
+        self.batching_wanted = batch_ms > 0;
         filter.set_response_batching(false)?;
         self.stats.response_batching = false;
         self.batching_checked = None;
         // On only if the maps have room for it.
         self.check_batching(filter);
         Ok(())
+    }
+
+    /// The configured batching delay (ms; 0: responses are read as they come).
+    pub fn response_batch_ms(&self) -> u32 {
+        self.batch_ms
     }
 
     /// Call after reading responses (it looks at most every 10 ms). Batching runs only while

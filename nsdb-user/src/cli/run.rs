@@ -344,7 +344,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     } else {
         args.response_batch_ms
     };
-    live.set_response_batching(&mut filter, batch_ms > 0)?;
+    live.set_response_batching(&mut filter, batch_ms)?;
     let events = filter.take_events().expect("events are taken once, here");
     let responses = filter
         .take_responses()
@@ -408,7 +408,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         &mut live,
         &metrics,
         &mut ctl,
-        batch_ms,
     ));
 
     // Detach first (dropping the links), then report what was seen.
@@ -447,7 +446,6 @@ async fn event_loop(
     live: &mut LiveLearner,
     metrics: &Metrics,
     ctl: &mut Ctl,
-    batch_ms: u32,
 ) -> Result<()> {
     if let Some(socket) = ctl.socket.as_mut() {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -466,8 +464,8 @@ async fn event_loop(
     // program forces a wake-up for a response only userspace can learn from whole (counted in
     // response_walk_limit, so the loop can tell) and for a ring a quarter full: both are read
     // at once.
-    let batching = batch_ms > 0;
-    let batch = std::time::Duration::from_millis(u64::from(batch_ms));
+    let batching = live.response_batch_ms() > 0;
+    let batch = std::time::Duration::from_millis(u64::from(live.response_batch_ms()));
     let mut read_at: Option<tokio::time::Instant> = None;
     let walk_limit = |filter: &Filter| {
         filter
