@@ -668,6 +668,12 @@ impl Collector for SnapshotCollector {
         )?;
         gauge(
             &mut e,
+            "response_batching",
+            "1 while paired responses the program learned from whole are read in batches (--response-batch-ms); 0 when off, or suspended because the allow maps may be over half full",
+            i64::from(s.live.response_batching),
+        )?;
+        gauge(
+            &mut e,
             "start_time_seconds",
             "When the daemon started, Unix time in seconds",
             (s.started_unix_ms / 1000) as i64,
@@ -725,6 +731,8 @@ mod tests {
             "nsdb_dns_responses_total{outcome=\"unsolicited\"} 0",
             "nsdb_allow_entries{kind=\"exception\"} 3",
             "nsdb_allow_capacity{family=\"ipv6\"} 1024",
+            "# TYPE nsdb_response_batching gauge",
+            "nsdb_response_batching 0",
             "# TYPE nsdb_learn_latency_seconds histogram",
             "nsdb_learn_latency_seconds_count 1",
             "# TYPE nsdb_db_commit_duration_seconds histogram",

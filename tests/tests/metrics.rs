@@ -487,6 +487,8 @@ fn metrics_count_exactly_the_traffic_sent() {
             ALLOW_ENTRIES as f64
         );
     }
+    // Maps of 4,096 per family holding 2 roots: responses are read in batches.
+    assert_eq!(e.value("nsdb_response_batching", &[]), 1.0);
     // Latencies: one learn sample per trusted answer that taught (all of them); the database
     // committed at least once, taking some time.
     assert_eq!(
