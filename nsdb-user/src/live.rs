@@ -84,7 +84,6 @@ pub struct LiveLearner {
     /// Response batching as configured (--response-batch-ms; 0: off), and when it was last
     /// checked.
     batch_ms: u32,
-    batching_wanted: bool,
     batching_checked: Option<Instant>,
     pub stats: LiveStats,
 }
@@ -113,7 +112,6 @@ impl LiveLearner {
             latency_observer: None,
             db_failing: false,
             batch_ms: 0,
-            batching_wanted: false,
             batching_checked: None,
             stats: LiveStats::default(),
         }
@@ -135,7 +133,6 @@ impl LiveLearner {
         batch_ms: u32,
     ) -> Result<(), loader::LoadError> {
         self.batch_ms = batch_ms;
-        self.batching_wanted = batch_ms > 0;
         filter.set_response_batching(false)?;
         self.stats.response_batching = false;
         self.batching_checked = None;
@@ -156,7 +153,7 @@ impl LiveLearner {
     /// at once. The estimate is the entries written minus those removed, against one family's
     /// capacity (either family might hold them all), so it errs towards reading at once.
     pub fn check_batching(&mut self, filter: &mut Filter) {
-        if !self.batching_wanted
+        if self.batch_ms == 0
             || self
                 .batching_checked
                 .is_some_and(|t| t.elapsed() < Duration::from_millis(10))
@@ -164,11 +161,12 @@ impl LiveLearner {
             return;
         }
         self.batching_checked = Some(Instant::now());
-        let kernel_new = filter
-            .counter(nsdb_common::counter::GLUE_LEARNED)
-            .unwrap_or(u64::MAX / 2);
-        let live = (self.baseline + kernel_new + self.stats.inserted)
-            .saturating_sub(self.stats.expired + self.stats.withdrawn);
+        // Unreadable counters: as if the program had filled the maps (read at once).
+        let live = self.written_minus_removed(
+            filter
+                .counter(nsdb_common::counter::GLUE_LEARNED)
+                .unwrap_or(u64::MAX / 2),
+        );
         let per_family = self.stats.allow_capacity / 2;
         let room = live.saturating_mul(2) < per_family;
         if room != self.stats.response_batching {
@@ -374,13 +372,12 @@ impl LiveLearner {
         self.stats.allow_entries = left;
         self.stats.allow_kinds = kinds;
         self.stats.full_sweeps += 1;
-        let kernel_new = filter
-            .counters()
-            .map(|c| c.get(nsdb_common::counter::GLUE_LEARNED))
-            .unwrap_or(0);
-        let written = self.baseline + kernel_new + self.stats.inserted;
-        let removed = self.stats.expired + self.stats.withdrawn;
-        let evicted = written.saturating_sub(removed).saturating_sub(left);
+        let written_left = self.written_minus_removed(
+            filter
+                .counter(nsdb_common::counter::GLUE_LEARNED)
+                .unwrap_or(0),
+        );
+        let evicted = written_left.saturating_sub(left);
         let cap = self.stats.allow_capacity;
         let near_full = cap > 0 && left * 10 >= cap * 9;
         if evicted > self.stats.evicted || (near_full && !self.warned_full) {
@@ -394,6 +391,13 @@ impl LiveLearner {
         }
         self.warned_full = near_full;
         self.stats.evicted = evicted;
+    }
+
+    /// Allow-map entries written (at start, `kernel_new` by the program, by userspace) minus
+    /// those removed (expired, withdrawn): what the maps would hold without evictions.
+    fn written_minus_removed(&self, kernel_new: u64) -> u64 {
+        (self.baseline + kernel_new + self.stats.inserted)
+            .saturating_sub(self.stats.expired + self.stats.withdrawn)
     }
 
     /// Learning latency (response arrival to map update), p50 and p99 in µs.

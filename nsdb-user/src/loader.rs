@@ -519,14 +519,9 @@ impl Filter {
 
     /// The counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, LoadError> {
-        let mut values = vec![0u64; counter::COUNT as usize];
-        for (i, v) in values.iter_mut().enumerate() {
-            let per_cpu = self
-                .counters
-                .get(&(i as u32), 0)
-                .map_err(map_err(map::COUNTERS))?;
-            *v = per_cpu.iter().sum();
-        }
+        let values = (0..counter::COUNT)
+            .map(|i| self.counter(i))
+            .collect::<Result<Vec<u64>, _>>()?;
         Ok(Counters::from_raw(values))
     }
 
@@ -549,9 +544,10 @@ impl Filter {
     }
 
     /// Wake-up batching of paired responses ([`nsdb_common::Config::resp_wake_bytes`]): on,
-    /// the reader is woken only for responses the program could not learn from whole, or
-    /// once a quarter of the RESPONSES ring is queued, and must drain the ring on a timer;
-    /// off, every response wakes it.
+    /// the program also forces a wake-up for a response it could not learn from whole and
+    /// once a quarter of the RESPONSES ring is queued (the reader, woken by the first record
+    /// into an empty ring, then waits before it reads); off, only the ring buffer's own rule
+    /// applies (a record into an empty ring wakes the reader).
     pub fn set_response_batching(&mut self, on: bool) -> Result<(), LoadError> {
         self.cfg.resp_wake_bytes = if on { RESPONSES_WAKE_BYTES } else { 0 };
         self.write_config()
