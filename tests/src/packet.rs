@@ -262,6 +262,11 @@ pub fn dns_message(
     message(id, qname, qtype, [answer, authority, additional], false)
 }
 
+/// The answer to an A lookup of `name`: one A record, owned by the question name.
+pub fn a_answer(id: u16, name: &str, ttl: u32, addr: &str) -> Vec<u8> {
+    dns_message(id, name, 1, &[Rr::a(name, ttl, addr)], &[], &[])
+}
+
 /// The message [`dns_message`] and [`dns_message_compressed`] build; `compress` chooses how
 /// names are written.
 fn message(id: u16, qname: &str, qtype: u16, sections: [&[Rr]; 3], compress: bool) -> Vec<u8> {

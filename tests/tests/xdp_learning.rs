@@ -53,6 +53,13 @@ impl Fx {
     fn response(&self, src: &str, port: u16, msg: &[u8]) -> u32 {
         self.run(&frame(&[], &L3::v4(src, RESOLVER), &udp(53, port, msg)))
     }
+    /// A lookup of `name` (type A) at the root from `port` with `id`, answered with `addr`:
+    /// both pass.
+    fn lookup(&self, port: u16, id: u16, name: &str, ttl: u32, addr: &str) {
+        assert_eq!(self.query(ROOT, port, id, name, 1), XDP_PASS, "{name}");
+        let answer = a_answer(id, name, ttl, addr);
+        assert_eq!(self.response(ROOT, port, &answer), XDP_PASS, "{name}");
+    }
     fn count(&self, i: u32) -> u64 {
         self.filter.counters().unwrap().get(i)
     }
@@ -189,16 +196,7 @@ fn pending_glueless_ns_name_is_learned_from_its_lookup() {
             clock::mono_ns() + 2_000_000_000,
         )
         .unwrap();
-    assert_eq!(fx.query(ROOT, 40000, 11, "ns1.other.test", 1), XDP_PASS);
-    let msg = dns_message(
-        11,
-        "ns1.other.test",
-        1,
-        &[Rr::a("ns1.other.test", 3600, "203.0.113.99")],
-        &[],
-        &[],
-    );
-    assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS);
+    fx.lookup(40000, 11, "ns1.other.test", 3600, "203.0.113.99");
     assert_eq!(fx.count(c::PENDING_LEARNED), 1);
     assert_eq!(fx.count(c::GLUE_LEARNED), 1);
     assert_eq!(
@@ -206,16 +204,7 @@ fn pending_glueless_ns_name_is_learned_from_its_lookup() {
         XDP_PASS
     );
     // A lookup of a name that is not pending teaches nothing.
-    assert_eq!(fx.query(ROOT, 40000, 13, "www.other.test", 1), XDP_PASS);
-    let msg = dns_message(
-        13,
-        "www.other.test",
-        1,
-        &[Rr::a("www.other.test", 3600, "203.0.113.98")],
-        &[],
-        &[],
-    );
-    assert_eq!(fx.response(ROOT, 40000, &msg), XDP_PASS);
+    fx.lookup(40000, 13, "www.other.test", 3600, "203.0.113.98");
     assert_eq!(fx.count(c::GLUE_LEARNED), 1);
     assert_eq!(fx.records().len(), 2);
 }
@@ -300,16 +289,7 @@ fn glueless_ns_names_of_a_referral_are_marked_pending_in_the_kernel() {
     assert_eq!(fx.count(c::GLUE_LEARNED), 0, "no glue to learn yet");
     // The resolver looks the NS name up (here at the root again, a registered server); the
     // answer is learned by the program as it passes.
-    assert_eq!(fx.query(ROOT, 40001, 32, "NS1.other.TEST", 1), XDP_PASS);
-    let answer = dns_message(
-        32,
-        "NS1.other.TEST",
-        1,
-        &[Rr::a("NS1.other.TEST", 3600, "203.0.113.77")],
-        &[],
-        &[],
-    );
-    assert_eq!(fx.response(ROOT, 40001, &answer), XDP_PASS);
+    fx.lookup(40001, 32, "NS1.other.TEST", 3600, "203.0.113.77");
     assert_eq!(fx.count(c::PENDING_LEARNED), 1);
     assert_eq!(fx.count(c::GLUE_LEARNED), 1);
     assert_eq!(
@@ -317,16 +297,7 @@ fn glueless_ns_names_of_a_referral_are_marked_pending_in_the_kernel() {
         XDP_PASS
     );
     // A name that was never an NS target is not pending: its answer teaches nothing.
-    assert_eq!(fx.query(ROOT, 40003, 34, "www.other.test", 1), XDP_PASS);
-    let other = dns_message(
-        34,
-        "www.other.test",
-        1,
-        &[Rr::a("www.other.test", 3600, "203.0.113.78")],
-        &[],
-        &[],
-    );
-    assert_eq!(fx.response(ROOT, 40003, &other), XDP_PASS);
+    fx.lookup(40003, 34, "www.other.test", 3600, "203.0.113.78");
     assert_eq!(fx.count(c::GLUE_LEARNED), 1);
     assert_eq!(fx.query("203.0.113.78", 40004, 35, "x.test", 1), XDP_DROP);
     assert_eq!(fx.records().len(), 3);
@@ -358,16 +329,7 @@ fn compressed_root_referral_is_learned_whole() {
     }
     // Every NS target was hashed through its pointers: the lookup of one (the resolver
     // ignoring the glue) is answered and learned in the kernel, as pending.
-    assert_eq!(fx.query(ROOT, 40003, 42, "k.nic.test", 1), XDP_PASS);
-    let answer = dns_message(
-        42,
-        "k.nic.test",
-        1,
-        &[Rr::a("k.nic.test", 3600, "203.0.113.91")],
-        &[],
-        &[],
-    );
-    assert_eq!(fx.response(ROOT, 40003, &answer), XDP_PASS);
+    fx.lookup(40003, 42, "k.nic.test", 3600, "203.0.113.91");
     assert_eq!(fx.count(c::PENDING_LEARNED), 1);
     assert!(fx.filter.allowed("203.0.113.91".parse().unwrap()).is_some());
 }
@@ -417,13 +379,7 @@ fn a_bad_label_in_an_owner_name_stops_the_walk_there() {
         let fx = Fx::new();
         assert_eq!(fx.query(ROOT, 40000, 52, "www.example.test", 1), XDP_PASS);
         let mut msg = referral_long_owners(52, owner);
-        let wire = wire_name(owner);
-        let starts: Vec<usize> = msg
-            .windows(wire.len())
-            .enumerate()
-            .filter(|(_, w)| *w == &wire[..])
-            .map(|(i, _)| i)
-            .collect();
+        let starts = name_offsets(&msg, owner);
         // The NS target, then the three glue owners.
         assert_eq!(starts.len(), 4);
         let mut at = starts[2];
@@ -473,17 +429,21 @@ impl RingWatch {
     }
 }
 
+/// Where `name`, written in full, occurs in `msg`.
+fn name_offsets(msg: &[u8], name: &str) -> Vec<usize> {
+    let wire = wire_name(name);
+    msg.windows(wire.len())
+        .enumerate()
+        .filter(|(_, w)| *w == &wire[..])
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// `referral` with the reserved label type in the first glue record's owner: the program's
 /// walk stops there (walk_stop::OWNER), so only userspace can learn the rest.
 fn referral_with_bad_glue_owner(id: u16) -> Vec<u8> {
     let mut msg = referral(id);
-    let wire = wire_name("a.nic.test");
-    let starts: Vec<usize> = msg
-        .windows(wire.len())
-        .enumerate()
-        .filter(|(_, w)| *w == &wire[..])
-        .map(|(i, _)| i)
-        .collect();
+    let starts = name_offsets(&msg, "a.nic.test");
     // The NS target, then the owners of the A and the AAAA glue.
     assert_eq!(starts.len(), 3);
     msg[starts[1]] |= 0x40;

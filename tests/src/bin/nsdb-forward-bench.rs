@@ -34,7 +34,7 @@ use nsdb::{
 use nsdb_tests::{
     TempDir,
     netns::{Netns, veth},
-    packet::{Rr, dns_message, dns_query},
+    packet::{a_answer, dns_query},
     servers::Daemon,
     traffic::{
         LinkStats, Trafgen, hex, link_stats, mac, proc_usage, random_id, ticks_per_second,
@@ -562,14 +562,7 @@ fn footprint(net: &Net, db: &str, quick: bool) -> Value {
     let p = patterns(&net.gw_lan_mac);
     let registered = p.dns_mix.lines().next().unwrap().to_string() + "\n";
     let out_cfg = paired_q.repeat(3) + &registered.repeat(4) + &p.unknown;
-    let answer = dns_message(
-        0x1200,
-        "www.example.test",
-        1,
-        &[Rr::a("www.example.test", 300, "198.18.200.1")],
-        &[],
-        &[],
-    );
+    let answer = a_answer(0x1200, "www.example.test", 300, "198.18.200.1");
     let in_cfg = udp4_frame(
         &net.gw_wan_mac,
         "sa=198.18.0.53, da=192.0.2.10",
