@@ -131,8 +131,18 @@ fn main() {
     // made under the same load; the median of those ratios is the figure the goal is judged on
     // (a 212-name cold resolution takes ~60 ms, well within the machine's swings, so a round
     // times several, under one daemon).
-    let paired =
-        |a: usize, b: usize| median(times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect());
+    // The median of the per-round ratios of configurations `a` and `b` in `series` (times or
+    // nsdb's CPU).
+    let paired_in = |series: &[Vec<f64>; 6], a: usize, b: usize| {
+        median(
+            series[a]
+                .iter()
+                .zip(&series[b])
+                .map(|(x, y)| x / y.max(1e-9))
+                .collect(),
+        )
+    };
+    let paired = |a: usize, b: usize| paired_in(&times, a, b);
     let rows: Vec<Value> = configs
         .iter()
         .enumerate()
@@ -154,7 +164,7 @@ fn main() {
         "monitor_over_none": paired(1, 0),
         "enforce_unbatched_over_none": paired(5, 0),
         "enforce_over_enforce_unbatched": paired(2, 5),
-        "nsdb_cpu_enforce_over_unbatched": median(nsdb_cpu[2].iter().zip(&nsdb_cpu[5]).map(|(a, b)| a / b.max(1e-9)).collect()),
+        "nsdb_cpu_enforce_over_unbatched": paired_in(&nsdb_cpu, 2, 5),
         "enforce_over_none_of_medians": med[2] / med[0],
         "goal_enforce_over_none": 1.05,
         "learn_latency_us_userspace": {"p50_median": if p50.is_empty() { 0.0 } else { median(p50) }, "p99_median": if p99.is_empty() { 0.0 } else { median(p99) }},

@@ -76,6 +76,23 @@ struct Run {
     lines: usize,
 }
 
+impl Run {
+    /// The run's times, rates for `msgs` DNS messages and peak RSS, with `extra`'s fields.
+    fn report(&self, msgs: u64, extra: Value) -> Value {
+        let mut v = json!({
+            "wall_s": self.secs,
+            "msgs_per_s": msgs as f64 / self.secs.max(1e-9),
+            "cpu_s": self.cpu_secs,
+            "msgs_per_cpu_s": msgs as f64 / self.cpu_secs.max(1e-9),
+            "max_rss_mib": self.max_rss_kib as f64 / 1024.0,
+        });
+        if let (Some(m), Value::Object(x)) = (v.as_object_mut(), extra) {
+            m.extend(x);
+        }
+        v
+    }
+}
+
 fn measure(cmd: &mut Command) -> Result<Run> {
     measure_with(cmd, true)
 }
@@ -196,19 +213,17 @@ fn learn(nsdb: &Path, pcap: &Path, hints: &Path, dir: &Path, runs: usize) -> Res
         ]))?;
         let s: Value = serde_json::from_slice(&r.stdout).context("nsdb learn summary")?;
         let msgs = s["read"]["dns_messages"].as_u64().unwrap_or(0);
-        all.push(json!({
+        all.push(r.report(
+            msgs,
+            json!({
             "dns_messages": msgs,
-            "wall_s": r.secs,
-            "msgs_per_s": msgs as f64 / r.secs.max(1e-9),
-            "cpu_s": r.cpu_secs,
-            "msgs_per_cpu_s": msgs as f64 / r.cpu_secs.max(1e-9),
-            "max_rss_mib": r.max_rss_kib as f64 / 1024.0,
             "learned": s["engine"]["learned"],
             "ns_records": s["engine"]["ns_records"],
             "glueless_resolved": s["engine"]["glueless_resolved"],
             "history_rows": s["db"]["history_rows"],
             "ns_db_rows": s["db"]["ns_db_rows"],
-        }));
+            }),
+        ));
         for ext in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
         }
@@ -256,15 +271,7 @@ fn tshark(pcap: &Path, msgs: u64) -> Result<Value> {
         false,
     )
     .context("tshark (apt-get install -y tshark)")?;
-    let lines = r.lines;
-    Ok(json!({
-        "wall_s": r.secs,
-        "msgs_per_s": msgs as f64 / r.secs.max(1e-9),
-        "cpu_s": r.cpu_secs,
-        "msgs_per_cpu_s": msgs as f64 / r.cpu_secs.max(1e-9),
-        "max_rss_mib": r.max_rss_kib as f64 / 1024.0,
-        "lines": lines,
-    }))
+    Ok(r.report(msgs, json!({ "lines": r.lines })))
 }
 
 fn python_prototype(root: &Path, pcap: &Path, msgs: u64, dir: &Path) -> Value {
@@ -294,14 +301,10 @@ fn python_prototype(root: &Path, pcap: &Path, msgs: u64, dir: &Path) -> Value {
         pcap.to_str().unwrap_or_default(),
         db.to_str().unwrap_or_default(),
     ])) {
-        Ok(r) => json!({
-            "wall_s": r.secs,
-            "msgs_per_s": msgs as f64 / r.secs.max(1e-9),
-            "cpu_s": r.cpu_secs,
-            "msgs_per_cpu_s": msgs as f64 / r.cpu_secs.max(1e-9),
-            "max_rss_mib": r.max_rss_kib as f64 / 1024.0,
-            "output": String::from_utf8_lossy(&r.stdout).trim(),
-        }),
+        Ok(r) => r.report(
+            msgs,
+            json!({ "output": String::from_utf8_lossy(&r.stdout).trim() }),
+        ),
         Err(e) => json!({ "skipped": format!("{e:#}") }),
     }
 }
