@@ -32,6 +32,8 @@ mod hash;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
+use smallvec::SmallVec;
+
 use crate::roots::{self, Hint};
 use crate::wire::{self, Message, NameBuf, NameCache, Section, TextRange};
 pub use hash::FastMap;
@@ -256,13 +258,14 @@ pub struct Rows {
 }
 
 /// A query in flight: client address and port, server address and port, DNS id, packed
-/// into 40 bytes and hashed as five words (a `SocketAddr` pair is 64 bytes, hashed field by
-/// field with its enum tags; this key is built and hashed for every query and response).
+/// into 40 bytes of 8-byte words and hashed as five words (a `SocketAddr` pair is 64 bytes,
+/// hashed field by field with its enum tags; this key is built and hashed for every query and
+/// response, and kept twice per query in flight: in `inflight` and in `inflight_order`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct QKey {
-    /// Addresses as IPv6 (IPv4 mapped); which family each was is in `rest`.
-    client: u128,
-    server: u128,
+    /// Client then server address as IPv6 (IPv4 mapped), each as two words (high, low): u128
+    /// fields would align the key, and each `inflight_order` element, to 16 bytes.
+    addrs: [u64; 4],
     /// Client port, server port, id, and one bit per address: was it IPv4.
     rest: u64,
 }
@@ -278,8 +281,7 @@ impl QKey {
         let (c, c4) = bits(client.ip());
         let (s, s4) = bits(server.ip());
         QKey {
-            client: c,
-            server: s,
+            addrs: [(c >> 64) as u64, c as u64, (s >> 64) as u64, s as u64],
             rest: (client.port() as u64) << 48
                 | (server.port() as u64) << 32
                 | (id as u64) << 16
@@ -289,12 +291,13 @@ impl QKey {
     }
 }
 
+const _: () = assert!(std::mem::size_of::<(u64, QKey)>() == 48);
+
 impl std::hash::Hash for QKey {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        h.write_u64(self.client as u64);
-        h.write_u64((self.client >> 64) as u64);
-        h.write_u64(self.server as u64);
-        h.write_u64((self.server >> 64) as u64);
+        for w in self.addrs {
+            h.write_u64(w);
+        }
         h.write_u64(self.rest);
     }
 }
@@ -317,22 +320,63 @@ struct Entry {
     dirty: bool,
 }
 
+/// One (zone, NS name) entry of an address: the ids of its names, and where its [`Entry`] is
+/// in `Engine::slab`.
+#[derive(Debug, Clone, Copy)]
+struct Serve {
+    zone: u32,
+    ns: u32,
+    slot: u32,
+}
+
+/// What the history holds for one address. Kept small (the refresh fast path and the
+/// bailiwick check of every response read one of these): most addresses serve one zone's NS
+/// name, and their entry is inline.
 #[derive(Debug, Default)]
 struct AddrInfo {
     /// Latest expiry over the address's entries.
     expires: u64,
-    /// (zone id, NS id) pairs this address serves, in the order learned.
-    serves: Vec<(u32, u32)>,
-    /// Where the entry of each pair of `serves` is in `Engine::slab` (same index).
-    slots: Vec<u32>,
-    /// The zone ids of `serves`, sorted and deduplicated (a big provider's address serves
-    /// many zones: bailiwick checks must not scan them all).
-    zones: Vec<u32>,
+    /// The address's entries, in the order learned.
+    serves: SmallVec<[Serve; 1]>,
+    /// The zone ids of `serves`, sorted and deduplicated, once the address has more than
+    /// `SMALL_SERVES` entries (a big provider's address serves many zones: bailiwick checks
+    /// must not scan them all). None until then.
+    zones: Option<Box<Vec<u32>>>,
 }
 
+// With its address, one 64-byte bucket of `Engine::by_addr`.
+const _: () = assert!(std::mem::size_of::<AddrInfo>() == 40);
+
 impl AddrInfo {
+    /// Few entries: examined linearly rather than through `zones`.
+    fn is_few(&self) -> bool {
+        self.serves.len() <= SMALL_SERVES
+    }
+
+    fn push(&mut self, s: Serve) {
+        self.serves.push(s);
+        if self.is_few() {
+            return;
+        }
+        let zones = self.zones.get_or_insert_with(|| {
+            let mut z: Vec<u32> = self.serves.iter().map(|s| s.zone).collect();
+            z.sort_unstable();
+            z.dedup();
+            Box::new(z)
+        });
+        if let Err(i) = zones.binary_search(&s.zone) {
+            zones.insert(i, s.zone);
+        }
+    }
+
     fn serves_zone(&self, z: u32) -> bool {
-        self.zones.binary_search(&z).is_ok()
+        if self.is_few() {
+            self.serves.iter().any(|s| s.zone == z)
+        } else {
+            self.zones
+                .as_ref()
+                .is_some_and(|zs| zs.binary_search(&z).is_ok())
+        }
     }
 }
 
@@ -370,27 +414,85 @@ struct PendingNs {
 }
 
 /// Interned names: a history of 18,000 NS records repeats a few thousand names many times.
+///
+/// A name of up to 31 bytes (nearly every zone and NS name) is kept inline in a 32-byte record,
+/// so that reading the name of an id touches one cache line: the refresh fast path and the
+/// bailiwick checks compare the names of ids from all over the history, and a `Box<str>` per
+/// name cost two misses (the pointer, then the text). Longer names go to `long`.
 #[derive(Default)]
 struct Names {
-    ids: FastMap<Box<str>, u32>,
-    names: Vec<Box<str>>,
+    /// Ids by the hash of their text (compared through `recs`: the text is kept once).
+    ids: hashbrown::HashTable<u32>,
+    recs: Vec<NameRec>,
+    long: Vec<Box<str>>,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct NameRec {
+    /// Length of the inline name, or `NameRec::LONG`: `text` starts with the index into
+    /// `Names::long` (4 bytes, little-endian).
+    len: u8,
+    text: [u8; 31],
+}
+
+impl NameRec {
+    const LONG: u8 = u8::MAX;
 }
 
 impl Names {
+    fn hash(s: &str) -> u64 {
+        use std::hash::BuildHasher;
+        hash::FastBuild.hash_one(s.as_bytes())
+    }
     fn id(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.ids.get(s) {
+        let h = Self::hash(s);
+        if let Some(&i) = self.ids.find(h, |&i| self.bytes(i) == s.as_bytes()) {
             return i;
         }
-        let i = self.names.len() as u32;
-        self.names.push(s.into());
-        self.ids.insert(s.into(), i);
+        let i = self.recs.len() as u32;
+        let mut rec = NameRec {
+            len: NameRec::LONG,
+            text: [0; 31],
+        };
+        if s.len() <= rec.text.len() {
+            rec.len = s.len() as u8;
+            rec.text[..s.len()].copy_from_slice(s.as_bytes());
+        } else {
+            rec.text[..4].copy_from_slice(&(self.long.len() as u32).to_le_bytes());
+            self.long.push(s.into());
+        }
+        self.recs.push(rec);
+        let (recs, long) = (&self.recs, &self.long);
+        self.ids
+            .insert_unique(h, i, |&j| Self::hash(Names::text_of(recs, long, j)));
         i
     }
     fn get(&self, s: &str) -> Option<u32> {
-        self.ids.get(s).copied()
+        self.ids
+            .find(Self::hash(s), |&i| self.bytes(i) == s.as_bytes())
+            .copied()
+    }
+    /// The name's bytes (the text of a `&str` given to `id`).
+    fn bytes(&self, i: u32) -> &[u8] {
+        Self::bytes_of(&self.recs, &self.long, i)
+    }
+    fn bytes_of<'a>(recs: &'a [NameRec], long: &'a [Box<str>], i: u32) -> &'a [u8] {
+        let r = &recs[i as usize];
+        match r.text.get(..r.len as usize) {
+            Some(t) => t,
+            None => {
+                let j = u32::from_le_bytes([r.text[0], r.text[1], r.text[2], r.text[3]]);
+                long[j as usize].as_bytes()
+            }
+        }
+    }
+    fn text_of<'a>(recs: &'a [NameRec], long: &'a [Box<str>], i: u32) -> &'a str {
+        // Always valid: the bytes were copied whole from a `&str`.
+        std::str::from_utf8(Self::bytes_of(recs, long, i)).unwrap_or_default()
     }
     fn name(&self, i: u32) -> &str {
-        &self.names[i as usize]
+        Self::text_of(&self.recs, &self.long, i)
     }
 }
 
@@ -663,11 +765,11 @@ impl Engine {
         let a = self.by_addr.entry(addr).or_default();
         a.expires = a.expires.max(e.expires);
         // Only called for a (zone, NS, address) not yet in `entries`, so (z, n) is new here.
-        a.serves.push((z, n));
-        a.slots.push(slot);
-        if let Err(i) = a.zones.binary_search(&z) {
-            a.zones.insert(i, z);
-        }
+        a.push(Serve {
+            zone: z,
+            ns: n,
+            slot,
+        });
         let v = self.by_ns.entry(n).or_default();
         if !v.contains(&addr) {
             v.push(addr);
@@ -1002,10 +1104,13 @@ impl Engine {
             return ServerKind::Everything;
         }
         match self.by_addr.get(&server) {
-            Some(a) if a.expires >= now && a.zones.len() <= SMALL_SERVES => {
+            Some(a) if a.expires >= now && a.is_few() => {
+                // Zone ids may repeat (one zone, several NS names): harmless for `any`.
                 let mut ids = [0u32; SMALL_SERVES];
-                ids[..a.zones.len()].copy_from_slice(&a.zones);
-                ServerKind::KnownFew(ids, a.zones.len() as u8)
+                for (id, s) in ids.iter_mut().zip(&a.serves) {
+                    *id = s.zone;
+                }
+                ServerKind::KnownFew(ids, a.serves.len() as u8)
             }
             Some(a) if a.expires >= now => ServerKind::Known(server),
             _ => ServerKind::Unknown,
@@ -1014,11 +1119,11 @@ impl Engine {
 
     /// Does the address serve `name`'s zone or one of its ancestors?
     fn serves_ancestor(&self, a: &AddrInfo, name: &str) -> bool {
-        if a.zones.len() <= SMALL_SERVES {
+        if a.is_few() {
             return a
-                .zones
+                .serves
                 .iter()
-                .any(|z| wire::is_subdomain(name, self.names.name(*z)));
+                .any(|s| wire::is_subdomain_bytes(name.as_bytes(), self.names.bytes(s.zone)));
         }
         // Walk the name's ancestors (at most 127 labels) and look each up.
         let mut rest = name;
@@ -1041,7 +1146,7 @@ impl Engine {
             (Bailiwick::Off, _) | (_, ServerKind::Everything) => true,
             (_, ServerKind::KnownFew(ids, n)) => ids[..n as usize]
                 .iter()
-                .any(|z| wire::is_subdomain(name, self.names.name(*z))),
+                .any(|z| wire::is_subdomain_bytes(name.as_bytes(), self.names.bytes(*z))),
             (_, ServerKind::Known(ip)) => self
                 .by_addr
                 .get(&ip)
@@ -1241,13 +1346,15 @@ impl Engine {
         // value in `insert_entry`).
         let mut known = None;
         if let Some(a) = self.by_addr.get_mut(&addr) {
-            if a.serves.len() <= SMALL_SERVES {
+            if a.is_few() {
                 let names = &self.names;
                 known = a
                     .serves
                     .iter()
-                    .position(|(z, n)| names.name(*n) == ns && names.name(*z) == zone)
-                    .map(|i| (a.serves[i], a.slots[i]));
+                    .find(|s| {
+                        names.bytes(s.ns) == ns.as_bytes() && names.bytes(s.zone) == zone.as_bytes()
+                    })
+                    .map(|s| ((s.zone, s.ns), s.slot));
             }
             a.expires = a.expires.max(expires);
         }
@@ -1437,38 +1544,32 @@ impl Engine {
         // Report the earliest-seen entry valid now, among the first few (an address of a big
         // provider serves many zones; which one is reported does not change the verdict, which
         // `a.expires` already decided). Only if none of those is valid are the rest examined.
-        let pick = |list: &'_ [(u32, u32)]| {
-            let mut best: Option<((u32, u32), Entry)> = None;
-            for zn in list {
-                let Some(e) = self
-                    .entries
-                    .get(&(zn.0, zn.1, addr))
-                    .map(|&i| &self.slab[i as usize])
-                else {
-                    continue;
-                };
+        let pick = |list: &'_ [Serve]| {
+            let mut best: Option<(Serve, Entry)> = None;
+            for s in list {
+                let e = &self.slab[s.slot as usize];
                 if now.is_some_and(|t| e.expires < t) {
                     continue;
                 }
                 if best.is_none_or(|(_, b)| {
                     (e.first_seen, u64::MAX - e.expires) < (b.first_seen, u64::MAX - b.expires)
                 }) {
-                    best = Some((*zn, *e));
+                    best = Some((*s, *e));
                 }
             }
             best
         };
         let (head, tail) = a.serves.split_at(a.serves.len().min(64));
         let best = pick(head).or_else(|| pick(tail));
-        let (zn, e) = best?;
+        let (s, e) = best?;
         Some(KnownAs {
             kind: if e.source == Source::RootHints {
                 "root_hints"
             } else {
                 "glue"
             },
-            zone: self.names.name(zn.0).to_string(),
-            ns_name: self.names.name(zn.1).to_string(),
+            zone: self.names.name(s.zone).to_string(),
+            ns_name: self.names.name(s.ns).to_string(),
             first_seen_ms: e.first_seen,
             expires_ms: e.expires,
             source: e.source,

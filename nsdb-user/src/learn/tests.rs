@@ -525,3 +525,63 @@ fn a_server_of_many_zones_is_held_to_them() {
         "zone0.test"
     );
 }
+
+#[test]
+fn names_longer_than_the_inline_record_are_learned_refreshed_and_told_apart() {
+    // Names are kept inline up to 31 bytes and apart beyond: 30, 31, 32 and 70 bytes, and two
+    // long names that differ only in their last byte.
+    let zone = "zone.test";
+    let pad = |n: usize, last: char| {
+        let base = format!(".{zone}");
+        let mut s = "n".repeat(n - base.len() - 1);
+        s.push(last);
+        s + &base
+    };
+    let names = [
+        pad(30, 'a'),
+        pad(31, 'a'),
+        pad(32, 'a'),
+        pad(70, 'a'),
+        pad(70, 'b'),
+    ];
+    assert_eq!(
+        names.iter().map(|n| n.len()).collect::<Vec<_>>(),
+        [30, 31, 32, 70, 70]
+    );
+    let mut e = engine();
+    for round in 0..3u16 {
+        for (i, n) in names.iter().enumerate() {
+            let id = round * 10 + i as u16;
+            let q = format!("www{i}.{zone}");
+            ask(&mut e, 1000 + id as u64, ROOT, id, &q);
+            let glue = format!("192.0.2.{}", 10 + i);
+            let r = referral(
+                id,
+                &q,
+                RecordType::A,
+                zone,
+                &[(n, 3600)],
+                &[(n, &glue, 3600)],
+            );
+            let l = e.on_response(1000 + id as u64, sa(ROOT), sa(RESOLVER), &r);
+            assert_eq!(l.len(), 1, "{n}: {l:?}");
+            assert_eq!(l[0].ns_name, *n);
+            assert_eq!(l[0].addr, ip(&glue));
+        }
+    }
+    let s = e.stats();
+    assert_eq!((s.learned, s.refreshed), (5, 10));
+    for (i, n) in names.iter().enumerate() {
+        let k = e.lookup(ip(&format!("192.0.2.{}", 10 + i))).unwrap();
+        assert_eq!((k.zone.as_str(), k.ns_name.as_str()), (zone, n.as_str()));
+    }
+    let mut counts: Vec<(String, u64)> = e
+        .entries()
+        .filter(|h| h.zone == zone)
+        .map(|h| (h.ns_name.to_string(), h.count))
+        .collect();
+    counts.sort();
+    let mut want: Vec<(String, u64)> = names.iter().map(|n| (n.clone(), 3)).collect();
+    want.sort();
+    assert_eq!(counts, want);
+}

@@ -209,15 +209,18 @@ const PLAIN: [u8; 256] = {
 
 /// Is `name` equal to `zone` or below it? Both in the form produced by [`read_name`].
 pub fn is_subdomain(name: &str, zone: &str) -> bool {
-    if zone == "." {
+    is_subdomain_bytes(name.as_bytes(), zone.as_bytes())
+}
+
+/// [`is_subdomain`] on the names' bytes.
+pub fn is_subdomain_bytes(name: &[u8], zone: &[u8]) -> bool {
+    if zone == b"." {
         return true;
     }
     if name.len() == zone.len() {
         return name == zone;
     }
-    name.len() > zone.len()
-        && name.ends_with(zone)
-        && name.as_bytes()[name.len() - zone.len() - 1] == b'.'
+    name.len() > zone.len() && name.ends_with(zone) && name[name.len() - zone.len() - 1] == b'.'
 }
 
 /// Skip the name starting at `off` without following pointers; returns the offset just past it.
