@@ -340,7 +340,9 @@ struct AddrInfo {
     serves: SmallVec<[Serve; 1]>,
     /// The zone ids of `serves`, sorted and deduplicated, once the address has more than
     /// `SMALL_SERVES` entries (a big provider's address serves many zones: bailiwick checks
-    /// must not scan them all). None until then.
+    /// must not scan them all). None until then; boxed so that it takes one word of the
+    /// bucket, not three.
+    #[allow(clippy::box_collection)]
     zones: Option<Box<Vec<u32>>>,
 }
 
