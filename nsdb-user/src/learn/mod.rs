@@ -260,11 +260,11 @@ pub struct Rows {
 /// A query in flight: client address and port, server address and port, DNS id, packed
 /// into 40 bytes of 8-byte words and hashed as five words (a `SocketAddr` pair is 64 bytes,
 /// hashed field by field with its enum tags; this key is built and hashed for every query and
-/// response, and kept twice per query in flight: in `inflight` and in `inflight_order`).
+/// response).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct QKey {
     /// Client then server address as IPv6 (IPv4 mapped), each as two words (high, low): u128
-    /// fields would align the key, and each `inflight_order` element, to 16 bytes.
+    /// fields would align the key to 16 bytes.
     addrs: [u64; 4],
     /// Client port, server port, id, and one bit per address: was it IPv4.
     rest: u64,
@@ -291,7 +291,7 @@ impl QKey {
     }
 }
 
-const _: () = assert!(std::mem::size_of::<(u64, QKey)>() == 48);
+const _: () = assert!(std::mem::size_of::<QKey>() == 40);
 
 impl std::hash::Hash for QKey {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
@@ -306,6 +306,16 @@ impl std::hash::Hash for QKey {
 struct QInfo {
     ts_ms: u64,
     qhash: u64,
+}
+
+/// A query in flight, in `Engine::inflight_slots`.
+#[derive(Debug, Clone, Copy)]
+struct InflightSlot {
+    key: QKey,
+    info: QInfo,
+    /// Raised each time the slot is freed: an `inflight_order` element naming an older
+    /// generation is about a query already answered (or replaced), and is skipped.
+    generation: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -516,8 +526,16 @@ pub struct Engine {
     cfg: LearnConfig,
     stats: Stats,
     names: Names,
-    inflight: FastMap<QKey, QInfo>,
-    inflight_order: VecDeque<(u64, QKey)>,
+    /// Queries in flight: where each is in `inflight_slots`.
+    inflight: FastMap<QKey, u32>,
+    /// The queries in flight, in slots reused once answered (so few, and warm in the cache).
+    inflight_slots: Vec<InflightSlot>,
+    inflight_free: Vec<u32>,
+    /// Slot and generation of each query in the order sent, for expiry and the size bound.
+    /// Eight bytes per query: this queue spans the whole query timeout (30 s of queries, most
+    /// of them long answered), and with the key and time in each element (48 bytes) it was
+    /// megabytes streamed through the cache the history needs.
+    inflight_order: VecDeque<(u32, u32)>,
     /// Where each (zone, NS name, address) entry is in `slab`.
     entries: FastMap<(u32, u32, IpAddr), u32>,
     /// The entries themselves: a refresh found through `by_addr` reaches its entry without a
@@ -634,6 +652,8 @@ impl Engine {
             stats: Stats::default(),
             names: Names::default(),
             inflight: FastMap::default(),
+            inflight_slots: Vec::new(),
+            inflight_free: Vec::new(),
             inflight_order: VecDeque::new(),
             entries: FastMap::default(),
             slab: Vec::new(),
@@ -816,16 +836,37 @@ impl Engine {
         };
         if self.inflight.len() >= self.cfg.max_inflight && !self.inflight.contains_key(&key) {
             // Drop the oldest query still in flight.
-            while let Some((ts, k)) = self.inflight_order.pop_front() {
-                if self.inflight.get(&k).is_some_and(|i| i.ts_ms == ts) {
+            while let Some((slot, generation)) = self.inflight_order.pop_front() {
+                if let Some(k) = self.live_slot(slot, generation) {
                     self.inflight.remove(&k);
+                    self.free_slot(slot);
                     self.stats.inflight_dropped += 1;
                     break;
                 }
             }
         }
-        self.inflight.insert(key, info);
-        self.inflight_order.push_back((ts_ms, key));
+        let slot = match self.inflight_free.pop() {
+            Some(i) => {
+                let s = &mut self.inflight_slots[i as usize];
+                s.key = key;
+                s.info = info;
+                i
+            }
+            None => {
+                self.inflight_slots.push(InflightSlot {
+                    key,
+                    info,
+                    generation: 0,
+                });
+                (self.inflight_slots.len() - 1) as u32
+            }
+        };
+        if let Some(old) = self.inflight.insert(key, slot) {
+            // The same key asked again: the new query replaces the old one.
+            self.free_slot(old);
+        }
+        let generation = self.inflight_slots[slot as usize].generation;
+        self.inflight_order.push_back((slot, generation));
         if self.cfg.record_rows && self.cfg.record_all_queries {
             let mut name = NameBuf::default();
             let _ = wire::read_name(msg, q.name_off, &mut name);
@@ -842,16 +883,33 @@ impl Engine {
     fn expire_inflight(&mut self, now: u64) {
         let limit = now.saturating_sub(self.cfg.query_timeout_ms);
         // Bounded by the queue length; amortised O(1) per query.
-        while let Some(&(ts, k)) = self.inflight_order.front() {
+        while let Some(&(slot, generation)) = self.inflight_order.front() {
+            let Some(k) = self.live_slot(slot, generation) else {
+                // Answered (or replaced) already: nothing to expire.
+                self.inflight_order.pop_front();
+                continue;
+            };
+            let ts = self.inflight_slots[slot as usize].info.ts_ms;
             if ts >= limit && self.inflight_order.len() <= self.cfg.max_inflight * 2 {
                 break;
             }
             self.inflight_order.pop_front();
-            if self.inflight.get(&k).is_some_and(|i| i.ts_ms == ts) {
-                self.inflight.remove(&k);
-                self.stats.inflight_expired += 1;
-            }
+            self.inflight.remove(&k);
+            self.free_slot(slot);
+            self.stats.inflight_expired += 1;
         }
+    }
+
+    /// The key of the query in `slot` if the slot still holds the query of `generation`.
+    fn live_slot(&self, slot: u32, generation: u32) -> Option<QKey> {
+        let s = &self.inflight_slots[slot as usize];
+        (s.generation == generation).then_some(s.key)
+    }
+
+    fn free_slot(&mut self, slot: u32) {
+        let s = &mut self.inflight_slots[slot as usize];
+        s.generation = s.generation.wrapping_add(1);
+        self.inflight_free.push(slot);
     }
 
     /// A DNS response from `src` (server) to `dst` (client). Returns what it taught.
@@ -919,10 +977,15 @@ impl Engine {
         let key = QKey::new(dst, src, m.header.id);
         // One map operation for the common case (a paired response consumes its query); a
         // query whose question does not match is put back, as it was never consumed.
-        let qinfo = match self.inflight.remove(&key) {
-            Some(i)
+        let found = self
+            .inflight
+            .remove(&key)
+            .map(|slot| (slot, self.inflight_slots[slot as usize].info));
+        let qinfo = match found {
+            Some((slot, i))
                 if m.header.qdcount > 0 && i.qhash == question_hash(qname_hash, qtype, qclass) =>
             {
+                self.free_slot(slot);
                 i
             }
             other => {
@@ -931,8 +994,8 @@ impl Engine {
                         self.stats.unsolicited += 1;
                         "unsolicited"
                     }
-                    Some(i) => {
-                        self.inflight.insert(key, i);
+                    Some((slot, _)) => {
+                        self.inflight.insert(key, slot);
                         self.stats.question_mismatch += 1;
                         "question_mismatch"
                     }

@@ -585,3 +585,39 @@ fn names_longer_than_the_inline_record_are_learned_refreshed_and_told_apart() {
     want.sort();
     assert_eq!(counts, want);
 }
+
+#[test]
+fn a_reused_inflight_slot_is_not_expired_by_the_answered_query_before_it() {
+    // Default timeout: 30 s. In-flight queries live in slots reused once answered; the queue
+    // that expires them still names the answered query's slot.
+    let mut e = engine();
+    let answer = |e: &mut Engine, t: u64, id: u16| {
+        e.on_response(t, sa(ROOT), sa(RESOLVER), &test_referral(id));
+    };
+    ask(&mut e, 0, ROOT, 1, "a.test");
+    answer(&mut e, 1, 1);
+    // Takes the slot the answered query left.
+    ask(&mut e, 20_000, ROOT, 2, "a.test");
+    // Expiry runs with a limit of 1 s: query 1's queue entry is older, query 2 is not.
+    ask(&mut e, 31_000, ROOT, 3, "a.test");
+    answer(&mut e, 32_000, 2);
+    let s = e.stats();
+    assert_eq!((s.paired, s.unsolicited, s.inflight_expired), (2, 0, 0));
+    // Query 3 (31 s) times out once a query comes after 61 s.
+    ask(&mut e, 62_000, ROOT, 4, "a.test");
+    assert_eq!(e.stats().inflight_expired, 1);
+    assert_eq!(e.inflight_len(), 1);
+    // The same query asked again replaces the first: it times out from the second asking.
+    ask(&mut e, 70_000, ROOT, 5, "a.test");
+    ask(&mut e, 90_000, ROOT, 5, "a.test");
+    ask(&mut e, 101_000, ROOT, 6, "a.test");
+    // Query 4 (62 s) has timed out; query 5 has not, counted from 90 s.
+    assert_eq!(e.stats().inflight_expired, 2);
+    answer(&mut e, 102_000, 5);
+    let s = e.stats();
+    assert_eq!((s.paired, s.unsolicited, s.inflight_expired), (3, 0, 2));
+    assert_eq!(e.inflight_len(), 1);
+    // And a late answer to query 3, expired, is unsolicited.
+    answer(&mut e, 103_000, 3);
+    assert_eq!(e.stats().unsolicited, 1);
+}
