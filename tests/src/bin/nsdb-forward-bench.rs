@@ -363,8 +363,12 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
     let mut nft_unknown_sent = 0u64;
     let mut nft_load_s = 0.0;
     let mut nsdb_start_s = 0.0;
-    for _ in 0..rounds {
-        for (ci, cname) in CONFIGS.iter().enumerate() {
+    for round in 0..rounds {
+        // Each round starts one configuration later, so that none is always measured first
+        // or last (the machine's speed drifts over a round of about 40 s).
+        for k in 0..CONFIGS.len() {
+            let ci = (k + round) % CONFIGS.len();
+            let cname = &CONFIGS[ci];
             let t0 = Instant::now();
             let tc = *cname == "nsdb_tc_enforce";
             let daemon = (*cname == "nsdb_enforce" || tc).then(|| {
@@ -448,12 +452,15 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
         }
     }
     let (none, noop, nsdb, noop_tc, nsdb_tc, nft) = (0, 1, 2, 3, 4, 5);
+    // The median of the per-round ratios: both sides of a ratio measured in the same round.
     let ratio = |a: usize, b: usize, p: usize| {
-        if med_in[b][p] > 0.0 {
-            med_in[a][p] / med_in[b][p]
-        } else {
-            0.0
-        }
+        let per_round: Vec<f64> = samples[a][p]
+            .iter()
+            .zip(&samples[b][p])
+            .filter(|(_, y)| y.gw_in > 0)
+            .map(|(x, y)| (x.gw_in as f64 / x.secs) / (y.gw_in as f64 / y.secs))
+            .collect();
+        median(per_round)
     };
     let added_ns = |a: usize, p: usize| {
         if med_in[a][p] > 0.0 && med_in[none][p] > 0.0 {

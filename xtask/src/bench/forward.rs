@@ -29,8 +29,9 @@ pub fn markdown(all: &Value) -> String {
     let v = &all["forwarding"];
     let mut s = format!(
         "## 3. Gateway forwarding\n\nCPU: {} ({} cores, shared). Tool: {}. Frames of {} bytes \
-         ({}-byte IP packets); {} s per run, {} rounds with the configurations interleaved \
-         (median shown). Allowed name servers: {} (nsdb: restored from `--db`; nftables: the same \
+         ({}-byte IP packets); {} s per run, {} rounds with the configurations interleaved, each \
+         round starting one configuration later (median rates shown; each ratio is the median of \
+         the per-round ratios). Allowed name servers: {} (nsdb: restored from `--db`; nftables: the same \
          addresses in a set).\n\n\
          Packets per second taken in by the gateway (forwarded or dropped by the filter), in \
          thousands:\n\n\
