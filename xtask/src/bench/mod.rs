@@ -3,6 +3,7 @@
 
 mod forward;
 mod offline;
+mod summary;
 
 use std::{path::Path, process::Command};
 
@@ -171,10 +172,11 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
     let q: &[&str] = if quick { &["--quick"] } else { &[] };
     let only = std::env::var("NSDB_BENCH_ONLY").unwrap_or_default();
     let want = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
-    let mut md = String::from("# nsdb benchmark report\n\n");
+    let mut head = String::from("# nsdb benchmark report\n\n");
     if quick {
-        md += "_Quick smoke run: fewer repeats; figures are indicative only._\n\n";
+        head += "_Quick smoke run: fewer repeats; figures are indicative only._\n\n";
     }
+    let mut md = String::new();
     // Wall-clock seconds of each section (the issue asks for the whole bench under 10 minutes
     // on this machine), each including the cargo build of its tool.
     let started = std::time::Instant::now();
@@ -240,6 +242,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
         .collect();
     let report = json!({ "quick": quick, "xdp": xdp, "forward": fwd, "resolve": resolve, "offline": offline,
         "seconds": { "total": total, "sections": durations } });
+    let md = head + &summary::markdown(&xdp, &fwd, &resolve, &offline) + &md;
     std::fs::write(dir.join("report.md"), &md)?;
     std::fs::write(
         dir.join("report.json"),

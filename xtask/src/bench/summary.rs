@@ -1,0 +1,224 @@
+//! The report's first table: every goal of the benchmark issue, the figure this run measured
+//! for it, and whether it was met, taken from the sections' JSON (a section not run is left out).
+
+use serde_json::Value;
+
+/// One row: what is measured, the goal, the figure of this run, met or not.
+struct Row {
+    figure: String,
+    goal: String,
+    value: String,
+    met: bool,
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn kernel(xdp: &Value, rows: &mut Vec<Row>) {
+    for c in xdp["classes"].as_array().into_iter().flatten() {
+        rows.push(Row {
+            figure: format!("1. kernel: {}", c["name"].as_str().unwrap_or("?")),
+            goal: format!("≤ {}× no-op", c["goal"]),
+            value: format!("{:.2}×", f(&c["ratio"])),
+            met: c["met"].as_bool() == Some(true),
+        });
+    }
+    let r = &xdp["referral_13_glue"];
+    let goal = r["goal"].as_f64().unwrap_or(6.0);
+    for c in r["cases"].as_array().into_iter().flatten() {
+        for (case, key) in [
+            ("first learn", "first_learn_ratio"),
+            ("glue known", "known_glue_ratio"),
+        ] {
+            let x = f(&c[key]);
+            rows.push(Row {
+                figure: format!(
+                    "1. kernel: 13-glue referral, {}, {case}",
+                    c["name"].as_str().unwrap_or("?")
+                ),
+                goal: format!("≤ {goal}× no-op"),
+                value: format!("{x:.1}×"),
+                met: x <= goal,
+            });
+        }
+    }
+    let sc = &xdp["allow_map_scale"];
+    if !sc.is_null() {
+        let goal = sc["goal"].as_f64().unwrap_or(1.3);
+        for fam in ["v4", "v6"] {
+            let x = f(&sc[format!("{fam}_ratio")]);
+            rows.push(Row {
+                figure: format!("2. allow map 10⁶ / 10³, IP{fam}"),
+                goal: format!("≤ {goal}"),
+                value: format!("{x:.2}"),
+                met: x <= goal,
+            });
+        }
+    }
+}
+
+fn forwarding(fwd: &Value, rows: &mut Vec<Row>) {
+    let goals = &fwd["goals"];
+    for r in fwd["ratios"].as_array().into_iter().flatten() {
+        let pattern = r["pattern"].as_str().unwrap_or("?");
+        for (key, what, more) in [
+            ("nsdb_tc_over_none", "nsdb TC / no filter", false),
+            ("nsdb_tc_over_nftables", "nsdb TC / nftables", true),
+            ("nsdb_over_none", "nsdb XDP / no filter", false),
+            ("nsdb_over_nftables", "nsdb XDP / nftables", true),
+        ] {
+            let (x, g) = (f(&r[key]), f(&goals[key]));
+            rows.push(Row {
+                figure: format!("3. forwarding, {pattern}: {what}"),
+                goal: if more {
+                    format!("> {g}")
+                } else {
+                    format!("≥ {g}")
+                },
+                value: format!("{x:.2}"),
+                met: if more { x > g } else { x >= g },
+            });
+        }
+    }
+}
+
+fn offline(o: &Value, rows: &mut Vec<Row>) {
+    let best = f(&o["nsdb"]["msgs_per_cpu_s"]);
+    rows.push(Row {
+        figure: "4. offline: nsdb learn, msgs per CPU-second (best run)".into(),
+        goal: format!("≥ {:.0}", f(&o["goal_msgs_per_s"])),
+        value: format!("{best:.0}"),
+        met: o["goal_met"].as_bool() == Some(true),
+    });
+    rows.push(Row {
+        figure: "4. offline: nsdb (median) / tshark".into(),
+        goal: "≥ 10".into(),
+        value: format!("{:.1}", f(&o["ratio_vs_tshark"])),
+        met: o["goal_vs_tshark_met"].as_bool() == Some(true),
+    });
+    if o["python_dpkt_prototype"]["skipped"].is_null() {
+        rows.push(Row {
+            figure: "4. offline: nsdb (median) / Python prototype".into(),
+            goal: "≥ 100".into(),
+            value: format!("{:.1}", f(&o["ratio_vs_python"])),
+            met: o["goal_vs_python_met"].as_bool() == Some(true),
+        });
+    }
+}
+
+fn resolution(v: &Value, rows: &mut Vec<Row>) {
+    let g = f(&v["goal_enforce_over_none"]);
+    for (key, what) in [
+        ("enforce_over_none", "enforce (XDP)"),
+        ("enforce_tc_over_none", "enforce (TC)"),
+    ] {
+        let x = f(&v[key]);
+        rows.push(Row {
+            figure: format!("5. resolution time, {what} / no nsdb"),
+            goal: format!("≤ {g}"),
+            value: format!("{x:.2}"),
+            met: x <= g,
+        });
+    }
+}
+
+/// The summary table, in Markdown (empty when no section ran).
+pub fn markdown(xdp: &Value, forward: &Value, resolve: &Value, offline_v: &Value) -> String {
+    let mut rows = Vec::new();
+    if !xdp.is_null() {
+        kernel(xdp, &mut rows);
+    }
+    if !forward["forwarding"].is_null() {
+        forwarding(&forward["forwarding"], &mut rows);
+    }
+    if !offline_v.is_null() {
+        offline(offline_v, &mut rows);
+    }
+    if !resolve.is_null() {
+        resolution(resolve, &mut rows);
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let met = rows.iter().filter(|r| r.met).count();
+    let mut s = format!(
+        "## Goals at a glance\n\n{met} of {} goals met in this run (the sections below say how \
+         each figure was measured).\n\n| figure | goal | this run | met |\n|---|---|---:|:--:|\n",
+        rows.len()
+    );
+    for r in &rows {
+        s += &format!(
+            "| {} | {} | {} | {} |\n",
+            r.figure,
+            r.goal,
+            r.value,
+            if r.met { "yes" } else { "**no**" }
+        );
+    }
+    s + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_goal_is_judged_from_its_section() {
+        let xdp = json!({
+            "classes": [
+                {"name": "non-DNS UDP", "goal": 1.2, "ratio": 1.58, "met": false},
+                {"name": "DNS response", "goal": 2.0, "ratio": 1.9, "met": true}
+            ],
+            "referral_13_glue": {"goal": 6.0, "cases": [
+                {"name": "compressed", "first_learn_ratio": 105.1, "known_glue_ratio": 5.5}
+            ]},
+            "allow_map_scale": {"goal": 1.3, "v4_ratio": 0.88, "v6_ratio": 1.31}
+        });
+        let fwd = json!({"forwarding": {
+            "goals": {"nsdb_over_none": 0.95, "nsdb_over_nftables": 1.0,
+                      "nsdb_tc_over_none": 0.95, "nsdb_tc_over_nftables": 1.0},
+            "ratios": [{"pattern": "dns_mix", "nsdb_tc_over_none": 0.95,
+                        "nsdb_tc_over_nftables": 1.0, "nsdb_over_none": 0.67,
+                        "nsdb_over_nftables": 1.2}]
+        }});
+        let resolve = json!({"goal_enforce_over_none": 1.05, "enforce_over_none": 0.98,
+                             "enforce_tc_over_none": 1.06});
+        let off = json!({"nsdb": {"msgs_per_cpu_s": 2.0e6}, "goal_msgs_per_s": 1.0e6,
+                         "goal_met": true, "ratio_vs_tshark": 57.1, "goal_vs_tshark_met": true,
+                         "python_dpkt_prototype": {"msgs_per_cpu_s": 16416.0},
+                         "ratio_vs_python": 99.9, "goal_vs_python_met": false});
+        let md = markdown(&xdp, &fwd, &resolve, &off);
+        let row = |needle: &str| {
+            md.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no row for {needle} in\n{md}"))
+                .to_string()
+        };
+        assert!(row("non-DNS UDP").ends_with("| 1.58× | **no** |"));
+        assert!(row("DNS response").ends_with("| 1.90× | yes |"));
+        assert!(row("compressed, first learn").ends_with("| **no** |"));
+        assert!(row("compressed, glue known").ends_with("| 5.5× | yes |"));
+        assert!(row("IPv4").ends_with("| 0.88 | yes |"));
+        assert!(row("IPv6").ends_with("| 1.31 | **no** |"));
+        // The goals' own bounds: ≥ 0.95 is met at 0.95, > 1 is not met at 1.0.
+        assert!(row("nsdb TC / no filter").ends_with("| ≥ 0.95 | 0.95 | yes |"));
+        assert!(row("nsdb TC / nftables").ends_with("| > 1 | 1.00 | **no** |"));
+        assert!(row("nsdb XDP / no filter").ends_with("| **no** |"));
+        assert!(row("nsdb XDP / nftables").ends_with("| 1.20 | yes |"));
+        assert!(row("best run").ends_with("| 2000000 | yes |"));
+        assert!(row("/ tshark").ends_with("| 57.1 | yes |"));
+        assert!(row("Python prototype").ends_with("| ≥ 100 | 99.9 | **no** |"));
+        assert!(row("enforce (XDP)").ends_with("| 0.98 | yes |"));
+        assert!(row("enforce (TC)").ends_with("| 1.06 | **no** |"));
+        assert!(md.contains("8 of 15 goals met"), "{md}");
+        // Sections not run are left out; nothing run, no table.
+        let only_off = markdown(&Value::Null, &Value::Null, &Value::Null, &off);
+        assert!(only_off.contains("2 of 3 goals met"), "{only_off}");
+        assert_eq!(
+            markdown(&Value::Null, &Value::Null, &Value::Null, &Value::Null),
+            ""
+        );
+    }
+}
