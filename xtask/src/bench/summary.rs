@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use super::forward;
+
 /// One row: what is measured, the goal, the figure of this run, met or not.
 struct Row {
     figure: String,
@@ -62,22 +64,22 @@ fn forwarding(fwd: &Value, rows: &mut Vec<Row>) {
     let goals = &fwd["goals"];
     for r in fwd["ratios"].as_array().into_iter().flatten() {
         let pattern = r["pattern"].as_str().unwrap_or("?");
-        for (key, what, more) in [
-            ("nsdb_tc_over_none", "nsdb TC / no filter", false),
-            ("nsdb_tc_over_nftables", "nsdb TC / nftables", true),
-            ("nsdb_over_none", "nsdb XDP / no filter", false),
-            ("nsdb_over_nftables", "nsdb XDP / nftables", true),
+        for (key, what) in [
+            ("nsdb_tc_over_none", "nsdb TC / no filter"),
+            ("nsdb_tc_over_nftables", "nsdb TC / nftables"),
+            ("nsdb_over_none", "nsdb XDP / no filter"),
+            ("nsdb_over_nftables", "nsdb XDP / nftables"),
         ] {
             let (x, g) = (f(&r[key]), f(&goals[key]));
             rows.push(Row {
                 figure: format!("3. forwarding, {pattern}: {what}"),
-                goal: if more {
+                goal: if forward::goal_above(key) {
                     format!("> {g}")
                 } else {
                     format!("≥ {g}")
                 },
                 value: format!("{x:.2}"),
-                met: if more { x > g } else { x >= g },
+                met: forward::meets(key, x, goals),
             });
         }
     }
