@@ -845,22 +845,7 @@ impl Engine {
                 }
             }
         }
-        let slot = match self.inflight_free.pop() {
-            Some(i) => {
-                let s = &mut self.inflight_slots[i as usize];
-                s.key = key;
-                s.info = info;
-                i
-            }
-            None => {
-                self.inflight_slots.push(InflightSlot {
-                    key,
-                    info,
-                    generation: 0,
-                });
-                (self.inflight_slots.len() - 1) as u32
-            }
-        };
+        let slot = self.take_slot(key, info);
         if let Some(old) = self.inflight.insert(key, slot) {
             // The same key asked again: the new query replaces the old one.
             self.free_slot(old);
@@ -904,6 +889,26 @@ impl Engine {
     fn live_slot(&self, slot: u32, generation: u32) -> Option<QKey> {
         let s = &self.inflight_slots[slot as usize];
         (s.generation == generation).then_some(s.key)
+    }
+
+    /// A slot for a new query in flight: a freed one if any (its generation already raised).
+    fn take_slot(&mut self, key: QKey, info: QInfo) -> u32 {
+        match self.inflight_free.pop() {
+            Some(i) => {
+                let s = &mut self.inflight_slots[i as usize];
+                s.key = key;
+                s.info = info;
+                i
+            }
+            None => {
+                self.inflight_slots.push(InflightSlot {
+                    key,
+                    info,
+                    generation: 0,
+                });
+                (self.inflight_slots.len() - 1) as u32
+            }
+        }
     }
 
     fn free_slot(&mut self, slot: u32) {
