@@ -561,6 +561,8 @@ pub struct Engine {
     root_zone: u32,
     /// Buffers reused by every response (see [`Collected`]).
     scratch: Option<Box<Collected>>,
+    /// The addresses known for a glue-less NS name (`respond_with`), kept for reuse.
+    known_scratch: Vec<IpAddr>,
 }
 
 /// One NS record collected from a response (its names are in `Collected::names`).
@@ -670,6 +672,7 @@ impl Engine {
             decisions: Vec::new(),
             root_zone: 0,
             scratch: None,
+            known_scratch: Vec::new(),
             cfg,
         };
         e.root_zone = e.names.id(".");
@@ -1149,20 +1152,20 @@ impl Engine {
                 // Validated when collected, so the hash cannot fail here.
                 let target_hash = name_hash(msg, n.target_off).unwrap_or(0);
                 self.add_pending(&ctx, zone, target, target_hash, n.ttl);
-                let known: Vec<IpAddr> = self
-                    .names
-                    .get(target)
-                    .and_then(|t| self.by_ns.get(&t))
-                    .map(|v| {
+                // Copied out (`learn` changes the history), into a list kept for reuse.
+                let mut known = std::mem::take(&mut self.known_scratch);
+                known.clear();
+                if let Some(v) = self.names.get(target).and_then(|t| self.by_ns.get(&t)) {
+                    known.extend(
                         v.iter()
                             .copied()
-                            .filter(|a| self.by_addr.get(a).is_some_and(|i| i.expires >= ts_ms))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for a in known {
+                            .filter(|a| self.by_addr.get(a).is_some_and(|i| i.expires >= ts_ms)),
+                    );
+                }
+                for &a in &known {
                     self.learn(&ctx, zone, target, n.ttl, a, n.ttl, Source::KnownNs);
                 }
+                self.known_scratch = known;
             }
         }
         if want_answers {
@@ -1321,30 +1324,40 @@ impl Engine {
     }
 
     fn resolve_glueless(&mut self, ctx: &RespCtx<'_>, known: ServerKind, c: &Collected) {
-        let Some(pend) = self.pending.get(&ctx.qname_hash).cloned() else {
+        if !self.pending.contains_key(&ctx.qname_hash) {
             return;
-        };
+        }
         // Follow CNAMEs from the NS name (bounded), then take its A/AAAA answers.
-        let mut chain = vec![ctx.qname.to_string()];
-        for _ in 0..MAX_CNAME_CHAIN {
-            let last = chain.last().cloned().unwrap_or_default();
+        let mut chain_buf: [&str; MAX_CNAME_CHAIN + 1] = [""; MAX_CNAME_CHAIN + 1];
+        chain_buf[0] = ctx.qname;
+        let mut chain_len = 1;
+        while chain_len <= MAX_CNAME_CHAIN {
+            let last = chain_buf[chain_len - 1];
             match c.cnames().iter().find(|(o, _)| c.text(*o) == last) {
-                Some((_, tgt)) if !chain.iter().any(|x| x == c.text(*tgt)) => {
-                    chain.push(c.text(*tgt).to_string())
+                Some((_, tgt)) if !chain_buf[..chain_len].contains(&c.text(*tgt)) => {
+                    chain_buf[chain_len] = c.text(*tgt);
+                    chain_len += 1;
                 }
                 _ => break,
             }
         }
-        let addrs: Vec<&GlueCand> = c
-            .answers()
-            .iter()
-            .filter(|a| chain.iter().any(|x| x == c.text(a.owner)))
-            .collect();
-        if addrs.is_empty() {
+        let chain = &chain_buf[..chain_len];
+        let addrs = || {
+            c.answers()
+                .iter()
+                .filter(|a| chain.contains(&c.text(a.owner)))
+        };
+        if addrs().next().is_none() {
             return;
         }
         let in_bailiwick = self.may_teach(known, ctx.qname, Some("."));
-        for p in pend {
+        // The names waiting for this lookup, taken out of the map while the history learns
+        // (nothing below reads `pending`) and put back after: no copy of them.
+        let pend = match self.pending.get_mut(&ctx.qname_hash) {
+            Some(v) => std::mem::take(v),
+            None => return,
+        };
+        for p in &pend {
             if self.names.name(p.ns) != ctx.qname {
                 // Another name with the same hash (see `wire::hash_name`): not this lookup.
                 continue;
@@ -1352,7 +1365,7 @@ impl Engine {
             let zone = self.names.name(p.zone).to_string();
             if ctx.ts_ms > p.deadline {
                 if self.cfg.explain {
-                    for a in &addrs {
+                    for a in addrs() {
                         self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glueless_too_late");
                     }
                 }
@@ -1361,7 +1374,7 @@ impl Engine {
             if !in_bailiwick {
                 self.stats.out_of_bailiwick += 1;
                 if self.cfg.explain {
-                    for a in &addrs {
+                    for a in addrs() {
                         self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glue_out_of_bailiwick");
                     }
                 }
@@ -1377,12 +1390,11 @@ impl Engine {
                 qname: ctx.qname,
                 qtype: ctx.qtype,
             };
-            let qn = p.queryname.to_string();
-            for a in &addrs {
+            for a in addrs() {
                 self.stats.glueless_resolved += 1;
                 self.learn_with(
                     &pctx,
-                    Some(&qn),
+                    Some(&*p.queryname),
                     p.res_time,
                     &zone,
                     ctx.qname,
@@ -1392,6 +1404,9 @@ impl Engine {
                     Source::GluelessLookup,
                 );
             }
+        }
+        if let Some(v) = self.pending.get_mut(&ctx.qname_hash) {
+            *v = pend;
         }
     }
 
