@@ -5,6 +5,7 @@ use std::{
     ffi::CString,
     fs::File,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
 };
 
@@ -58,6 +59,24 @@ pub enum LoadError {
     Attach { iface: String, source: ProgramError },
     #[error("pin directory {path}: {msg}")]
     Pin { path: PathBuf, msg: String },
+}
+
+/// One BPF map and the kernel memory it holds ([`Filter::map_memory`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MapMemory {
+    /// The map's name as the kernel knows it (at most 15 bytes: `ALLOW_V4`, `INFLIGHT`…).
+    pub name: String,
+    pub max_entries: u32,
+    /// Bytes, as `memlock` in the map's fdinfo.
+    pub bytes: u64,
+}
+
+/// A numeric `name:` line of a /proc fdinfo file.
+fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == name).then(|| v.trim().parse().ok())?
+    })
 }
 
 /// How to attach.
@@ -509,6 +528,42 @@ impl Filter {
     /// Number of entries in the allow maps (IPv4, IPv6).
     pub fn allow_len(&self) -> (usize, usize) {
         (self.allow_v4.keys().count(), self.allow_v6.keys().count())
+    }
+
+    /// Every map the XDP program uses, with the kernel memory it holds as the kernel accounts
+    /// it: `memlock` in the fdinfo of a descriptor of the map, which since Linux 6.4 is the
+    /// map's own count of its memory (elements, buckets, per-CPU copies, ring pages). The
+    /// allow maps are LRU hashes with their elements allocated up front, so their figure is
+    /// the same empty or full: what `--allow-entries` costs.
+    pub fn map_memory(&self) -> Result<Vec<MapMemory>, LoadError> {
+        let prog_err = |source| LoadError::Program {
+            name: prog::NSDB,
+            source,
+        };
+        let ids = self
+            .program()
+            .info()
+            .map_err(prog_err)?
+            .map_ids()
+            .map_err(prog_err)?
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let info = aya::maps::MapInfo::from_id(id).map_err(map_err("map by id"))?;
+            let fd = info.fd().map_err(map_err("map by id"))?;
+            let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
+            let bytes = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| fdinfo_field(&t, "memlock"))
+                .unwrap_or(0);
+            out.push(MapMemory {
+                name: info.name_as_str().unwrap_or("?").to_string(),
+                max_entries: info.max_entries(),
+                bytes,
+            });
+        }
+        out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+        Ok(out)
     }
 
     /// One counter ([`nsdb_common::counter`]), summed over CPUs.
@@ -1049,5 +1104,23 @@ pub fn event_addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
     } else {
         IpAddr::V6(Ipv6Addr::from(*bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fdinfo_field;
+
+    #[test]
+    fn fdinfo_fields_are_read_by_exact_name() {
+        // The shape of /proc/<pid>/fdinfo/<fd> of a BPF map (Linux 6.x).
+        let t = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t2087\nmap_type:\t9\n\
+                 key_size:\t4\nvalue_size:\t16\nmax_entries:\t1048576\nmap_flags:\t0x0\n\
+                 map_extra:\t0x0\nmemlock:\t92275584\nmap_id:\t812\nfrozen:\t0\n";
+        assert_eq!(fdinfo_field(t, "memlock"), Some(92_275_584));
+        assert_eq!(fdinfo_field(t, "max_entries"), Some(1_048_576));
+        assert_eq!(fdinfo_field(t, "map_flags"), None, "not a decimal number");
+        assert_eq!(fdinfo_field(t, "mem"), None, "no prefix match");
+        assert_eq!(fdinfo_field("", "memlock"), None);
     }
 }

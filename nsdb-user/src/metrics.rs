@@ -160,6 +160,8 @@ struct State {
     engine: learn::Stats,
     /// Allow-map entries by kind (index: `nsdb_common::kind`), at start and at each full sweep.
     allow_kinds: [u64; 4],
+    /// Kernel memory of each of the program's maps (name, bytes), read at start.
+    kernel_maps: Vec<(String, u64)>,
     sweeps_seen: u64,
     /// Eviction estimate, never decreasing (a counter).
     evicted: u64,
@@ -203,6 +205,7 @@ impl Metrics {
             live: LiveStats::default(),
             engine: learn::Stats::default(),
             allow_kinds: [0; 4],
+            kernel_maps: Vec::new(),
             sweeps_seen: 0,
             evicted: 0,
             db_commits: (0, 0),
@@ -252,6 +255,18 @@ impl Metrics {
             }
         }
         self.lock().allow_kinds = kinds;
+    }
+
+    /// Records the kernel memory of the program's maps (`Filter::map_memory`). Nearly all of it
+    /// is allocated when the program is loaded (the allow maps, the in-flight table, the ring
+    /// buffers), so it is read once, at start.
+    pub fn set_kernel_maps(&self, filter: &Filter) {
+        match filter.map_memory() {
+            Ok(maps) => {
+                self.lock().kernel_maps = maps.into_iter().map(|m| (m.name, m.bytes)).collect();
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the maps' memory failed"),
+        }
     }
 
     /// Sets the number of exception prefixes (when the operator changes them at run time).
@@ -656,6 +671,20 @@ impl Collector for SnapshotCollector {
                 ("exception", s.info.exceptions),
             ],
         )?;
+        if !s.kernel_maps.is_empty() {
+            let maps: Vec<(&str, u64)> = s
+                .kernel_maps
+                .iter()
+                .map(|(n, b)| (n.as_str(), *b))
+                .collect();
+            gauge_by(
+                &mut e,
+                "kernel_map_bytes",
+                "Kernel memory held by each of the program's BPF maps (memlock in the map's fdinfo), read at start; the allow maps are allocated whole (--allow-entries)",
+                "map",
+                &maps,
+            )?;
+        }
         gauge_by(
             &mut e,
             "allow_capacity",

@@ -487,6 +487,23 @@ fn metrics_count_exactly_the_traffic_sent() {
             ALLOW_ENTRIES as f64
         );
     }
+    // Kernel memory of the maps, as the kernel counts it: the allow maps are allocated whole
+    // at their capacity (each element holds its key, its 16-byte value and the hash table's
+    // own links), the IPv6 one with its longer key larger; the event ring holds its pages.
+    let map_bytes = |m: &str| e.value("nsdb_kernel_map_bytes", &[("map", m)]);
+    let (v4, v6) = (map_bytes("ALLOW_V4"), map_bytes("ALLOW_V6"));
+    let per_entry = v4 / ALLOW_ENTRIES as f64;
+    assert!(
+        (20.0..=256.0).contains(&per_entry),
+        "ALLOW_V4: {per_entry} B per entry"
+    );
+    assert!(v6 > v4, "ALLOW_V6 {v6} vs ALLOW_V4 {v4}");
+    assert!(map_bytes("EVENTS") >= nsdb_common::DEFAULT_EVENTS_BYTES as f64);
+    assert!(
+        map_bytes("INFLIGHT")
+            >= (nsdb_common::INFLIGHT_SLOTS as usize
+                * std::mem::size_of::<nsdb_common::InflightSlot>()) as f64
+    );
     // Maps of 4,096 per family holding 2 roots: responses are read in batches.
     assert_eq!(e.value("nsdb_response_batching", &[]), 1.0);
     // Latencies: one learn sample per trusted answer that taught (all of them); the database

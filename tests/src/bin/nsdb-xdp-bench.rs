@@ -113,6 +113,38 @@ fn filter(allow: u32, fill: u32) -> Filter {
     f
 }
 
+/// The kernel memory of each filter's maps (`Filter::map_memory`): every map, the total, and
+/// the allow maps' bytes per entry of capacity.
+fn map_memory(filters: &[(&str, &Filter)]) -> serde_json::Value {
+    let mut out = Vec::new();
+    for (label, f) in filters {
+        let maps = f.map_memory().expect("map memory");
+        let (v4, _) = f.allow_len();
+        let total: u64 = maps.iter().map(|m| m.bytes).sum();
+        let per_entry = |name: &str| {
+            maps.iter()
+                .find(|m| m.name == name)
+                .map(|m| m.bytes as f64 / f64::from(m.max_entries.max(1)))
+        };
+        let bytes_of = |name: &str| maps.iter().find(|m| m.name == name).map(|m| m.bytes);
+        out.push(json!({
+            "filter": label,
+            "allow_entries_filled": f.allow_len().0 + f.allow_len().1,
+            "allow_v4_entries_filled": v4,
+            "total_bytes": total,
+            "allow_v4_bytes": bytes_of("ALLOW_V4"),
+            "allow_v6_bytes": bytes_of("ALLOW_V6"),
+            "allow_v4_bytes_per_entry": per_entry("ALLOW_V4"),
+            "allow_v6_bytes_per_entry": per_entry("ALLOW_V6"),
+            "maps": maps,
+        }));
+    }
+    json!({
+        "tool": "memlock in /proc/self/fdinfo of each map the XDP program uses (the kernel's own count of the map's memory); allow maps sized as the daemon's default --allow-entries",
+        "filters": out,
+    })
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let repeat: u32 = if quick { 100_000 } else { 1_000_000 };
@@ -288,11 +320,17 @@ fn main() {
         "cases": cases,
     });
 
-    // Allow-map scale: the registered-query check with 1,000 vs 1,000,000 learned addresses.
+    // Allow-map scale: the registered-query check with 1,000 vs 1,000,000 learned addresses,
+    // and the kernel memory of the maps at the daemon's default size (1,048,576 entries per
+    // family), empty and with a million entries.
     let mut scale = serde_json::Value::Null;
-    if !quick {
+    let memory;
+    if quick {
+        memory = map_memory(&[("empty", &filter(1 << 20, 0))]);
+    } else {
         let small = filter(1 << 20, 1000);
         let big = filter(1 << 20, 1_000_000);
+        memory = map_memory(&[("1,000 entries", &small), ("1,000,000 entries", &big)]);
         let (v4, _) = big.allow_len();
         let pkt4 = q("198.51.100.53");
         let pkt6 = &classes[3].1;
@@ -313,6 +351,7 @@ fn main() {
         "noop_ns": noop_ns,
         "classes": classes_json,
         "allow_map_scale": scale,
+        "map_memory": memory,
         "referral_13_glue": referral_json,
         "floor": floor_json,
     });

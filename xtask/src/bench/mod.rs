@@ -100,9 +100,12 @@ fn xdp_markdown(v: &Value) -> String {
               also pays the pairing lookup and the copy of the whole message to userspace's ring buffer.\n";
     }
     let sc = &v["allow_map_scale"];
+    if !sc.is_null() || !v["map_memory"].is_null() {
+        s += "\n## 2. Allow-map scale\n";
+    }
     if !sc.is_null() {
         s += &format!(
-            "\n## 2. Allow-map scale\n\nRegistered-query check with 1,000 vs 1,000,000 learned addresses (LRU hash maps):\n\n\
+            "\nRegistered-query check with 1,000 vs 1,000,000 learned addresses (LRU hash maps):\n\n\
              | family | ns at 1,000 | ns at 1,000,000 | ratio | goal |\n|---|---:|---:|---:|---:|\n\
              | IPv4 | {:.1} | {:.1} | {:.2} | ≤ 1.3 |\n| IPv6 | {:.1} | {:.1} | {:.2} | ≤ 1.3 |\n",
             sc["v4_ns_small"].as_f64().unwrap_or(0.0),
@@ -111,6 +114,56 @@ fn xdp_markdown(v: &Value) -> String {
             sc["v6_ns_small"].as_f64().unwrap_or(0.0),
             sc["v6_ns_big"].as_f64().unwrap_or(0.0),
             sc["v6_ratio"].as_f64().unwrap_or(0.0),
+        );
+    }
+    s += &map_memory_markdown(&v["map_memory"]);
+    s
+}
+
+/// The kernel memory of the program's maps (section 2: "memory per entry reported; a million
+/// entries must fit comfortably").
+fn map_memory_markdown(m: &Value) -> String {
+    let Some(filters) = m["filters"].as_array().filter(|f| !f.is_empty()) else {
+        return String::new();
+    };
+    let mib = |b: &Value| b.as_f64().unwrap_or(0.0) / (1024.0 * 1024.0);
+    let mut s = format!(
+        "\nKernel memory of the maps. Tool: {}.\n\n\
+         | filter | allow entries held | ALLOW_V4 MiB | B per IPv4 entry | ALLOW_V6 MiB | B per IPv6 entry | all maps MiB |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        m["tool"].as_str().unwrap_or("?")
+    );
+    for f in filters {
+        s += &format!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            f["filter"].as_str().unwrap_or("?"),
+            f["allow_entries_filled"],
+            mib(&f["allow_v4_bytes"]),
+            f["allow_v4_bytes_per_entry"].as_f64().unwrap_or(0.0),
+            mib(&f["allow_v6_bytes"]),
+            f["allow_v6_bytes_per_entry"].as_f64().unwrap_or(0.0),
+            mib(&f["total_bytes"]),
+        );
+    }
+    if let Some(maps) = filters[0]["maps"].as_array() {
+        let parts: Vec<String> = maps
+            .iter()
+            .filter(|x| x["bytes"].as_u64().unwrap_or(0) >= 1 << 20)
+            .map(|x| {
+                format!(
+                    "{} {:.1} MiB (max_entries {})",
+                    x["name"].as_str().unwrap_or("?"),
+                    mib(&x["bytes"]),
+                    x["max_entries"]
+                )
+            })
+            .collect();
+        s += &format!(
+            "\nThe allow maps are LRU hashes whose elements the kernel allocates when the program \
+             is loaded, so they cost the same empty or full. Maps of 1 MiB or more: {}. This \
+             memory is the kernel's, not in the daemon's RSS (figure 6); `nsdb_kernel_map_bytes` \
+             exports it per map.\n",
+            parts.join(", ")
         );
     }
     s
