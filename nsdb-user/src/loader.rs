@@ -71,6 +71,23 @@ pub struct MapMemory {
     pub bytes: u64,
 }
 
+/// The kernel memory of every BPF map process `pid` holds a descriptor of (each map once,
+/// however many descriptors): `memlock` summed over its /proc fdinfo entries that have a
+/// `map_id`. `None` if the process's fdinfo cannot be read.
+pub fn map_memory_of_process(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let mut seen = std::collections::HashMap::new();
+    for e in dir.flatten() {
+        let Ok(t) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if let (Some(id), Some(bytes)) = (fdinfo_field(&t, "map_id"), fdinfo_field(&t, "memlock")) {
+            seen.insert(id, bytes);
+        }
+    }
+    Some(seen.values().sum())
+}
+
 /// A numeric `name:` line of a /proc fdinfo file.
 fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| {

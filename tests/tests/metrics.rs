@@ -499,6 +499,12 @@ fn metrics_count_exactly_the_traffic_sent() {
     );
     assert!(v6 > v4, "ALLOW_V6 {v6} vs ALLOW_V4 {v4}");
     assert!(map_bytes("EVENTS") >= nsdb_common::DEFAULT_EVENTS_BYTES as f64);
+    // The gauge covers every map the daemon holds, as the bench's footprint counts them (from
+    // the daemon's own descriptors, each map once).
+    assert_eq!(
+        e.sum("nsdb_kernel_map_bytes", &[]),
+        nsdb::loader::map_memory_of_process(d.pid()).expect("the daemon's fdinfo") as f64
+    );
     assert!(
         map_bytes("INFLIGHT")
             >= (nsdb_common::INFLIGHT_SLOTS as usize

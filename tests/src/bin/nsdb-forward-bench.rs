@@ -553,6 +553,7 @@ fn footprint(net: &Net, db: &str, quick: bool) -> Value {
     std::thread::sleep(idle);
     let idle_end = proc_usage(pid).expect("nsdb runs");
     let idle_cpu = (idle_end.cpu_ticks - start.cpu_ticks) as f64 / hz / idle.as_secs_f64() * 100.0;
+    let kernel_maps = nsdb::loader::map_memory_of_process(pid);
 
     // Outbound (LAN side): 3 queries from one client socket to one allowed server with the
     // DNS ids the responses below use, 4 to random allowed servers, 1 to an unknown server
@@ -610,6 +611,7 @@ fn footprint(net: &Net, db: &str, quick: bool) -> Value {
         "idle_rss_kib_empty_history": bare_usage.rss_kib,
         "idle_rss_anon_kib_empty_history": bare_usage.anon_kib,
         "idle_cpu_percent": idle_cpu,
+        "kernel_map_bytes": kernel_maps,
         "busy_seconds": secs,
         "busy_target_pps": out_pps + in_pps,
         "busy_pps": (sent_out + sent_in) as f64 / secs,

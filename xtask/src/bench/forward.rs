@@ -184,6 +184,15 @@ pub fn markdown(all: &Value) -> String {
             c["events_lost"],
             fp["alerts_written"],
         );
+        if let Some(b) = fp["kernel_map_bytes"].as_f64() {
+            s += &format!(
+                "\nKernel memory of the daemon's BPF maps (memlock in the fdinfo of its map \
+                 descriptors, each map once): {:.1} MiB, allocated at start whatever the traffic \
+                 (section 2 breaks it down). It is not in the RSS above, except the two ring \
+                 buffers mapped into the daemon, which both count.\n",
+                b / (1024.0 * 1024.0)
+            );
+        }
     }
     s
 }
