@@ -6,7 +6,9 @@
 //! tshark's set is computed here: `tshark -r <pcap> -T json -J dns --no-duplicate-keys`, then for
 //! each response, NS records of the answer and authority sections joined with the A/AAAA
 //! records of the additional section whose owner is the NS name (RFC 1034 §4.2.1 glue).
-//! nsdb's side comes from `nsdb learn --explain`, one verdict per candidate.
+//! nsdb's side comes from `nsdb learn --explain`, one verdict per candidate. Addresses nsdb
+//! takes from the answer to a lookup of a registered name server's name (`ns_lookup`) are
+//! outside that join; each must be an address record of that name in an answer tshark decoded.
 
 mod common;
 use common::*;
@@ -52,7 +54,8 @@ fn field<'a>(e: &'a serde_json::Value, k: &str) -> Option<&'a str> {
     }
 }
 
-fn tshark_triples(pcap: &Path) -> BTreeSet<Triple> {
+/// The DNS messages of a capture as tshark decodes them.
+fn tshark_messages(pcap: &Path) -> Vec<serde_json::Value> {
     let out = Command::new("tshark")
         .args([
             "-r",
@@ -69,46 +72,70 @@ fn tshark_triples(pcap: &Path) -> BTreeSet<Triple> {
         });
     assert!(out.status.success(), "tshark failed on {}", pcap.display());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("tshark JSON");
-    let mut set = BTreeSet::new();
+    let mut msgs = Vec::new();
     for pkt in v.as_array().unwrap() {
-        let Some(dns) = pkt["_source"]["layers"].get("dns") else {
+        match pkt["_source"]["layers"].get("dns") {
+            Some(serde_json::Value::Array(a)) => msgs.extend(a.iter().cloned()),
+            Some(d) => msgs.push(d.clone()),
+            None => {}
+        }
+    }
+    msgs
+}
+
+/// (owner, address) of every A/AAAA record in the answer section of a response.
+fn tshark_answers(msgs: &[serde_json::Value]) -> BTreeSet<(String, String)> {
+    let mut set = BTreeSet::new();
+    for m in msgs {
+        if field(&m["dns.flags_tree"], "dns.flags.response") != Some("1") {
             continue;
-        };
-        let msgs: Vec<&serde_json::Value> = match dns {
-            serde_json::Value::Array(a) => a.iter().collect(),
-            d => vec![d],
-        };
-        for m in msgs {
-            if field(&m["dns.flags_tree"], "dns.flags.response") != Some("1") {
-                continue;
+        }
+        for e in entries(&m["Answers"]) {
+            let a = match field(e, "dns.resp.type") {
+                Some("1") => field(e, "dns.a"),
+                Some("28") => field(e, "dns.aaaa"),
+                _ => None,
+            };
+            if let (Some(o), Some(a)) = (field(e, "dns.resp.name"), a) {
+                set.insert((norm(o), a.parse::<std::net::IpAddr>().unwrap().to_string()));
             }
-            let mut ns = Vec::new();
-            for sec in ["Answers", "Authoritative nameservers"] {
-                for e in entries(&m[sec]) {
-                    if field(e, "dns.resp.type") == Some("2")
-                        && field(e, "dns.resp.class") == Some("0x0001")
-                        && let (Some(z), Some(t)) = (field(e, "dns.resp.name"), field(e, "dns.ns"))
-                    {
-                        ns.push((norm(z), norm(t)));
-                    }
+        }
+    }
+    set
+}
+
+fn tshark_triples(msgs: &[serde_json::Value]) -> BTreeSet<Triple> {
+    let mut set = BTreeSet::new();
+    for m in msgs {
+        if field(&m["dns.flags_tree"], "dns.flags.response") != Some("1") {
+            continue;
+        }
+        let mut ns = Vec::new();
+        for sec in ["Answers", "Authoritative nameservers"] {
+            for e in entries(&m[sec]) {
+                if field(e, "dns.resp.type") == Some("2")
+                    && field(e, "dns.resp.class") == Some("0x0001")
+                    && let (Some(z), Some(t)) = (field(e, "dns.resp.name"), field(e, "dns.ns"))
+                {
+                    ns.push((norm(z), norm(t)));
                 }
             }
-            let mut glue = Vec::new();
-            for e in entries(&m["Additional records"]) {
-                let a = match field(e, "dns.resp.type") {
-                    Some("1") => field(e, "dns.a"),
-                    Some("28") => field(e, "dns.aaaa"),
-                    _ => None,
-                };
-                if let (Some(o), Some(a)) = (field(e, "dns.resp.name"), a) {
-                    glue.push((norm(o), a.parse::<std::net::IpAddr>().unwrap().to_string()));
-                }
+        }
+        let mut glue = Vec::new();
+        for e in entries(&m["Additional records"]) {
+            let a = match field(e, "dns.resp.type") {
+                Some("1") => field(e, "dns.a"),
+                Some("28") => field(e, "dns.aaaa"),
+                _ => None,
+            };
+            if let (Some(o), Some(a)) = (field(e, "dns.resp.name"), a) {
+                glue.push((norm(o), a.parse::<std::net::IpAddr>().unwrap().to_string()));
             }
-            for (z, t) in &ns {
-                for (o, a) in &glue {
-                    if o == t {
-                        set.insert((z.clone(), t.clone(), a.clone()));
-                    }
+        }
+        for (z, t) in &ns {
+            for (o, a) in &glue {
+                if o == t {
+                    set.insert((z.clone(), t.clone(), a.clone()));
                 }
             }
         }
@@ -117,8 +144,9 @@ fn tshark_triples(pcap: &Path) -> BTreeSet<Triple> {
 }
 
 /// Verdicts per triple from `nsdb learn --explain` (only candidates with an address that come
-/// from the response's own glue).
-fn nsdb_verdicts(pcap: &Path, name: &str) -> BTreeMap<Triple, BTreeSet<String>> {
+/// from the response's own glue), and the triples learned from lookups of a registered name
+/// server's name (`ns_lookup`).
+fn nsdb_verdicts(pcap: &Path, name: &str) -> (BTreeMap<Triple, BTreeSet<String>>, Vec<Triple>) {
     let d = tmpdir(&format!("vs-tshark-{name}"));
     let ex = d.join("explain.jsonl");
     learn_json(
@@ -127,11 +155,11 @@ fn nsdb_verdicts(pcap: &Path, name: &str) -> BTreeMap<Triple, BTreeSet<String>> 
         &["--explain", ex.to_str().unwrap()],
     );
     let mut m: BTreeMap<Triple, BTreeSet<String>> = BTreeMap::new();
+    let mut lookups = Vec::new();
     for l in std::fs::read_to_string(&ex).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         let verdict = v["verdict"].as_str().unwrap().to_string();
-        // Addresses that do not come from this response's glue are not in tshark's join.
-        if v["addr"].is_null() || verdict == "glueless_lookup" || verdict == "known_ns" {
+        if v["addr"].is_null() {
             continue;
         }
         let t = (
@@ -139,9 +167,16 @@ fn nsdb_verdicts(pcap: &Path, name: &str) -> BTreeMap<Triple, BTreeSet<String>> 
             v["ns_name"].as_str().unwrap().to_string(),
             v["addr"].as_str().unwrap().to_string(),
         );
-        m.entry(t).or_default().insert(verdict);
+        // Addresses that do not come from this response's glue are not in tshark's join.
+        match verdict.as_str() {
+            "glueless_lookup" | "known_ns" => {}
+            "ns_lookup" => lookups.push(t),
+            _ => {
+                m.entry(t).or_default().insert(verdict);
+            }
+        }
     }
-    m
+    (m, lookups)
 }
 
 /// Reasons a candidate may be rejected for.
@@ -159,8 +194,18 @@ const REJECT: &[&str] = &[
 /// Check one capture; returns (tshark triples, learned triples, rejected-with-reason counts).
 fn compare(rel: &str) -> (usize, usize, BTreeMap<String, usize>) {
     let pcap = pcaps().join(rel);
-    let theirs = tshark_triples(&pcap);
-    let ours = nsdb_verdicts(&pcap, &rel.replace('/', "_"));
+    let msgs = tshark_messages(&pcap);
+    let theirs = tshark_triples(&msgs);
+    let (ours, lookups) = nsdb_verdicts(&pcap, &rel.replace('/', "_"));
+    // What nsdb took from the answer to a lookup of a name server's name, tshark decodes as an
+    // address record of that name in an answer section.
+    let answers = tshark_answers(&msgs);
+    for (z, ns, a) in &lookups {
+        assert!(
+            answers.contains(&(ns.clone(), a.clone())),
+            "{rel}: ns_lookup ({z}, {ns}, {a}) is no answer tshark saw"
+        );
+    }
     let ours_set: BTreeSet<Triple> = ours.keys().cloned().collect();
     assert_eq!(
         ours_set, theirs,

@@ -25,6 +25,7 @@
 //! | ns.v6only.test                 | —             | 2001:db8:53::60 | `v6only.test.` (AAAA-only glue: IPv6 transport) |
 //! | ns.big.test                    | 203.0.113.70  | 2001:db8:53::70 | `big.test.` (100-address A RRsets: truncated over UDP, Unbound retries over TCP) |
 //! | ns.short.test                  | 203.0.113.80  | 2001:db8:53::80 | `short.test.` (NS, glue and data TTL [`SHORT_TTL`] s) |
+//! | ns.partial.test                | 203.0.113.90  | 2001:db8:53::90 | `partial.test.` (the `test.` referral carries its A glue only; its AAAA is in `partial.test.`) |
 //! | C&C (no zone of the tree delegates to it; its own zone claims `c2.test. NS c2.test.` with itself as glue) | 198.18.66.6 (Feederbot, hard-coded), 198.18.66.7 | 2001:db8:66::7 | `c2.test.` (`cmd.c2.test TXT`) |
 //! | "public resolver" (Table 2's 8.8.8.8) | 198.18.8.8, 198.18.4.4 | — | a copy of `glue.test.` |
 //!
@@ -80,6 +81,10 @@ pub const BIG4: &str = "203.0.113.70";
 pub const BIG6: &str = "2001:db8:53::70";
 pub const SHORT4: &str = "203.0.113.80";
 pub const SHORT6: &str = "2001:db8:53::80";
+/// ns.partial.test: the `test.` referral gives its A glue only; its AAAA is in its own zone,
+/// where a dual-stack resolver looks it up (Unbound's target fetch) and may then use it.
+pub const PARTIAL4: &str = "203.0.113.90";
+pub const PARTIAL6: &str = "2001:db8:53::90";
 /// TTL of short.test's NS, glue and data, in seconds.
 pub const SHORT_TTL: u32 = 4;
 /// Feederbot's hard-coded C&C address: never in any DNS answer.
@@ -110,7 +115,7 @@ pub struct Expect {
     pub name: String,
     pub qtype: &'static str,
     pub answer: Vec<String>,
-    /// Which part of the tree it exercises: glue, glueless, glueless-cross, v6only, tcp, short, c2.
+    /// Which part of the tree it exercises: glue, partial-glue, glueless, glueless-cross, v6only, tcp, short, c2.
     pub kind: &'static str,
 }
 
@@ -150,6 +155,9 @@ struct Host {
     tag: &'static str,
     addrs: Vec<&'static str>,
     zones: Vec<(String, String)>,
+    /// NSD's `minimal-responses: yes` (answers without the authority NS and additional
+    /// addresses, as Knot DNS and BIND's no-auth modes send them).
+    minimal: bool,
 }
 
 /// The testbed. Fields drop in order: processes first, then the namespaces, then the files.
@@ -210,6 +218,7 @@ fn hosts_and_names() -> (Vec<Host>, Vec<Expect>) {
              v6only NS ns.v6only\nns.v6only AAAA {V6ONLY6}\n\
              big NS ns.big\nns.big A {BIG4}\nns.big AAAA {BIG6}\n\
              short {t} NS ns.short\nns.short {t} A {SHORT4}\nns.short {t} AAAA {SHORT6}\n\
+             partial NS ns.partial\nns.partial A {PARTIAL4}\n\
              c2 A {MORTO_CC4}\nc2 AAAA {MORTO_CC6}\n",
             t = SHORT_TTL
         );
@@ -329,6 +338,18 @@ fn hosts_and_names() -> (Vec<Host>, Vec<Expect>) {
             "short",
         );
     }
+    // partial.test: the referral carries A glue only; the AAAA of its name server is here.
+    let mut partial = soa("partial.test.", 3600, "ns.partial.test.")
+        + &format!("@ NS ns\nns A {PARTIAL4}\nns AAAA {PARTIAL6}\n");
+    for i in 0..20 {
+        partial += &format!("p{i} A 198.18.90.{}\n", i + 1);
+        push(
+            format!("p{i}.partial.test"),
+            "A",
+            vec![format!("198.18.90.{}", i + 1)],
+            "partial-glue",
+        );
+    }
     // The C&C's own zone.
     let c2 = soa("c2.test.", 300, "c2.test.")
         + &format!("@ NS @\n@ A {MORTO_CC4}\ncmd TXT \"{CC_CMD_TXT}\"\n");
@@ -339,56 +360,73 @@ fn hosts_and_names() -> (Vec<Host>, Vec<Expect>) {
             tag: "root",
             addrs: vec![ROOT_A4, ROOT_A6, ROOT_B4],
             zones: vec![z(".", &root)],
+            minimal: false,
         },
         Host {
             tag: "tldtest",
             addrs: vec![TLD_TEST4, TLD_TEST6],
             zones: vec![z("test.", &test)],
+            minimal: false,
         },
         Host {
             tag: "tldexample",
             addrs: vec![TLD_EXAMPLE4, TLD_EXAMPLE6],
             zones: vec![z("example.", &example)],
+            minimal: false,
         },
         Host {
             tag: "glue",
             addrs: vec![GLUE1_4, GLUE1_6, GLUE2_4, GLUE2_6],
             zones: vec![z("glue.test.", &glue), z("glueless2.example.", &glueless2)],
+            minimal: false,
         },
         Host {
             tag: "dnshost",
             addrs: vec![DNSHOST4, DNSHOST6],
             zones: vec![z("dns-host.example.", &dnshost)],
+            minimal: false,
         },
         Host {
             tag: "glueless",
             addrs: vec![GLUELESS4, GLUELESS6],
             zones: vec![z("glueless.test.", &glueless)],
+            minimal: false,
         },
         Host {
             tag: "v6only",
             addrs: vec![V6ONLY6],
             zones: vec![z("v6only.test.", &v6only)],
+            minimal: false,
         },
         Host {
             tag: "big",
             addrs: vec![BIG4, BIG6],
             zones: vec![z("big.test.", &big)],
+            minimal: false,
         },
         Host {
             tag: "short",
             addrs: vec![SHORT4, SHORT6],
             zones: vec![z("short.test.", &short)],
+            minimal: false,
+        },
+        Host {
+            tag: "partial",
+            addrs: vec![PARTIAL4, PARTIAL6],
+            zones: vec![z("partial.test.", &partial)],
+            minimal: true,
         },
         Host {
             tag: "cc",
             addrs: vec![FEEDERBOT_CC4, MORTO_CC4, MORTO_CC6],
             zones: vec![z("c2.test.", &c2)],
+            minimal: false,
         },
         Host {
             tag: "public",
             addrs: vec![PUBLIC1_4, PUBLIC2_4],
             zones: vec![z("glue.test.", &glue)],
+            minimal: false,
         },
     ];
     // Resolution order: the cross-TLD glue-less zone before glue.test (so ns1.glue.test's
@@ -400,6 +438,7 @@ fn hosts_and_names() -> (Vec<Host>, Vec<Expect>) {
             "glueless-cross",
             "glueless",
             "glue",
+            "partial-glue",
             "v6only",
             "tcp",
             "short",
@@ -523,7 +562,7 @@ impl Testbed {
         // Start every NSD at once, then wait for each to answer.
         for h in &hosts {
             let child_dir = tb.tmp.path().join(format!("nsd-{}", h.tag));
-            let child = start_nsd(&tb.inet, &child_dir, &h.addrs, &h.zones);
+            let child = start_nsd(&tb.inet, &child_dir, &h.addrs, &h.zones, h.minimal);
             tb.nsds.push((h.tag.to_string(), child, child_dir));
         }
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -967,7 +1006,13 @@ impl Drop for Testbed {
     }
 }
 
-fn start_nsd(ns: &Netns, dir: &Path, addrs: &[&str], zones: &[(String, String)]) -> Child {
+fn start_nsd(
+    ns: &Netns,
+    dir: &Path,
+    addrs: &[&str],
+    zones: &[(String, String)],
+    minimal: bool,
+) -> Child {
     std::fs::create_dir_all(dir).unwrap();
     let mut conf = String::from("server:\n");
     for a in addrs {
@@ -977,9 +1022,10 @@ fn start_nsd(ns: &Netns, dir: &Path, addrs: &[&str], zones: &[(String, String)])
         "  port: 53\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  \
          database: \"\"\n  xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  zonelistfile: \"{d}/zone.list\"\n  \
          logfile: \"{d}/nsd.log\"\n  verbosity: 1\n  server-count: 1\n  tcp-count: 64\n  \
-         hide-version: yes\n  refuse-any: no\n  minimal-responses: no\n\
+         hide-version: yes\n  refuse-any: no\n  minimal-responses: {m}\n\
          remote-control:\n  control-enable: no\n",
-        d = dir.display()
+        d = dir.display(),
+        m = if minimal { "yes" } else { "no" },
     );
     for (i, (name, text)) in zones.iter().enumerate() {
         let file = format!("zone{i}.zone");

@@ -755,3 +755,57 @@ fn full_allow_maps_evict_count_and_warn() {
     // The warning went to the log unless it came from the final sweep at shutdown.
     let _ = log;
 }
+
+/// A referral with glue of one family only: `test.` gives ns.partial.test's A glue, and its
+/// AAAA is only in partial.test (served with minimal responses: answers carry no NS and no
+/// additional addresses). Unbound fetches the AAAA right after the referral and then queries
+/// the name server over IPv6 too. Before the engine learned such lookups, the address the
+/// program had learned in the kernel was withdrawn within milliseconds and the resolver's
+/// later IPv6 queries were dropped (6 of 11 in the second half here), costing it a retry.
+/// Enforce mode, cold cache: the first half, a pause for live learning to settle, the second
+/// half; no resolver query unknown, nothing withdrawn, the address in the history.
+#[test]
+fn a_name_servers_address_the_resolver_looks_up_is_registered() {
+    let tb = Testbed::new("pg");
+    let alerts = tb.file("alerts.json");
+    let db = tb.file("history.db");
+    let d = tb.start_nsdb("enforce", &alerts, Some(&db), &[]);
+    let names = tb.names_of("partial-glue");
+    assert_eq!(names.len(), 20);
+    let (fails, _) = tb.resolve_list(&names[..10]);
+    assert_all_resolved(&tb, "partial glue, first half", &fails);
+    std::thread::sleep(Duration::from_secs(1));
+    let (fails, _) = tb.resolve_list(&names[10..]);
+    assert_all_resolved(&tb, "partial glue, second half", &fails);
+    // Whichever address Unbound chose: a direct query to the name server's IPv6 address is
+    // registered (enforce mode would drop it otherwise).
+    let out = tb
+        .dig_from_lan(PARTIAL6, "p0.partial.test", "A", 2, &["+norecurse"])
+        .expect("the name server's IPv6 address is registered, not dropped");
+    assert!(out.contains("198.18.90.1"), "{out}");
+    let r = stop_report(d, "partial glue");
+    let c = &r["final_counters"];
+    assert_eq!(counter_sum(c, "query_unknown_"), 0, "{c}");
+    assert_eq!(r["live"]["withdrawn"], 0, "{}", r["live"]);
+    assert!(
+        r["engine"]["ns_lookup_addrs"].as_u64() >= Some(1),
+        "{}",
+        r["engine"]
+    );
+    assert!(
+        read_alerts(&alerts).is_empty(),
+        "{:?}",
+        read_alerts(&alerts)
+    );
+    let store = nsdb::store::Store::open(&db).unwrap();
+    let rows = store.history_for(PARTIAL6.parse().unwrap()).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0].zone.as_str(),
+            rows[0].ns_name.as_str(),
+            rows[0].source.as_str()
+        ),
+        ("partial.test", "ns.partial.test", "ns_lookup"),
+    );
+}

@@ -340,8 +340,8 @@ fn summary_to(
             )?;
             writeln!(
                 o,
-                "glue-less: pending {}  resolved {}  expired {}",
-                st.glueless_pending, st.glueless_resolved, st.glueless_expired
+                "glue-less: pending {}  resolved {}  expired {}  lookups of NS names {}",
+                st.glueless_pending, st.glueless_resolved, st.glueless_expired, st.ns_lookup_addrs
             )?;
             writeln!(
                 o,

@@ -113,6 +113,9 @@ pub enum Source {
     GluelessLookup,
     /// A glue-less NS name whose address the history already held.
     KnownNs,
+    /// A later A/AAAA lookup of a registered name server's name: the family its glue did not
+    /// carry (a dual-stack resolver's target fetch), or the address again after its TTL.
+    NsLookup,
     /// Loaded from the history database.
     Stored,
 }
@@ -124,6 +127,7 @@ impl Source {
             Source::Glue => "glue",
             Source::GluelessLookup => "glueless_lookup",
             Source::KnownNs => "known_ns",
+            Source::NsLookup => "ns_lookup",
             Source::Stored => "stored",
         }
     }
@@ -133,6 +137,7 @@ impl Source {
             "glue" => Source::Glue,
             "glueless_lookup" => Source::GluelessLookup,
             "known_ns" => Source::KnownNs,
+            "ns_lookup" => Source::NsLookup,
             _ => Source::Stored,
         }
     }
@@ -195,6 +200,9 @@ pub struct Stats {
     pub glueless_pending: u64,
     pub glueless_resolved: u64,
     pub glueless_expired: u64,
+    /// Addresses taken from the answer to a lookup of a registered name server's name
+    /// (`Source::NsLookup`).
+    pub ns_lookup_addrs: u64,
     /// Queries forgotten unanswered (timeout) or dropped because too many were in flight.
     pub inflight_expired: u64,
     pub inflight_dropped: u64,
@@ -212,7 +220,7 @@ pub struct Decision {
     pub addr: Option<IpAddr>,
     /// "learned", "refreshed", "pending_glueless", "unsolicited", "question_mismatch",
     /// "malformed", "truncated", "not_noerror", "ns_not_for_query", "out_of_bailiwick",
-    /// "glue_out_of_bailiwick", "unknown_server", "glueless_lookup".
+    /// "glue_out_of_bailiwick", "unknown_server", "glueless_lookup", "known_ns", "ns_lookup".
     pub verdict: &'static str,
 }
 
@@ -514,6 +522,11 @@ pub const MAX_NS_PER_RESPONSE: usize = 64;
 pub const MAX_GLUE_PER_RESPONSE: usize = 256;
 /// Most CNAMEs followed from a glue-less NS name to its address.
 pub const MAX_CNAME_CHAIN: usize = 8;
+/// Most zones an address looked up for a registered name server's name is learned for (the
+/// ones seen most recently with that name).
+const NS_LOOKUP_ZONES: usize = 8;
+/// Most entries of one address examined to find a name server's zones.
+const NS_LOOKUP_SCAN: usize = 4096;
 
 /// The learning engine. See the module documentation for the rules.
 ///
@@ -563,7 +576,15 @@ pub struct Engine {
     scratch: Option<Box<Collected>>,
     /// The addresses known for a glue-less NS name (`respond_with`), kept for reuse.
     known_scratch: Vec<IpAddr>,
+    /// One bit per NS name hash (`name_hash`, top bits) of every name server in the history:
+    /// an A/AAAA answer whose question hash misses it is no lookup of a name server's name,
+    /// which spares the question's decoding and the name lookup for nearly every answer.
+    ns_filter: Vec<u64>,
 }
+
+/// Bits of [`Engine::ns_filter`] (2^20: 128 KiB; past a few hundred thousand NS names it
+/// lets most answers through to the exact check, which stays correct).
+const NS_FILTER_BITS_LOG2: u32 = 20;
 
 /// One NS record collected from a response (its names are in `Collected::names`).
 struct NsCand {
@@ -621,6 +642,13 @@ fn name_hash(msg: &[u8], off: usize) -> Result<u64, wire::WireError> {
     Ok(h.finish())
 }
 
+/// [`name_hash`] of a name given as text (as `Names` keeps it).
+fn text_name_hash(text: &str) -> Option<u64> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = hash::FastBuild.build_hasher();
+    wire::hash_text_name(text, &mut h).then(|| h.finish())
+}
+
 /// The question's identity for pairing (RFC 5452 §9.1: name, type and class must match).
 fn question_hash(name_hash: u64, qtype: u16, qclass: u16) -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -673,6 +701,7 @@ impl Engine {
             root_zone: 0,
             scratch: None,
             known_scratch: Vec::new(),
+            ns_filter: vec![0; (1 << NS_FILTER_BITS_LOG2) / 64],
             cfg,
         };
         e.root_zone = e.names.id(".");
@@ -812,6 +841,7 @@ impl Engine {
         if !v.contains(&addr) {
             v.push(addr);
         }
+        self.note_ns_name(n);
         self.slab.push(e);
         self.entries.insert((z, n, addr), slot);
     }
@@ -1033,9 +1063,20 @@ impl Engine {
             return;
         }
 
-        // Collect NS records, glue, and answers (for glue-less lookups).
-        let want_answers = (qtype == wire::TYPE_A || qtype == wire::TYPE_AAAA)
-            && self.pending.contains_key(&qname_hash);
+        // Collect NS records, glue, and answers: for glue-less lookups, and for a lookup of a
+        // registered name server's own name.
+        let addr_query = qtype == wire::TYPE_A || qtype == wire::TYPE_AAAA;
+        let pending_lookup = addr_query && self.pending.contains_key(&qname_hash);
+        c.reset();
+        let maybe_ns = addr_query && m.header.ancount > 0 && self.may_be_ns(qname_hash);
+        // A pending glue-less lookup wants the answers anyway; whether it is also a registered
+        // name server's name is only asked if the glue-less rule teaches nothing (below).
+        let mut ns_lookup = None;
+        if maybe_ns && !pending_lookup {
+            c.read_qname(&m);
+            ns_lookup = self.live_ns_named(c.qname.map(|r| c.text(r)), ts_ms);
+        }
+        let want_answers = pending_lookup || ns_lookup.is_some();
         if collect(msg, &m, want_answers, c).is_err() {
             self.stats.malformed += 1;
             if self.cfg.explain {
@@ -1168,8 +1209,11 @@ impl Engine {
                 self.known_scratch = known;
             }
         }
-        if want_answers {
-            self.resolve_glueless(&ctx, server_known, c);
+        if pending_lookup && !self.resolve_glueless(&ctx, server_known, c) && maybe_ns {
+            ns_lookup = self.live_ns_named(c.qname.map(|r| c.text(r)), ts_ms);
+        }
+        if let Some(n) = ns_lookup {
+            self.resolve_ns_lookup(&ctx, server_known, c, n);
         }
         if self.ns_rows_now > 0 && self.cfg.record_rows && !self.cfg.record_all_queries {
             self.rows.queries.push(QueryRow {
@@ -1323,9 +1367,10 @@ impl Engine {
         }
     }
 
-    fn resolve_glueless(&mut self, ctx: &RespCtx<'_>, known: ServerKind, c: &Collected) {
+    /// Learns the answer to a pending glue-less NS name's lookup; whether it learned anything.
+    fn resolve_glueless(&mut self, ctx: &RespCtx<'_>, known: ServerKind, c: &Collected) -> bool {
         if !self.pending.contains_key(&ctx.qname_hash) {
-            return;
+            return false;
         }
         // Follow CNAMEs from the NS name (bounded), then take its A/AAAA answers.
         let mut chain_buf: [&str; MAX_CNAME_CHAIN + 1] = [""; MAX_CNAME_CHAIN + 1];
@@ -1348,15 +1393,16 @@ impl Engine {
                 .filter(|a| chain.contains(&c.text(a.owner)))
         };
         if addrs().next().is_none() {
-            return;
+            return false;
         }
         let in_bailiwick = self.may_teach(known, ctx.qname, Some("."));
         // The names waiting for this lookup, taken out of the map while the history learns
         // (nothing below reads `pending`) and put back after: no copy of them.
         let pend = match self.pending.get_mut(&ctx.qname_hash) {
             Some(v) => std::mem::take(v),
-            None => return,
+            None => return false,
         };
+        let mut learned = false;
         for p in &pend {
             if self.names.name(p.ns) != ctx.qname {
                 // Another name with the same hash (see `wire::hash_name`): not this lookup.
@@ -1392,6 +1438,7 @@ impl Engine {
             };
             for a in addrs() {
                 self.stats.glueless_resolved += 1;
+                learned = true;
                 self.learn_with(
                     &pctx,
                     Some(&*p.queryname),
@@ -1407,6 +1454,144 @@ impl Engine {
         }
         if let Some(v) = self.pending.get_mut(&ctx.qname_hash) {
             *v = pend;
+        }
+        learned
+    }
+
+    /// Sets `n`'s bit in `ns_filter` (once per new entry: kept out of line, away from the
+    /// refresh path it is inlined into).
+    #[cold]
+    #[inline(never)]
+    fn note_ns_name(&mut self, n: u32) {
+        if let Some(h) = text_name_hash(self.names.name(n)) {
+            let b = (h >> (64 - NS_FILTER_BITS_LOG2)) as usize;
+            self.ns_filter[b / 64] |= 1 << (b % 64);
+        }
+    }
+
+    /// The id of `name` if it is a registered name server's name (`is_live_ns`).
+    #[inline(never)]
+    fn live_ns_named(&self, name: Option<&str>, now: u64) -> Option<u32> {
+        name.and_then(|t| self.names.get(t))
+            .filter(|&n| self.is_live_ns(n, now))
+    }
+
+    /// Might the name of this hash be a name server's (`ns_filter`)?
+    fn may_be_ns(&self, name_hash: u64) -> bool {
+        let b = (name_hash >> (64 - NS_FILTER_BITS_LOG2)) as usize;
+        self.ns_filter[b / 64] & (1 << (b % 64)) != 0
+    }
+
+    /// Is `n` the NS name of an unexpired history entry (a registered name server's name)?
+    fn is_live_ns(&self, n: u32, now: u64) -> bool {
+        self.by_ns.get(&n).is_some_and(|addrs| {
+            addrs.iter().any(|a| {
+                self.by_addr.get(a).is_some_and(|i| {
+                    i.expires >= now
+                        && i.serves
+                            .iter()
+                            .take(NS_LOOKUP_SCAN)
+                            .any(|s| s.ns == n && self.slab[s.slot as usize].expires >= now)
+                })
+            })
+        })
+    }
+
+    /// The zones of `n`'s unexpired entries, most recently seen first (at most
+    /// `NS_LOOKUP_ZONES`), with the TTL each entry was learned with.
+    fn live_ns_zones(&self, n: u32, now: u64) -> SmallVec<[(u32, u32); NS_LOOKUP_ZONES]> {
+        let mut found: SmallVec<[(u64, u32, u32); NS_LOOKUP_ZONES]> = SmallVec::new();
+        for a in self.by_ns.get(&n).into_iter().flatten() {
+            let Some(info) = self.by_addr.get(a) else {
+                continue;
+            };
+            // A big provider's address serves many zones: look at its latest entries only.
+            for s in info.serves.iter().rev().take(NS_LOOKUP_SCAN) {
+                let e = &self.slab[s.slot as usize];
+                if s.ns != n || e.expires < now {
+                    continue;
+                }
+                match found.iter_mut().find(|f| f.1 == s.zone) {
+                    Some(f) => f.0 = f.0.max(e.last_seen),
+                    None => found.push((e.last_seen, s.zone, e.ttl)),
+                }
+            }
+        }
+        found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+        found
+            .iter()
+            .take(NS_LOOKUP_ZONES)
+            .map(|&(_, z, ttl)| (z, ttl))
+            .collect()
+    }
+
+    /// The answer to an A/AAAA lookup of `n`, the name of a registered name server: its
+    /// addresses serve that name server's zones. A dual-stack resolver given a referral with
+    /// glue of one family looks up the other (Unbound's target fetch) and queries the address
+    /// it gets; it also looks the name up again when the address's TTL runs out while the
+    /// delegation is cached. Without this, those queries were unknown (dropped in enforce
+    /// mode) whenever the authoritative server answers minimally (no NS and glue beside the
+    /// answer). The same trust as a glue-less lookup: the answer pairs with the resolver's
+    /// query, and its server must be allowed to teach the name (`may_teach`).
+    #[inline(never)]
+    fn resolve_ns_lookup(&mut self, ctx: &RespCtx<'_>, known: ServerKind, c: &Collected, n: u32) {
+        let mut chain_buf: [&str; MAX_CNAME_CHAIN + 1] = [""; MAX_CNAME_CHAIN + 1];
+        chain_buf[0] = ctx.qname;
+        let mut chain_len = 1;
+        while chain_len <= MAX_CNAME_CHAIN {
+            let last = chain_buf[chain_len - 1];
+            match c.cnames().iter().find(|(o, _)| c.text(*o) == last) {
+                Some((_, tgt)) if !chain_buf[..chain_len].contains(&c.text(*tgt)) => {
+                    chain_buf[chain_len] = c.text(*tgt);
+                    chain_len += 1;
+                }
+                _ => break,
+            }
+        }
+        let chain = &chain_buf[..chain_len];
+        let addrs = || {
+            c.answers()
+                .iter()
+                .filter(|a| chain.contains(&c.text(a.owner)))
+        };
+        if addrs().next().is_none() {
+            return;
+        }
+        let zones = self.live_ns_zones(n, ctx.ts_ms);
+        if !self.may_teach(known, ctx.qname, Some(".")) {
+            self.stats.out_of_bailiwick += 1;
+            if self.cfg.explain {
+                for &(z, _) in &zones {
+                    let zone = self.names.name(z).to_string();
+                    for a in addrs() {
+                        self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glue_out_of_bailiwick");
+                    }
+                }
+            }
+            return;
+        }
+        for (z, ttl) in zones {
+            let zone = self.names.name(z).to_string();
+            for a in addrs() {
+                // Learned from this very response already (a pending glue-less lookup of the
+                // same name, or the same address twice in the answer): not twice.
+                let slot = self.entries.get(&(z, n, a.addr)).copied();
+                if slot.is_some_and(|i| self.slab[i as usize].last_seen == ctx.ts_ms) {
+                    continue;
+                }
+                self.stats.ns_lookup_addrs += 1;
+                self.learn_with(
+                    ctx,
+                    None,
+                    ctx.ts_ms,
+                    &zone,
+                    ctx.qname,
+                    ttl,
+                    a.addr,
+                    a.ttl,
+                    Source::NsLookup,
+                );
+            }
         }
     }
 
@@ -1526,6 +1711,8 @@ impl Engine {
                 "glueless_lookup"
             } else if source == Source::KnownNs {
                 "known_ns"
+            } else if source == Source::NsLookup {
+                "ns_lookup"
             } else {
                 verdict
             };
@@ -1840,9 +2027,8 @@ impl Collected {
 
 /// Walk the records once: NS (answer + authority), A/AAAA in additional, and, if asked, A/AAAA
 /// and CNAME in the answer section. On a malformed record, returns what was collected so far as
-/// the error.
+/// the error. `c` must be reset for this message (it may hold the question name already).
 fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -> Result<(), ()> {
-    c.reset();
     // NS records of one RRset share an owner, usually the same compression pointer: decode it
     // once (`owner` still holds it while `last_owner_ptr` matches).
     let mut last_owner_ptr: Option<[u8; 2]> = None;

@@ -544,6 +544,56 @@ pub fn hash_name(
     Ok(end)
 }
 
+/// The [`hash_name`] of a name given as text in the form [`read_name`] writes (lower case,
+/// `\DDD` escapes, `.` for the root): equal to the hash of the name's wire form wherever it
+/// is met. `false` (nothing hashed) if the text is not in that form.
+pub fn hash_text_name(text: &str, h: &mut impl std::hash::Hasher) -> bool {
+    let mut buf = [0u8; MAX_NAME_WIRE];
+    let mut n = 0usize;
+    if text != "." {
+        for label in text.split('.') {
+            let start = n;
+            n += 1;
+            let b = label.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                let c = if b[i] == b'\\' {
+                    let Some(d) = b
+                        .get(i + 1..i + 4)
+                        .filter(|d| d.iter().all(u8::is_ascii_digit))
+                    else {
+                        return false;
+                    };
+                    let v = (d[0] - b'0') as u32 * 100
+                        + (d[1] - b'0') as u32 * 10
+                        + (d[2] - b'0') as u32;
+                    let Ok(v) = u8::try_from(v) else {
+                        return false;
+                    };
+                    i += 4;
+                    v
+                } else {
+                    i += 1;
+                    b[i - 1]
+                };
+                if n + 1 >= MAX_NAME_WIRE {
+                    return false;
+                }
+                buf[n] = c;
+                n += 1;
+            }
+            let len = n - start - 1;
+            if len == 0 || len > 63 {
+                return false;
+            }
+            buf[start] = len as u8;
+        }
+    }
+    buf[n] = 0;
+    hash_folded(&buf[..n + 1], h);
+    true
+}
+
 /// Hash `bytes` 8 at a time with 0x20 set in every byte (see [`hash_name`]); the last 1..8
 /// bytes by fixed-size loads that overlap bytes already hashed, so no copy is made. The
 /// length is hashed first, so the overlap cannot make two different runs alike.
@@ -978,6 +1028,35 @@ mod tests {
     }
 
     #[test]
+    fn a_name_as_text_hashes_as_on_the_wire() {
+        use std::hash::{BuildHasher, Hasher};
+        let st = std::collections::hash_map::RandomState::new();
+        let wire = |m: &[u8]| {
+            let mut h = st.build_hasher();
+            hash_name(m, 0, &mut h).unwrap();
+            h.finish()
+        };
+        let text = |t: &str| {
+            let mut h = st.build_hasher();
+            hash_text_name(t, &mut h).then(|| h.finish())
+        };
+        assert_eq!(
+            text("ns.partial.test"),
+            Some(wire(b"\x02NS\x07partial\x04test\x00"))
+        );
+        assert_eq!(text("."), Some(wire(b"\x00")));
+        assert_eq!(
+            text("a\\046b.example"),
+            Some(wire(b"\x03a.b\x07example\x00"))
+        );
+        assert_ne!(text("ab.c"), text("a.bc"));
+        // Not read_name's form: no hash.
+        for bad in ["a..b", "a.", "a\\2", "a\\256.b", &"x".repeat(64)] {
+            assert_eq!(text(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn name_hash_ignores_case_and_compression() {
         use std::hash::{BuildHasher, Hasher};
         let st = std::collections::hash_map::RandomState::new();
@@ -1205,6 +1284,10 @@ mod tests {
                 hash_name(wire, off, &mut a).unwrap();
                 hash_name(&spelled, 0, &mut b).unwrap();
                 assert_eq!(a.finish(), b.finish(), "hash of the name at {off}");
+                // And its text form (as the history keeps names) hashes the same.
+                let mut c = st.build_hasher();
+                assert!(hash_text_name(n.as_str(), &mut c), "text {:?}", n.as_str());
+                assert_eq!(a.finish(), c.finish(), "hash of the text {:?}", n.as_str());
             }
         }
 
