@@ -1124,19 +1124,7 @@ impl Engine {
         };
         // The names this response answers: the question and the CNAME chain from it (the NS
         // records of a CNAME target's zone are as relevant as the question's, RFC 1034 §4.3.2).
-        let mut chain_buf: [&str; MAX_CNAME_CHAIN + 1] = [""; MAX_CNAME_CHAIN + 1];
-        chain_buf[0] = qn;
-        let mut chain_len = 1;
-        while !c.cnames().is_empty() && chain_len <= MAX_CNAME_CHAIN {
-            let last = chain_buf[chain_len - 1];
-            match c.cnames().iter().find(|(o, _)| c.text(*o) == last) {
-                Some((_, t)) if !chain_buf[..chain_len].contains(&c.text(*t)) => {
-                    chain_buf[chain_len] = c.text(*t);
-                    chain_len += 1;
-                }
-                _ => break,
-            }
-        }
+        let (chain_buf, chain_len) = c.cname_chain(qn);
         let chain = &chain_buf[..chain_len];
         // The NS records of one RRset share their owner (`collect` decodes it once): its two
         // checks are made once per owner, not once per record.
@@ -1373,19 +1361,7 @@ impl Engine {
             return false;
         }
         // Follow CNAMEs from the NS name (bounded), then take its A/AAAA answers.
-        let mut chain_buf: [&str; MAX_CNAME_CHAIN + 1] = [""; MAX_CNAME_CHAIN + 1];
-        chain_buf[0] = ctx.qname;
-        let mut chain_len = 1;
-        while chain_len <= MAX_CNAME_CHAIN {
-            let last = chain_buf[chain_len - 1];
-            match c.cnames().iter().find(|(o, _)| c.text(*o) == last) {
-                Some((_, tgt)) if !chain_buf[..chain_len].contains(&c.text(*tgt)) => {
-                    chain_buf[chain_len] = c.text(*tgt);
-                    chain_len += 1;
-                }
-                _ => break,
-            }
-        }
+        let (chain_buf, chain_len) = c.cname_chain(ctx.qname);
         let chain = &chain_buf[..chain_len];
         let addrs = || {
             c.answers()
@@ -1535,19 +1511,7 @@ impl Engine {
     /// query, and its server must be allowed to teach the name (`may_teach`).
     #[inline(never)]
     fn resolve_ns_lookup(&mut self, ctx: &RespCtx<'_>, known: ServerKind, c: &Collected, n: u32) {
-        let mut chain_buf: [&str; MAX_CNAME_CHAIN + 1] = [""; MAX_CNAME_CHAIN + 1];
-        chain_buf[0] = ctx.qname;
-        let mut chain_len = 1;
-        while chain_len <= MAX_CNAME_CHAIN {
-            let last = chain_buf[chain_len - 1];
-            match c.cnames().iter().find(|(o, _)| c.text(*o) == last) {
-                Some((_, tgt)) if !chain_buf[..chain_len].contains(&c.text(*tgt)) => {
-                    chain_buf[chain_len] = c.text(*tgt);
-                    chain_len += 1;
-                }
-                _ => break,
-            }
-        }
+        let (chain_buf, chain_len) = c.cname_chain(ctx.qname);
         let chain = &chain_buf[..chain_len];
         let addrs = || {
             c.answers()
@@ -1968,8 +1932,23 @@ impl Collected {
     fn answers(&self) -> &[GlueCand] {
         &self.answers
     }
-    fn cnames(&self) -> &[(TextRange, TextRange)] {
-        &self.cnames
+    /// `first` and the CNAME chain from it in this response (RFC 1034 §4.3.2), without loops
+    /// and at most `MAX_CNAME_CHAIN` links: the names, and how many of them there are.
+    fn cname_chain<'a>(&'a self, first: &'a str) -> ([&'a str; MAX_CNAME_CHAIN + 1], usize) {
+        let mut chain = [""; MAX_CNAME_CHAIN + 1];
+        chain[0] = first;
+        let mut n = 1;
+        while !self.cnames.is_empty() && n <= MAX_CNAME_CHAIN {
+            let last = chain[n - 1];
+            match self.cnames.iter().find(|(o, _)| self.text(*o) == last) {
+                Some((_, t)) if !chain[..n].contains(&self.text(*t)) => {
+                    chain[n] = self.text(*t);
+                    n += 1;
+                }
+                _ => break,
+            }
+        }
+        (chain, n)
     }
     fn text(&self, r: TextRange) -> &str {
         self.names.text(r)
