@@ -83,6 +83,20 @@ fn tshark_messages(pcap: &Path) -> Vec<serde_json::Value> {
     msgs
 }
 
+/// (owner, address) of an A or AAAA record.
+fn addr_record(e: &serde_json::Value) -> Option<(String, String)> {
+    let a = match field(e, "dns.resp.type") {
+        Some("1") => field(e, "dns.a"),
+        Some("28") => field(e, "dns.aaaa"),
+        _ => None,
+    }?;
+    let owner = field(e, "dns.resp.name")?;
+    Some((
+        norm(owner),
+        a.parse::<std::net::IpAddr>().unwrap().to_string(),
+    ))
+}
+
 /// (owner, address) of every A/AAAA record in the answer section of a response.
 fn tshark_answers(msgs: &[serde_json::Value]) -> BTreeSet<(String, String)> {
     let mut set = BTreeSet::new();
@@ -90,16 +104,7 @@ fn tshark_answers(msgs: &[serde_json::Value]) -> BTreeSet<(String, String)> {
         if field(&m["dns.flags_tree"], "dns.flags.response") != Some("1") {
             continue;
         }
-        for e in entries(&m["Answers"]) {
-            let a = match field(e, "dns.resp.type") {
-                Some("1") => field(e, "dns.a"),
-                Some("28") => field(e, "dns.aaaa"),
-                _ => None,
-            };
-            if let (Some(o), Some(a)) = (field(e, "dns.resp.name"), a) {
-                set.insert((norm(o), a.parse::<std::net::IpAddr>().unwrap().to_string()));
-            }
-        }
+        set.extend(entries(&m["Answers"]).into_iter().filter_map(addr_record));
     }
     set
 }
@@ -121,17 +126,10 @@ fn tshark_triples(msgs: &[serde_json::Value]) -> BTreeSet<Triple> {
                 }
             }
         }
-        let mut glue = Vec::new();
-        for e in entries(&m["Additional records"]) {
-            let a = match field(e, "dns.resp.type") {
-                Some("1") => field(e, "dns.a"),
-                Some("28") => field(e, "dns.aaaa"),
-                _ => None,
-            };
-            if let (Some(o), Some(a)) = (field(e, "dns.resp.name"), a) {
-                glue.push((norm(o), a.parse::<std::net::IpAddr>().unwrap().to_string()));
-            }
-        }
+        let glue: Vec<(String, String)> = entries(&m["Additional records"])
+            .into_iter()
+            .filter_map(addr_record)
+            .collect();
         for (z, t) in &ns {
             for (o, a) in &glue {
                 if o == t {

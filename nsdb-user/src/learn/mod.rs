@@ -1361,14 +1361,9 @@ impl Engine {
             return false;
         }
         // Follow CNAMEs from the NS name (bounded), then take its A/AAAA answers.
-        let (chain_buf, chain_len) = c.cname_chain(ctx.qname);
-        let chain = &chain_buf[..chain_len];
-        let addrs = || {
-            c.answers()
-                .iter()
-                .filter(|a| chain.contains(&c.text(a.owner)))
-        };
-        if addrs().next().is_none() {
+        let answers = c.chain_answers(ctx.qname);
+        let addrs = || answers.iter().copied();
+        if answers.is_empty() {
             return false;
         }
         let in_bailiwick = self.may_teach(known, ctx.qname, Some("."));
@@ -1511,14 +1506,9 @@ impl Engine {
     /// query, and its server must be allowed to teach the name (`may_teach`).
     #[inline(never)]
     fn resolve_ns_lookup(&mut self, ctx: &RespCtx<'_>, known: ServerKind, c: &Collected, n: u32) {
-        let (chain_buf, chain_len) = c.cname_chain(ctx.qname);
-        let chain = &chain_buf[..chain_len];
-        let addrs = || {
-            c.answers()
-                .iter()
-                .filter(|a| chain.contains(&c.text(a.owner)))
-        };
-        if addrs().next().is_none() {
+        let answers = c.chain_answers(ctx.qname);
+        let addrs = || answers.iter().copied();
+        if answers.is_empty() {
             return;
         }
         let zones = self.live_ns_zones(n, ctx.ts_ms);
@@ -1929,9 +1919,6 @@ impl Collected {
     fn glue(&self) -> &[GlueCand] {
         &self.glue
     }
-    fn answers(&self) -> &[GlueCand] {
-        &self.answers
-    }
     /// `first` and the CNAME chain from it in this response (RFC 1034 §4.3.2), without loops
     /// and at most `MAX_CNAME_CHAIN` links: the names, and how many of them there are.
     fn cname_chain<'a>(&'a self, first: &'a str) -> ([&'a str; MAX_CNAME_CHAIN + 1], usize) {
@@ -1949,6 +1936,15 @@ impl Collected {
             }
         }
         (chain, n)
+    }
+    /// The A/AAAA answers for `first` or a name of its CNAME chain.
+    fn chain_answers<'a>(&'a self, first: &'a str) -> SmallVec<[&'a GlueCand; 4]> {
+        let (chain, n) = self.cname_chain(first);
+        let chain = &chain[..n];
+        self.answers
+            .iter()
+            .filter(|a| chain.contains(&self.text(a.owner)))
+            .collect()
     }
     fn text(&self, r: TextRange) -> &str {
         self.names.text(r)

@@ -49,14 +49,20 @@ fn referral(
 }
 
 fn answer(id: u16, q: &str, addrs: &[(&str, &str, u32)]) -> Vec<u8> {
+    answer_to(id, q, RecordType::A, addrs)
+}
+
+/// An answer to (q, t) with address records only (as a server with minimal responses sends
+/// it): A or AAAA as each address is.
+fn answer_to(id: u16, q: &str, t: RecordType, addrs: &[(&str, &str, u32)]) -> Vec<u8> {
     let mut m = HMessage::new(id, MessageType::Response, OpCode::Query);
-    m.add_query(Query::query(name(q), RecordType::A));
+    m.add_query(Query::query(name(q), t));
     for (n, a, ttl) in addrs {
-        m.add_answer(Record::from_rdata(
-            name(n),
-            *ttl,
-            RData::A(rdata::A(a.parse().unwrap())),
-        ));
+        let rd = match ip(a) {
+            IpAddr::V4(v) => RData::A(rdata::A(v)),
+            IpAddr::V6(v) => RData::AAAA(rdata::AAAA(v)),
+        };
+        m.add_answer(Record::from_rdata(name(n), *ttl, rd));
     }
     m.to_vec().unwrap()
 }
@@ -622,49 +628,44 @@ fn a_reused_inflight_slot_is_not_expired_by_the_answered_query_before_it() {
     assert_eq!(e.stats().unsolicited, 1);
 }
 
-/// An AAAA answer with the answer section only (as a server with minimal responses sends it).
-fn aaaa_answer(id: u16, q: &str, addrs: &[(&str, &str, u32)]) -> Vec<u8> {
-    let mut m = HMessage::new(id, MessageType::Response, OpCode::Query);
-    m.add_query(Query::query(name(q), RecordType::AAAA));
-    for (n, a, ttl) in addrs {
-        m.add_answer(Record::from_rdata(
-            name(n),
-            *ttl,
-            RData::AAAA(rdata::AAAA(a.parse().unwrap())),
-        ));
-    }
-    m.to_vec().unwrap()
+/// The resolver asks `server` for the AAAA of `q` at `t`; the answer (`addr`, TTL 600) comes
+/// 10 ms later. What it taught.
+fn lookup_aaaa(e: &mut Engine, t: u64, server: &str, id: u16, q: &str, addr: &str) -> Vec<Learned> {
+    e.on_query(t, sa(RESOLVER), sa(server), &query(id, q, RecordType::AAAA));
+    let a = answer_to(id, q, RecordType::AAAA, &[(q, addr, 600)]);
+    e.on_response(t + 10, sa(server), sa(RESOLVER), &a)
+}
+
+/// The root's referral for `zone` with `ns`'s A glue `glue` only (TTL 3600), asked at `t`.
+fn referral_a_glue_only(e: &mut Engine, t: u64, id: u16, zone: &str, ns: &str, glue: &str) {
+    let q = format!("www.{zone}");
+    ask(e, t, ROOT, id, &q);
+    let r = referral(
+        id,
+        &q,
+        RecordType::A,
+        zone,
+        &[(ns, 3600)],
+        &[(ns, glue, 3600)],
+    );
+    assert_eq!(e.on_response(t + 50, sa(ROOT), sa(RESOLVER), &r).len(), 1);
 }
 
 #[test]
 fn a_lookup_of_a_registered_ns_name_teaches_the_family_its_glue_lacked() {
     let mut e = engine();
-    // test.'s referral for example.test carries ns1.example.test's A glue only.
-    ask(&mut e, 1000, ROOT, 1, "www.example.test");
-    let r = referral(
+    referral_a_glue_only(
+        &mut e,
+        1000,
         1,
-        "www.example.test",
-        RecordType::A,
         "example.test",
-        &[("ns1.example.test", 3600)],
-        &[("ns1.example.test", "192.0.2.53", 3600)],
+        "ns1.example.test",
+        "192.0.2.53",
     );
-    assert_eq!(e.on_response(1050, sa(ROOT), sa(RESOLVER), &r).len(), 1);
     // The dual-stack resolver's target fetch: AAAA of the NS name, asked of the name server
     // itself, answered minimally (no NS, no additional).
     let ns = "192.0.2.53:53";
-    e.on_query(
-        1060,
-        sa(RESOLVER),
-        sa(ns),
-        &query(2, "ns1.example.test", RecordType::AAAA),
-    );
-    let a = aaaa_answer(
-        2,
-        "ns1.example.test",
-        &[("ns1.example.test", "2001:db8::53", 600)],
-    );
-    let l = e.on_response(1070, sa(ns), sa(RESOLVER), &a);
+    let l = lookup_aaaa(&mut e, 1060, ns, 2, "ns1.example.test", "2001:db8::53");
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(
         (l[0].zone.as_str(), l[0].ns_name.as_str(), l[0].addr),
@@ -687,86 +688,41 @@ fn a_lookup_of_a_registered_ns_name_teaches_the_family_its_glue_lacked() {
     );
 
     // The same lookup after the address's TTL (the delegation still cached): refreshed.
-    e.on_query(
-        700_000,
-        sa(RESOLVER),
-        sa(ns),
-        &query(3, "ns1.example.test", RecordType::AAAA),
-    );
-    let a = aaaa_answer(
-        3,
-        "ns1.example.test",
-        &[("ns1.example.test", "2001:db8::53", 600)],
-    );
-    let l = e.on_response(700_010, sa(ns), sa(RESOLVER), &a);
+    let l = lookup_aaaa(&mut e, 700_000, ns, 3, "ns1.example.test", "2001:db8::53");
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(l[0].first_seen_ms, 1070);
     assert_eq!(e.stats().ns_lookup_addrs, 2);
 
     // Not a name server's name: an ordinary answer from the same server teaches nothing.
-    e.on_query(
-        700_100,
-        sa(RESOLVER),
-        sa(ns),
-        &query(4, "www.example.test", RecordType::AAAA),
-    );
-    let a = aaaa_answer(
-        4,
-        "www.example.test",
-        &[("www.example.test", "2001:db8::80", 600)],
-    );
-    assert!(e.on_response(700_110, sa(ns), sa(RESOLVER), &a).is_empty());
+    assert!(lookup_aaaa(&mut e, 700_100, ns, 4, "www.example.test", "2001:db8::80").is_empty());
     assert!(e.is_registered(ip("2001:db8::80"), 700_200).is_none());
 
     // A registered server of another zone may not teach example.test's name server.
-    ask(&mut e, 700_200, ROOT, 5, "www.other.test");
-    let r = referral(
+    referral_a_glue_only(
+        &mut e,
+        700_200,
         5,
-        "www.other.test",
-        RecordType::A,
         "other.test",
-        &[("ns.other.test", 3600)],
-        &[("ns.other.test", "192.0.2.99", 3600)],
-    );
-    assert_eq!(e.on_response(700_210, sa(ROOT), sa(RESOLVER), &r).len(), 1);
-    let other = "192.0.2.99:53";
-    e.on_query(
-        700_300,
-        sa(RESOLVER),
-        sa(other),
-        &query(6, "ns1.example.test", RecordType::AAAA),
-    );
-    let a = aaaa_answer(
-        6,
-        "ns1.example.test",
-        &[("ns1.example.test", "2001:db8::66", 600)],
+        "ns.other.test",
+        "192.0.2.99",
     );
     let out_before = e.stats().out_of_bailiwick;
-    assert!(
-        e.on_response(700_310, sa(other), sa(RESOLVER), &a)
-            .is_empty()
+    let l = lookup_aaaa(
+        &mut e,
+        700_300,
+        "192.0.2.99:53",
+        6,
+        "ns1.example.test",
+        "2001:db8::66",
     );
+    assert!(l.is_empty(), "{l:?}");
     assert!(e.is_registered(ip("2001:db8::66"), 700_400).is_none());
     assert_eq!(e.stats().out_of_bailiwick, out_before + 1);
 
     // Once every entry of the name has expired it is no registered name server's name: a
     // lookup of it teaches nothing (a referral must name it again).
     let later = 1050 + 3_600_000 + 900_000 + 1;
-    e.on_query(
-        later,
-        sa(RESOLVER),
-        sa(ns),
-        &query(7, "ns1.example.test", RecordType::AAAA),
-    );
-    let a = aaaa_answer(
-        7,
-        "ns1.example.test",
-        &[("ns1.example.test", "2001:db8::77", 600)],
-    );
-    assert!(
-        e.on_response(later + 10, sa(ns), sa(RESOLVER), &a)
-            .is_empty()
-    );
+    assert!(lookup_aaaa(&mut e, later, ns, 7, "ns1.example.test", "2001:db8::77").is_empty());
     assert!(e.is_registered(ip("2001:db8::77"), later + 20).is_none());
     assert_eq!(e.stats().ns_lookup_addrs, 2);
 }
