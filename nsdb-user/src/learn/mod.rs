@@ -525,8 +525,9 @@ pub const MAX_CNAME_CHAIN: usize = 8;
 /// Most zones an address looked up for a registered name server's name is learned for (the
 /// ones seen most recently with that name).
 const NS_LOOKUP_ZONES: usize = 8;
-/// Most entries of one address examined to find a name server's zones.
-const NS_LOOKUP_SCAN: usize = 4096;
+/// Most entries of one address examined to find a name server's zones (its latest; a big
+/// provider's address may serve hundreds of thousands).
+const NS_LOOKUP_SCAN: usize = 512;
 
 /// The learning engine. See the module documentation for the rules.
 ///
@@ -1482,18 +1483,21 @@ impl Engine {
                 if s.ns != n || e.expires < now {
                     continue;
                 }
-                match found.iter_mut().find(|f| f.1 == s.zone) {
-                    Some(f) => f.0 = f.0.max(e.last_seen),
-                    None => found.push((e.last_seen, s.zone, e.ttl)),
+                // The NS_LOOKUP_ZONES seen last, kept as the scan goes: O(entries × zones
+                // kept), not a sort of everything a big provider's address serves.
+                if let Some(f) = found.iter_mut().find(|f| f.1 == s.zone) {
+                    f.0 = f.0.max(e.last_seen);
+                } else if found.len() < NS_LOOKUP_ZONES {
+                    found.push((e.last_seen, s.zone, e.ttl));
+                } else if let Some(oldest) = found.iter_mut().min_by_key(|f| f.0)
+                    && oldest.0 < e.last_seen
+                {
+                    *oldest = (e.last_seen, s.zone, e.ttl);
                 }
             }
         }
         found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
-        found
-            .iter()
-            .take(NS_LOOKUP_ZONES)
-            .map(|&(_, z, ttl)| (z, ttl))
-            .collect()
+        found.iter().map(|&(_, z, ttl)| (z, ttl)).collect()
     }
 
     /// The answer to an A/AAAA lookup of `n`, the name of a registered name server: its

@@ -726,3 +726,32 @@ fn a_lookup_of_a_registered_ns_name_teaches_the_family_its_glue_lacked() {
     assert!(e.is_registered(ip("2001:db8::77"), later + 20).is_none());
     assert_eq!(e.stats().ns_lookup_addrs, 2);
 }
+
+#[test]
+fn a_lookup_of_a_big_providers_ns_name_teaches_the_zones_seen_last() {
+    let mut e = engine();
+    // One name server, 20 zones, each referred at its own time.
+    for i in 0..20u16 {
+        let t = 1000 + 100 * u64::from(i);
+        referral_a_glue_only(
+            &mut e,
+            t,
+            i + 1,
+            &format!("z{i}.test"),
+            "ns.provider.test",
+            "192.0.2.53",
+        );
+    }
+    // The root (which may teach any name) answers the AAAA lookup of the name server's name.
+    let l = lookup_aaaa(&mut e, 5000, ROOT, 100, "ns.provider.test", "2001:db8::53");
+    let mut zones: Vec<&str> = l.iter().map(|x| x.zone.as_str()).collect();
+    zones.sort_unstable();
+    let mut want: Vec<String> = (12..20).map(|i| format!("z{i}.test")).collect();
+    want.sort_unstable();
+    assert_eq!(zones, want, "the {} zones seen last", NS_LOOKUP_ZONES);
+    assert!(
+        l.iter()
+            .all(|x| x.source == Source::NsLookup && x.addr == ip("2001:db8::53"))
+    );
+    assert_eq!(e.stats().ns_lookup_addrs, NS_LOOKUP_ZONES as u64);
+}
