@@ -1462,6 +1462,7 @@ impl Engine {
                     i.expires >= now
                         && i.serves
                             .iter()
+                            .rev()
                             .take(NS_LOOKUP_SCAN)
                             .any(|s| s.ns == n && self.slab[s.slot as usize].expires >= now)
                 })

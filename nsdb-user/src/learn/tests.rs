@@ -755,3 +755,41 @@ fn a_lookup_of_a_big_providers_ns_name_teaches_the_zones_seen_last() {
     );
     assert_eq!(e.stats().ns_lookup_addrs, NS_LOOKUP_ZONES as u64);
 }
+
+#[test]
+fn a_name_servers_latest_entries_decide_whether_it_is_registered() {
+    // A provider's name server: 600 zones referred long ago (expired since), then one more.
+    // Only the latest NS_LOOKUP_SCAN entries of its address are examined: the live one must
+    // be among them.
+    let mut e = engine();
+    for i in 0..600u16 {
+        let t = 1000 + u64::from(i);
+        referral_a_glue_only(
+            &mut e,
+            t,
+            i + 1,
+            &format!("old{i}.test"),
+            "ns.provider.test",
+            "192.0.2.53",
+        );
+    }
+    let now = 10_000_000;
+    referral_a_glue_only(
+        &mut e,
+        now,
+        700,
+        "new.test",
+        "ns.provider.test",
+        "192.0.2.53",
+    );
+    let l = lookup_aaaa(
+        &mut e,
+        now + 100,
+        ROOT,
+        701,
+        "ns.provider.test",
+        "2001:db8::53",
+    );
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0].zone, "new.test");
+}
