@@ -643,6 +643,13 @@ fn name_hash(msg: &[u8], off: usize) -> Result<u64, wire::WireError> {
     Ok(h.finish())
 }
 
+/// The word of `Engine::ns_filter` a name hash falls in, and its bit there (the hash's top
+/// `NS_FILTER_BITS_LOG2` bits).
+fn ns_filter_bit(name_hash: u64) -> (usize, u64) {
+    let b = (name_hash >> (64 - NS_FILTER_BITS_LOG2)) as usize;
+    (b / 64, 1 << (b % 64))
+}
+
 /// [`name_hash`] of a name given as text (as `Names` keeps it).
 fn text_name_hash(text: &str) -> Option<u64> {
     use std::hash::{BuildHasher, Hasher};
@@ -1436,8 +1443,8 @@ impl Engine {
     #[inline(never)]
     fn note_ns_name(&mut self, n: u32) {
         if let Some(h) = text_name_hash(self.names.name(n)) {
-            let b = (h >> (64 - NS_FILTER_BITS_LOG2)) as usize;
-            self.ns_filter[b / 64] |= 1 << (b % 64);
+            let (word, bit) = ns_filter_bit(h);
+            self.ns_filter[word] |= bit;
         }
     }
 
@@ -1450,51 +1457,46 @@ impl Engine {
 
     /// Might the name of this hash be a name server's (`ns_filter`)?
     fn may_be_ns(&self, name_hash: u64) -> bool {
-        let b = (name_hash >> (64 - NS_FILTER_BITS_LOG2)) as usize;
-        self.ns_filter[b / 64] & (1 << (b % 64)) != 0
+        let (word, bit) = ns_filter_bit(name_hash);
+        self.ns_filter[word] & bit != 0
+    }
+
+    /// `n`'s unexpired entries (zone, entry) among the latest `NS_LOOKUP_SCAN` of each of its
+    /// addresses (a big provider's address serves many zones). The one scan both questions
+    /// below read, so they cannot disagree on which entries count.
+    fn live_ns_entries(&self, n: u32, now: u64) -> impl Iterator<Item = (u32, &Entry)> + '_ {
+        self.by_ns
+            .get(&n)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| self.by_addr.get(a))
+            .filter(move |info| info.expires >= now)
+            .flat_map(|info| info.serves.iter().rev().take(NS_LOOKUP_SCAN))
+            .filter(move |s| s.ns == n)
+            .map(|s| (s.zone, &self.slab[s.slot as usize]))
+            .filter(move |(_, e)| e.expires >= now)
     }
 
     /// Is `n` the NS name of an unexpired history entry (a registered name server's name)?
     fn is_live_ns(&self, n: u32, now: u64) -> bool {
-        self.by_ns.get(&n).is_some_and(|addrs| {
-            addrs.iter().any(|a| {
-                self.by_addr.get(a).is_some_and(|i| {
-                    i.expires >= now
-                        && i.serves
-                            .iter()
-                            .rev()
-                            .take(NS_LOOKUP_SCAN)
-                            .any(|s| s.ns == n && self.slab[s.slot as usize].expires >= now)
-                })
-            })
-        })
+        self.live_ns_entries(n, now).next().is_some()
     }
 
     /// The zones of `n`'s unexpired entries, most recently seen first (at most
     /// `NS_LOOKUP_ZONES`), with the TTL each entry was learned with.
     fn live_ns_zones(&self, n: u32, now: u64) -> SmallVec<[(u32, u32); NS_LOOKUP_ZONES]> {
         let mut found: SmallVec<[(u64, u32, u32); NS_LOOKUP_ZONES]> = SmallVec::new();
-        for a in self.by_ns.get(&n).into_iter().flatten() {
-            let Some(info) = self.by_addr.get(a) else {
-                continue;
-            };
-            // A big provider's address serves many zones: look at its latest entries only.
-            for s in info.serves.iter().rev().take(NS_LOOKUP_SCAN) {
-                let e = &self.slab[s.slot as usize];
-                if s.ns != n || e.expires < now {
-                    continue;
-                }
-                // The NS_LOOKUP_ZONES seen last, kept as the scan goes: O(entries × zones
-                // kept), not a sort of everything a big provider's address serves.
-                if let Some(f) = found.iter_mut().find(|f| f.1 == s.zone) {
-                    f.0 = f.0.max(e.last_seen);
-                } else if found.len() < NS_LOOKUP_ZONES {
-                    found.push((e.last_seen, s.zone, e.ttl));
-                } else if let Some(oldest) = found.iter_mut().min_by_key(|f| f.0)
-                    && oldest.0 < e.last_seen
-                {
-                    *oldest = (e.last_seen, s.zone, e.ttl);
-                }
+        for (zone, e) in self.live_ns_entries(n, now) {
+            // The NS_LOOKUP_ZONES seen last, kept as the scan goes: O(entries × zones kept),
+            // not a sort of everything a big provider's address serves.
+            if let Some(f) = found.iter_mut().find(|f| f.1 == zone) {
+                f.0 = f.0.max(e.last_seen);
+            } else if found.len() < NS_LOOKUP_ZONES {
+                found.push((e.last_seen, zone, e.ttl));
+            } else if let Some(oldest) = found.iter_mut().min_by_key(|f| f.0)
+                && oldest.0 < e.last_seen
+            {
+                *oldest = (e.last_seen, zone, e.ttl);
             }
         }
         found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
@@ -1516,11 +1518,10 @@ impl Engine {
         if answers.is_empty() {
             return;
         }
-        let zones = self.live_ns_zones(n, ctx.ts_ms);
         if !self.may_teach(known, ctx.qname, Some(".")) {
             self.stats.out_of_bailiwick += 1;
             if self.cfg.explain {
-                for &(z, _) in &zones {
+                for (z, _) in self.live_ns_zones(n, ctx.ts_ms) {
                     let zone = self.names.name(z).to_string();
                     for a in addrs() {
                         self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glue_out_of_bailiwick");
@@ -1529,7 +1530,7 @@ impl Engine {
             }
             return;
         }
-        for (z, ttl) in zones {
+        for (z, ttl) in self.live_ns_zones(n, ctx.ts_ms) {
             let zone = self.names.name(z).to_string();
             for a in addrs() {
                 // Learned from this very response already (a pending glue-less lookup of the
