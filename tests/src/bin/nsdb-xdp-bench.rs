@@ -119,17 +119,16 @@ fn map_memory(filters: &[(&str, &Filter)]) -> serde_json::Value {
     let mut out = Vec::new();
     for (label, f) in filters {
         let maps = f.map_memory().expect("map memory");
-        let (v4, _) = f.allow_len();
+        // Counting a map's entries walks all its keys: once.
+        let (v4, v6) = f.allow_len();
         let total: u64 = maps.iter().map(|m| m.bytes).sum();
-        let per_entry = |name: &str| {
-            maps.iter()
-                .find(|m| m.name == name)
-                .map(|m| m.bytes as f64 / f64::from(m.max_entries.max(1)))
-        };
-        let bytes_of = |name: &str| maps.iter().find(|m| m.name == name).map(|m| m.bytes);
+        let map = |name: &str| maps.iter().find(|m| m.name == name);
+        let per_entry =
+            |name: &str| map(name).map(|m| m.bytes as f64 / f64::from(m.max_entries.max(1)));
+        let bytes_of = |name: &str| map(name).map(|m| m.bytes);
         out.push(json!({
             "filter": label,
-            "allow_entries_filled": f.allow_len().0 + f.allow_len().1,
+            "allow_entries_filled": v4 + v6,
             "allow_v4_entries_filled": v4,
             "total_bytes": total,
             "allow_v4_bytes": bytes_of("ALLOW_V4"),
