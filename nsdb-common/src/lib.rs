@@ -273,7 +273,9 @@ pub mod counter {
     pub const MALFORMED: u32 = QUERY_COUNTERS + 2;
     /// DNS responses (QR=1) seen.
     pub const RESPONSES: u32 = QUERY_COUNTERS + 3;
-    /// TCP segments to/from port 53 that are not a connection-opening SYN. Passed.
+    /// TCP segments to/from port 53 that are neither a connection-opening SYN nor counted in
+    /// `TCP_RESP_SEGMENTS` (client data, bare ACKs, segments of connections the program did
+    /// not see open or let through to an unknown server). Passed.
     pub const TCP_OTHER: u32 = QUERY_COUNTERS + 4;
     /// IPv4/IPv6 non-first fragments (no transport header to read). Passed.
     pub const FRAGMENTS: u32 = QUERY_COUNTERS + 5;
@@ -312,7 +314,10 @@ pub mod counter {
     /// Paired responses from an unknown destination (its query passed in monitor mode): they
     /// teach nothing, so that a C&C server cannot register itself.
     pub const RESP_UNTRUSTED: u32 = QUERY_COUNTERS + 20;
-    pub const COUNT: u32 = QUERY_COUNTERS + 21;
+    /// Segments from the server of a TCP DNS connection to a trusted destination, handed to
+    /// userspace (SYN-ACK, data, FIN/RST; not bare ACKs).
+    pub const TCP_RESP_SEGMENTS: u32 = QUERY_COUNTERS + 21;
+    pub const COUNT: u32 = QUERY_COUNTERS + 22;
 
     /// Names of the counters after the query counters, in index order.
     pub const OTHER_NAMES: [&str; (COUNT - QUERY_COUNTERS) as usize] = [
@@ -337,6 +342,7 @@ pub mod counter {
         "responses_lost",
         "responses_sent",
         "responses_untrusted",
+        "tcp_response_segments",
     ];
 }
 
@@ -403,9 +409,12 @@ pub struct InflightKey {
     pub server: [u8; 16],
     /// Client port and DNS id as they are on the wire (network byte order).
     pub client_port: u16,
+    /// 0 for a TCP connection (remembered at its SYN).
     pub id: u16,
     pub family: u8,
-    pub _pad: [u8; 3],
+    /// [`transport`]: a UDP query and a TCP connection never share a key.
+    pub transport: u8,
+    pub _pad: [u8; 2],
 }
 const _: () = assert!(size_of::<InflightKey>() == 40);
 const _: () = assert!(align_of::<InflightKey>() == 8);
@@ -421,6 +430,12 @@ pub mod resp_flag {
     pub const KERNEL_LEARNED: u8 = 2;
     /// The question name was pending (a glue-less NS name) and its answer was learned.
     pub const PENDING_HIT: u8 = 4;
+    /// A segment from the server of a TCP connection the program let through to a trusted
+    /// destination: `msg` holds the segment's payload (DNS messages behind two-byte lengths,
+    /// RFC 1035 §4.2.2, possibly a piece of one), starting at sequence number `seq`. Userspace
+    /// reassembles the stream. KERNEL_LEARNED / PENDING_HIT refer to the one whole message the
+    /// segment held, if the program walked it.
+    pub const TCP: u8 = 8;
 }
 
 /// Why the program stopped walking a response before its end (`ResponseEvent::stop`).
@@ -464,9 +479,14 @@ pub struct ResponseEvent {
     /// Bytes of the message in `msg`, and the message's length in the packet.
     pub msg_len: u16,
     pub orig_len: u16,
+    /// TCP only ([`resp_flag::TCP`]): the segment's sequence number and TCP flags (byte 13 of
+    /// the header: FIN 0x01, SYN 0x02, RST 0x04).
+    pub seq: u32,
+    pub tcp_flags: u8,
+    pub _pad: [u8; 3],
     pub msg: [u8; RESP_MSG_MAX],
 }
-const _: () = assert!(size_of::<ResponseEvent>() == 64 + RESP_MSG_MAX);
+const _: () = assert!(size_of::<ResponseEvent>() == 72 + RESP_MSG_MAX);
 
 /// FNV-1a (64 bit) of a wire-format name, ASCII letters lower-cased (RFC 4343: names compare
 /// case-insensitively). The key of PENDING_NS; the XDP program computes the same over the

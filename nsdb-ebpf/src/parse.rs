@@ -82,7 +82,8 @@ pub struct Flow {
     pub family: u8,
     pub src: [u32; 4],
     pub dst: [u32; 4],
-    /// Offset of the transport header.
+    /// Offsets of the IP header and of the transport header.
+    pub l3: usize,
     pub l4: usize,
     pub proto: u8,
 }
@@ -160,6 +161,7 @@ fn fast_headers<C: Packet>(ctx: &C) -> Fast {
                 family: fam,
                 src: [ip.src, 0, 0, 0],
                 dst: [ip.dst, 0, 0, 0],
+                l3: EthHdr::LEN,
                 l4,
                 proto,
             }
@@ -169,6 +171,7 @@ fn fast_headers<C: Packet>(ctx: &C) -> Fast {
                 family: fam,
                 src: ip.src,
                 dst: ip.dst,
+                l3: EthHdr::LEN,
                 l4,
                 proto,
             }
@@ -200,14 +203,26 @@ pub fn classify<C: Packet>(ctx: &C) -> Result<u32, ()> {
             }
         }
     };
-    match flow.proto {
-        IPPROTO_UDP => udp(ctx, &flow),
-        IPPROTO_TCP => tcp(ctx, &flow),
+    let next = match flow.proto {
+        IPPROTO_UDP => udp(ctx, &flow)?,
+        IPPROTO_TCP => tcp(ctx, &flow)?,
         _ => {
             count(counter::NOT_DNS);
-            Ok(xdp_action::XDP_PASS)
+            return Ok(xdp_action::XDP_PASS);
         }
-    }
+    };
+    // One call site for the response path, whichever transport: the walk's bpf_loop
+    // callbacks are verified once per call site.
+    Ok(match next {
+        Next::Action(a) => a,
+        Next::Response(sport, dport, seg) => response::handle(ctx, &flow, sport, dport, &seg),
+    })
+}
+
+/// What the transport check decided: an action, or a response to pair.
+enum Next {
+    Action(u32),
+    Response(u16, u16, response::Segment),
 }
 
 /// The full walk: Ethernet, VLAN tags, IPv4 options, IPv6 extension headers. `None`: nothing
@@ -256,6 +271,7 @@ fn ipv4<C: Packet>(ctx: &C, off: usize) -> Result<Option<Flow>, ()> {
         family: family::V4,
         src: [ip.src, 0, 0, 0],
         dst: [ip.dst, 0, 0, 0],
+        l3: off,
         l4: off + ihl,
         proto: ip.proto,
     }))
@@ -304,6 +320,7 @@ fn ipv6<C: Packet>(ctx: &C, off: usize) -> Result<Option<Flow>, ()> {
                     family: family::V6,
                     src,
                     dst,
+                    l3: off,
                     l4,
                     proto: next,
                 }));
@@ -319,6 +336,7 @@ fn ipv6<C: Packet>(ctx: &C, off: usize) -> Result<Option<Flow>, ()> {
             family: family::V6,
             src,
             dst,
+            l3: off,
             l4,
             proto: next,
         })),
@@ -326,13 +344,13 @@ fn ipv6<C: Packet>(ctx: &C, off: usize) -> Result<Option<Flow>, ()> {
 }
 
 #[inline(always)]
-fn udp<C: Packet>(ctx: &C, flow: &Flow) -> Result<u32, ()> {
+fn udp<C: Packet>(ctx: &C, flow: &Flow) -> Result<Next, ()> {
     let udp: *const UdpHdr = ptr_at(ctx, flow.l4)?;
     // SAFETY: bounds checked by ptr_at.
     let (sport, dport) = unsafe { (be16((*udp).src), be16((*udp).dst)) };
     if sport != DNS_PORT && dport != DNS_PORT {
         count(counter::NOT_DNS);
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(Next::Action(xdp_action::XDP_PASS));
     }
     let dns = flow.l4 + UdpHdr::LEN;
     let hdr: *const [u8; DNS_HDR_LEN] = ptr_at(ctx, dns)?;
@@ -342,16 +360,24 @@ fn udp<C: Packet>(ctx: &C, flow: &Flow) -> Result<u32, ()> {
         // QR=1: a response (RFC 1035 §4.1.1).
         count(counter::RESPONSES);
         if sport == DNS_PORT {
-            return Ok(response::handle(ctx, flow, sport, dport, id.to_be(), dns));
+            let seg = response::Segment {
+                transport: transport::UDP,
+                id_raw: id.to_be(),
+                off: dns,
+                end: ctx.len(),
+                seq: 0,
+                flags: 0,
+            };
+            return Ok(Next::Response(sport, dport, seg));
         }
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(Next::Action(xdp_action::XDP_PASS));
     }
     if dport != DNS_PORT {
         // A query sent *from* port 53 to another port is not an outbound query.
         count(counter::NOT_DNS);
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(Next::Action(xdp_action::XDP_PASS));
     }
-    Ok(query::check(
+    Ok(Next::Action(query::check(
         ctx,
         flow,
         transport::UDP,
@@ -359,24 +385,62 @@ fn udp<C: Packet>(ctx: &C, flow: &Flow) -> Result<u32, ()> {
         dport,
         id,
         dns + DNS_HDR_LEN,
-    ))
+    )))
 }
 
 #[inline(always)]
-fn tcp<C: Packet>(ctx: &C, flow: &Flow) -> Result<u32, ()> {
+fn tcp<C: Packet>(ctx: &C, flow: &Flow) -> Result<Next, ()> {
     let tcp: *const TcpHdr = ptr_at(ctx, flow.l4)?;
     // SAFETY: bounds checked by ptr_at.
     let (sport, dport) = unsafe { (be16((*tcp).source), be16((*tcp).dest)) };
     if sport != DNS_PORT && dport != DNS_PORT {
         count(counter::NOT_DNS);
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(Next::Action(xdp_action::XDP_PASS));
     }
     // Flags are byte 13 of the TCP header (RFC 9293 §3.1), inside the 20 bytes ptr_at checked.
-    let flags = unsafe { (*tcp.cast::<[u8; TcpHdr::LEN]>())[13] };
+    let h = unsafe { &*tcp.cast::<[u8; TcpHdr::LEN]>() };
+    let flags = h[13];
     if dport == DNS_PORT && flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         // A connection to a DNS server: checked like a query, without DNS parsing.
-        return Ok(query::check(ctx, flow, transport::TCP, sport, dport, 0, 0));
+        return Ok(Next::Action(query::check(
+            ctx,
+            flow,
+            transport::TCP,
+            sport,
+            dport,
+            0,
+            0,
+        )));
+    }
+    if sport == DNS_PORT {
+        // From a DNS server: a segment of a connection the program may have let through.
+        // The payload ends where the IP datagram does, not at the frame's end (Ethernet pads
+        // short frames).
+        let payload = flow.l4 + ((h[12] >> 4) as usize) * 4;
+        let end = flow.l3 + ip_datagram_len(ctx, flow)?;
+        let seg = response::Segment {
+            transport: transport::TCP,
+            id_raw: 0,
+            off: payload,
+            end: if end < ctx.len() { end } else { ctx.len() },
+            seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+            flags,
+        };
+        return Ok(Next::Response(sport, dport, seg));
     }
     count(counter::TCP_OTHER);
-    Ok(xdp_action::XDP_PASS)
+    Ok(Next::Action(xdp_action::XDP_PASS))
+}
+
+/// The IP datagram's length from its header: IPv4 total length, or IPv6 40 + payload length.
+#[inline(always)]
+fn ip_datagram_len<C: Packet>(ctx: &C, flow: &Flow) -> Result<usize, ()> {
+    let len: *const [u8; 2] = ptr_at(ctx, flow.l3 + if flow.family == family::V4 { 2 } else { 4 })?;
+    // SAFETY: bounds checked by ptr_at.
+    let len = be16(unsafe { *len }) as usize;
+    Ok(if flow.family == family::V4 {
+        len
+    } else {
+        40 + len
+    })
 }

@@ -55,9 +55,8 @@ pub fn check<C: Packet>(
             flow.family,
             transport,
         ));
-        if transport == transport::UDP {
-            response::remember(cfg, flow, sport, dns_id.to_be(), true, now);
-        }
+        // A UDP query, or a TCP connection (id 0) whose segments from the server pair with it.
+        response::remember(cfg, flow, transport, sport, dns_id.to_be(), true, now);
         return xdp_action::XDP_PASS;
     }
     // Unknown destination: the slow path. Read the question for the report; a UDP "query"
@@ -92,10 +91,10 @@ pub fn check<C: Packet>(
     report(
         ctx, cfg, flow, transport, sport, dport, dns_id, &q, scratch, act, now,
     );
-    if act == action::PASS && transport == transport::UDP {
+    if act == action::PASS {
         // Monitor mode (or a malformed query): it leaves, so its response is paired, but an
         // unknown server's answer never teaches.
-        response::remember(cfg, flow, sport, dns_id.to_be(), false, now);
+        response::remember(cfg, flow, transport, sport, dns_id.to_be(), false, now);
     }
     if act == action::DROP {
         xdp_action::XDP_DROP

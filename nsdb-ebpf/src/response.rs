@@ -15,12 +15,13 @@ use aya_ebpf::{
 };
 use nsdb_common::{
     AllowEntry, Config, INFLIGHT_SLOTS, InflightKey, InflightSlot, RESP_MSG_MAX, ResponseEvent,
-    counter, kind, resp_flag,
+    counter, kind, resp_flag, transport,
 };
 
 use crate::{
-    ALLOW_V4, ALLOW_V6, CONFIG, INFLIGHT, MSG, PENDING_NS, RESPONSES, STATE, count, ctx::Packet,
-    parse::Flow,
+    ALLOW_V4, ALLOW_V6, CONFIG, INFLIGHT, MSG, PENDING_NS, RESPONSES, STATE, count,
+    ctx::Packet,
+    parse::{Flow, ptr_at},
 };
 
 /// RRs walked in one response (answer + authority + additional). A root referral with 13 NS,
@@ -43,6 +44,7 @@ pub fn inflight_key(
     server: &[u32; 4],
     port: u16,
     id: u16,
+    transport: u8,
 ) -> InflightKey {
     // SAFETY: [u32; 4] and [u8; 16] have the same size; the bytes are the packet's.
     unsafe {
@@ -52,7 +54,8 @@ pub fn inflight_key(
             client_port: port,
             id,
             family,
-            _pad: [0; 3],
+            transport,
+            _pad: [0; 2],
         }
     }
 }
@@ -105,6 +108,31 @@ pub struct WalkState {
     /// CLOCK_MONOTONIC_COARSE when the walk started: one clock read per response, for every
     /// expiry it computes (the coarse clock moves in ticks anyway).
     now: u64,
+    /// What the record to userspace needs, kept here across the walk (see [`Held`]).
+    held: Held,
+}
+
+/// The facts of a response the record to userspace carries, parked in the per-CPU walk state
+/// while the walk runs and read back after it. Kept in registers and on the stack instead,
+/// they are live across the walk, and the verifier checks the walk's callbacks once for
+/// every combination of their values it can tell apart (UDP or TCP, data or SYN/FIN, …):
+/// over its 1,000,000-instruction limit. Read back from a map they are unknown numbers, and
+/// every path reaches the walk in the same state.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Held {
+    query_ts: u64,
+    /// TCP sequence number; offset and length of the bytes sent, the length in the packet.
+    seq: u32,
+    off: u32,
+    len: u32,
+    total: u32,
+    sport: u16,
+    dport: u16,
+    /// [`resp_flag`] bits known before the walk; TCP flags.
+    flags: u8,
+    tcp_flags: u8,
+    _pad: [u8; 2],
 }
 
 /// What every bpf_loop callback of one walk works on, looked up once per response and handed
@@ -453,80 +481,172 @@ fn hash_name(w: *mut c_void, st: *mut WalkState, off: u32) -> Option<(u32, u64)>
     }
 }
 
-/// Handles a UDP DNS response (QR=1) from port 53 whose message starts at `dns`.
+/// What the transport carried: a UDP response, or a segment from a TCP DNS server.
+pub struct Segment {
+    /// [`transport`].
+    pub transport: u8,
+    /// The DNS id as on the wire (UDP); 0 for TCP, whose connection is remembered at its SYN.
+    pub id_raw: u16,
+    /// Offset of the DNS message (UDP) or of the TCP payload, and where the datagram ends.
+    pub off: usize,
+    pub end: usize,
+    /// TCP only: sequence number and flags.
+    pub seq: u32,
+    pub flags: u8,
+}
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+
+/// A response from port 53: paired with the query (UDP) or the connection (TCP) the program
+/// saw leave; trusted ones are walked for glue and handed to userspace.
+///
+/// TCP: every segment of a trusted connection that is not a bare ACK goes to userspace, which
+/// reassembles the stream (a message may span segments). A segment that holds exactly one
+/// whole message behind its two-byte length, as a name server writes a referral that fits
+/// one segment, is also walked here like a UDP response, so that its glue is in the allow
+/// map before the resolver opens its next connection. The connection's slot stays until the
+/// server's FIN or RST: it carries many responses.
 #[inline(always)]
-pub fn handle<C: Packet>(
-    ctx: &C,
-    flow: &Flow,
-    sport: u16,
-    dport: u16,
-    id_raw: u16,
-    dns: usize,
-) -> u32 {
-    let key = inflight_key(flow.family, &flow.dst, &flow.src, dport.to_be(), id_raw);
+pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Segment) -> u32 {
+    let tcp = seg.transport == transport::TCP;
+    let key = inflight_key(
+        flow.family,
+        &flow.dst,
+        &flow.src,
+        dport.to_be(),
+        seg.id_raw,
+        seg.transport,
+    );
     let Some(cfg) = CONFIG.get(0) else {
         count(counter::INTERNAL_ERROR);
         return xdp_action::XDP_PASS;
     };
+    let total = seg.end.saturating_sub(seg.off);
+    if tcp && total == 0 && seg.flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0 {
+        // A bare ACK: nothing for anyone to learn.
+        count(counter::TCP_OTHER);
+        return xdp_action::XDP_PASS;
+    }
     let Some(slot) = find_slot(cfg, &key) else {
-        count(counter::RESP_UNSOLICITED);
+        count(if tcp {
+            counter::TCP_OTHER
+        } else {
+            counter::RESP_UNSOLICITED
+        });
         return xdp_action::XDP_PASS;
     };
     // SAFETY: a slot of the array map; another CPU may write it concurrently, which at worst
     // makes this response look unsolicited or lets one copy through twice.
     let query_ts = unsafe { (*slot).stamp };
-    // One response per query: a second (replayed or spoofed) copy teaches nothing.
-    unsafe { (*slot).stamp = 0 };
-    count(counter::RESP_PAIRED);
-    if query_ts & 1 == 0 {
-        count(counter::RESP_UNTRUSTED);
-        return xdp_action::XDP_PASS;
+    if !tcp || seg.flags & (TCP_FIN | TCP_RST) != 0 {
+        // One response per query: a second (replayed or spoofed) copy teaches nothing. A TCP
+        // connection's slot goes when the server closes it.
+        unsafe { (*slot).stamp = 0 };
+    }
+    if tcp {
+        // A connection monitor mode let through to an unknown server teaches nothing.
+        if query_ts & 1 == 0 {
+            count(counter::TCP_OTHER);
+            return xdp_action::XDP_PASS;
+        }
+        count(counter::TCP_RESP_SEGMENTS);
+    } else {
+        count(counter::RESP_PAIRED);
+        if query_ts & 1 == 0 {
+            count(counter::RESP_UNTRUSTED);
+            return xdp_action::XDP_PASS;
+        }
     }
     let query_ts = query_ts & !1;
-    let total = ctx.len().saturating_sub(dns);
+    // What is walked: the UDP payload, or the one whole message a TCP segment holds.
+    let (walk_off, walk_total) = if !tcp {
+        (seg.off, total)
+    } else if total >= 2 + 12 {
+        match ptr_at::<[u8; 2], C>(ctx, seg.off) {
+            // SAFETY: bounds checked by ptr_at.
+            Ok(p) if u16::from_be_bytes(unsafe { *p }) as usize + 2 == total => {
+                (seg.off + 2, total - 2)
+            }
+            _ => (0, 0),
+        }
+    } else {
+        (0, 0)
+    };
     let len = if total > RESP_MSG_MAX {
         RESP_MSG_MAX
     } else {
         total
     };
-    if len < 12 {
+    if len < 12 && !tcp {
         return xdp_action::XDP_PASS;
     }
-    // As in query.rs: restate 1..=RESP_MSG_MAX in a form the verifier tracks.
-    let len = ((core::hint::black_box(len) - 1) & MASK) + 1;
     let mut flags = if total > RESP_MSG_MAX {
         resp_flag::TRUNCATED_COPY
     } else {
         0
     };
+    if tcp {
+        flags |= resp_flag::TCP;
+    }
+    let Some(st) = STATE.get_ptr_mut(0) else {
+        count(counter::INTERNAL_ERROR);
+        return xdp_action::XDP_PASS;
+    };
+    set!(
+        st,
+        held,
+        Held {
+            query_ts,
+            seq: seg.seq,
+            off: seg.off as u32,
+            len: len as u32,
+            total: if total > 0xffff { 0xffff } else { total as u32 },
+            sport,
+            dport,
+            flags,
+            tcp_flags: seg.flags,
+            _pad: [0; 2],
+        }
+    );
     let mut learned = 0u32;
     let mut stop = 0u8;
-    if cfg.learn != 0 {
-        if let (Some(b), Some(st)) = (MSG.get_ptr_mut(0), STATE.get_ptr_mut(0)) {
-            // SAFETY: this CPU's scratch buffer; `len` fits it.
+    let mut more = 0u8;
+    if cfg.learn != 0 && walk_total >= 12 {
+        // A message longer than the copy is walked as far as the copy goes.
+        let long = walk_total > RESP_MSG_MAX;
+        let wlen = if long { RESP_MSG_MAX } else { walk_total };
+        // As in query.rs: restate 1..=RESP_MSG_MAX in a form the verifier tracks.
+        let wlen = ((core::hint::black_box(wlen) - 1) & MASK) + 1;
+        if let Some(b) = MSG.get_ptr_mut(0) {
+            // SAFETY: this CPU's scratch buffer; `wlen` fits it.
             let b = unsafe { &mut *b };
-            let rc = unsafe { ctx.load_bytes(dns as u32, b.as_mut_ptr().cast(), len as u32) };
+            let rc = unsafe { ctx.load_bytes(walk_off as u32, b.as_mut_ptr().cast(), wlen as u32) };
             if rc == 0 {
-                walk_message(cfg, st, b, len);
+                walk_message(cfg, st, b, wlen);
                 learned = get!(st, learned);
                 stop = get!(st, stopped) as u8;
-                if stop != 0 || total > RESP_MSG_MAX {
+                if stop != 0 || long {
                     count(counter::RESP_WALK_LIMIT);
                 }
                 if get!(st, pending) != 0 {
-                    flags |= resp_flag::PENDING_HIT;
+                    more |= resp_flag::PENDING_HIT;
                 }
                 if learned != 0 {
-                    flags |= resp_flag::KERNEL_LEARNED;
+                    more |= resp_flag::KERNEL_LEARNED;
                 }
             }
         }
+        more |= WALKED;
     }
-    send(
-        ctx, cfg, flow, sport, dport, dns, len, total, query_ts, flags, learned, stop,
-    );
+    let held = get!(st, held);
+    send(ctx, cfg, flow, &held, more, learned, stop);
     xdp_action::XDP_PASS
 }
+
+/// Not a flag userspace sees: `send`'s note that the program walked the message.
+const WALKED: u8 = 0x80;
 
 /// Walks the copy of a paired response in MSG, learning what it carries; the outcome is left
 /// in the walk state (`learned`, `pending`, `stopped`).
@@ -555,6 +675,7 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
         n_hash: 0,
         pending_until: now + cfg.pending_window_ns,
         now,
+        held: get!(st, held),
     };
     // SAFETY: `st` is this CPU's walk state (see `get!`).
     unsafe { core::ptr::write_volatile(st, init) };
@@ -599,32 +720,30 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
     }
 }
 
+/// Hands a trusted response (or TCP segment) to userspace: the facts parked in `held`, the
+/// walk's outcome (`more`: resp_flag bits and [`WALKED`]) and a copy of the bytes.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn send<C: Packet>(
     ctx: &C,
     cfg: &Config,
     flow: &Flow,
-    sport: u16,
-    dport: u16,
-    dns: usize,
-    len: usize,
-    total: usize,
-    query_ts: u64,
-    flags: u8,
+    held: &Held,
+    more: u8,
     learned: u32,
     stop: u8,
 ) {
+    let flags = held.flags | (more & !WALKED);
     let Some(mut entry) = RESPONSES.reserve::<ResponseEvent>(0) else {
         count(counter::RESP_LOST);
         return;
     };
     let ev = entry.as_mut_ptr();
-    // SAFETY: a reserved, exclusively owned ring-buffer record of the right size; `len` is in
-    // 1..=RESP_MSG_MAX, the size of `msg`.
+    let len = held.len as usize;
+    // SAFETY: a reserved, exclusively owned ring-buffer record of the right size; the copy's
+    // length is restated below to at most RESP_MSG_MAX, the size of `msg`.
     let rc = unsafe {
         (*ev).ts_ns = bpf_ktime_get_boot_ns();
-        (*ev).query_ts_ns = query_ts;
+        (*ev).query_ts_ns = held.query_ts;
         (*ev).ifindex = ctx.ingress_ifindex();
         (*ev).family = flow.family;
         (*ev).flags = flags;
@@ -632,11 +751,22 @@ fn send<C: Packet>(
         (*ev).stop = stop;
         (*ev).client = core::mem::transmute::<[u32; 4], [u8; 16]>(flow.dst);
         (*ev).server = core::mem::transmute::<[u32; 4], [u8; 16]>(flow.src);
-        (*ev).client_port = dport;
-        (*ev).server_port = sport;
-        (*ev).msg_len = len as u16;
-        (*ev).orig_len = if total > 0xffff { 0xffff } else { total as u16 };
-        ctx.load_bytes(dns as u32, (*ev).msg.as_mut_ptr().cast(), len as u32)
+        (*ev).client_port = held.dport;
+        (*ev).server_port = held.sport;
+        (*ev).orig_len = held.total as u16;
+        (*ev).seq = held.seq;
+        (*ev).tcp_flags = held.tcp_flags;
+        (*ev)._pad = [0; 3];
+        if len == 0 {
+            // A TCP SYN-ACK or FIN without data: the record marks the stream's start or end.
+            (*ev).msg_len = 0;
+            0
+        } else {
+            // As in query.rs: restate 1..=RESP_MSG_MAX in a form the verifier tracks.
+            let len = ((core::hint::black_box(len) - 1) & MASK) + 1;
+            (*ev).msg_len = len as u16;
+            ctx.load_bytes(held.off, (*ev).msg.as_mut_ptr().cast(), len as u32)
+        }
     };
     if rc != 0 {
         entry.discard(0);
@@ -647,12 +777,15 @@ fn send<C: Packet>(
     // the reader only for a record written into an empty ring; the batching reader, so woken,
     // waits a few ms before it reads, and what comes meanwhile wakes nobody. A response that
     // only userspace can learn from whole (the walk stopped early, or the copy was cut) and a
-    // ring a quarter full wake the reader at once, forced, since it is not caught up. With
-    // learning off every response is userspace's to learn, and nothing is batched.
+    // ring a quarter full wake the reader at once, forced, since it is not caught up. So does
+    // a TCP segment with data the program did not walk as a whole message: a piece of a
+    // longer one, which only userspace can learn from. With learning off every response is
+    // userspace's to learn, and nothing is batched.
     let wake = if cfg.resp_wake_bytes == 0 || cfg.learn == 0 {
         0
     } else if stop != 0
         || flags & resp_flag::TRUNCATED_COPY != 0
+        || (flags & resp_flag::TCP != 0 && more & WALKED == 0 && len != 0)
         || RESPONSES.query(BPF_RB_AVAIL_DATA as u64) >= cfg.resp_wake_bytes as u64
     {
         BPF_RB_FORCE_WAKEUP as u64
@@ -703,8 +836,23 @@ fn find_slot(cfg: &Config, key: &InflightKey) -> Option<*mut InflightSlot> {
 /// that monitor mode let through) is paired but never teaches: otherwise a C&C server could
 /// register itself by answering with NS records and glue pointing at its own address.
 #[inline(always)]
-pub fn remember(cfg: &Config, flow: &Flow, sport: u16, id_raw: u16, trusted: bool, now: u64) {
-    let key = inflight_key(flow.family, &flow.src, &flow.dst, sport.to_be(), id_raw);
+pub fn remember(
+    cfg: &Config,
+    flow: &Flow,
+    transport: u8,
+    sport: u16,
+    id_raw: u16,
+    trusted: bool,
+    now: u64,
+) {
+    let key = inflight_key(
+        flow.family,
+        &flow.src,
+        &flow.dst,
+        sport.to_be(),
+        id_raw,
+        transport,
+    );
     let i = set_of(cfg, &key);
     let (Some(a), Some(b)) = (INFLIGHT.get_ptr_mut(i), INFLIGHT.get_ptr_mut(i + 1)) else {
         return;

@@ -16,6 +16,7 @@ use std::{
 use nsdb_common::{ResponseEvent, kind, resp_flag};
 
 use crate::{
+    capture::tcp::Reassembler,
     clock,
     learn::{Engine, Learned},
     loader::{self, Filter},
@@ -64,6 +65,12 @@ pub struct LiveStats {
     /// Whether the program now batches the wake-ups of paired responses (--response-batch-ms;
     /// off while the allow maps may be over half full, see [`LiveLearner::check_batching`]).
     pub response_batching: bool,
+    /// TCP: segments from trusted DNS connections received, the DNS messages reassembled from
+    /// them (each also counted in `responses`), and holes skipped (a segment lost to a full
+    /// ring buffer, or longer than the program copies).
+    pub tcp_segments: u64,
+    pub tcp_messages: u64,
+    pub tcp_gaps: u64,
 }
 
 /// The live learner, driven by the daemon's event loop.
@@ -85,6 +92,8 @@ pub struct LiveLearner {
     /// checked.
     batch_ms: u32,
     batching_checked: Option<Instant>,
+    /// The server-to-client streams of TCP DNS connections.
+    tcp: Reassembler,
     pub stats: LiveStats,
 }
 
@@ -113,6 +122,7 @@ impl LiveLearner {
             db_failing: false,
             batch_ms: 0,
             batching_checked: None,
+            tcp: Reassembler::default(),
             stats: LiveStats::default(),
         }
     }
@@ -221,15 +231,57 @@ impl LiveLearner {
         self.stats.allowed += 1;
     }
 
-    /// One paired response from the program.
+    /// One record of the program's RESPONSES ring: a paired UDP response, or a segment of a
+    /// trusted TCP connection.
     pub fn on_response(&mut self, filter: &mut Filter, ev: &ResponseEvent) {
+        if ev.flags & resp_flag::TCP != 0 {
+            self.on_tcp_segment(filter, ev);
+            return;
+        }
+        let len = usize::from(ev.msg_len).min(ev.msg.len());
+        self.learn_from(filter, ev, &ev.msg[..len]);
+    }
+
+    /// A segment from the server of a trusted TCP connection: the stream is reassembled
+    /// (messages span segments, RFC 7766 §8) and each whole message learned from like a UDP
+    /// response. The program saw the connection open to a registered, exempt or internal
+    /// server, and TCP's handshake keeps off-path spoofers out of it.
+    fn on_tcp_segment(&mut self, filter: &mut Filter, ev: &ResponseEvent) {
+        self.stats.tcp_segments += 1;
+        let len = usize::from(ev.msg_len).min(ev.msg.len());
+        let client = SocketAddr::new(loader::event_addr(ev.family, &ev.client), ev.client_port);
+        let server = SocketAddr::new(loader::event_addr(ev.family, &ev.server), ev.server_port);
+        let gaps = self.tcp.stats.gaps;
+        let mut msgs: Vec<Vec<u8>> = Vec::new();
+        self.tcp.segment(
+            ev.ts_ns / 1000,
+            server,
+            client,
+            ev.seq,
+            ev.tcp_flags & 0x02 != 0,
+            ev.tcp_flags & 0x05 != 0,
+            &ev.msg[..len],
+            &mut |m| msgs.push(m.to_vec()),
+        );
+        if ev.flags & resp_flag::TRUNCATED_COPY != 0 {
+            // Only the segment's beginning came: the stream has a hole where the rest was.
+            self.stats.tcp_gaps += 1;
+        }
+        self.stats.tcp_gaps += self.tcp.stats.gaps - gaps;
+        for m in &msgs {
+            self.stats.tcp_messages += 1;
+            self.learn_from(filter, ev, m);
+        }
+    }
+
+    /// Learns from one DNS message the program paired: `ev` says who sent it to whom, when,
+    /// and what the program learned from it.
+    fn learn_from(&mut self, filter: &mut Filter, ev: &ResponseEvent, msg: &[u8]) {
         self.stats.responses += 1;
         if let Some(n) = self.stats.walk_stops.get_mut(usize::from(ev.stop)) {
             *n += 1;
         }
-        let len = usize::from(ev.msg_len).min(ev.msg.len());
-        let msg = &ev.msg[..len];
-        if len < 12 {
+        if msg.len() < 12 {
             self.stats.bad_records += 1;
             return;
         }

@@ -395,6 +395,7 @@ impl Metrics {
                 "trusted": paired.saturating_sub(untrusted),
                 "untrusted": untrusted,
                 "unsolicited": k.get(counter::RESP_UNSOLICITED),
+                "tcp_segments": k.get(counter::TCP_RESP_SEGMENTS),
             },
             "events": {
                 "sent": k.get(counter::EVENTS_SENT),
@@ -532,6 +533,12 @@ impl Collector for SnapshotCollector {
         )?;
         counter(
             &mut e,
+            "dns_tcp_response_segments",
+            "Segments from the server of TCP DNS connections the program let through to a registered, exempt or internal server (SYN-ACK, data, FIN, RST), handed to userspace to reassemble and learn from",
+            c(counter::TCP_RESP_SEGMENTS),
+        )?;
+        counter(
+            &mut e,
             "dns_response_walk_limit",
             "Trusted responses whose walk in the program stopped at a bound (userspace still learns from what it receives)",
             c(counter::RESP_WALK_LIMIT),
@@ -599,6 +606,13 @@ impl Collector for SnapshotCollector {
             "learning_responses",
             "Trusted responses userspace received from the program and ran through the learning engine",
             s.live.responses,
+        )?;
+        counter_by(
+            &mut e,
+            "learning_tcp",
+            "DNS over TCP: messages reassembled from trusted connections' segments (each also in learning_responses), and holes skipped in a stream (a segment lost or longer than the program copies)",
+            "what",
+            &[("messages", s.live.tcp_messages), ("gaps", s.live.tcp_gaps)],
         )?;
         let en = &s.engine;
         counter_by(

@@ -67,11 +67,19 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
 pub const TCP_PSH: u8 = 0x08;
 
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_RST: u8 = 0x04;
+
 pub fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> L4 {
+    tcp_seq(sport, dport, flags, 1, payload)
+}
+
+/// A TCP segment with sequence number `seq`.
+pub fn tcp_seq(sport: u16, dport: u16, flags: u8, seq: u32, payload: &[u8]) -> L4 {
     let mut b = Vec::new();
     b.extend_from_slice(&sport.to_be_bytes());
     b.extend_from_slice(&dport.to_be_bytes());
-    b.extend_from_slice(&1u32.to_be_bytes());
+    b.extend_from_slice(&seq.to_be_bytes());
     b.extend_from_slice(&0u32.to_be_bytes());
     b.push(5 << 4); // data offset: 5 words
     b.push(flags);

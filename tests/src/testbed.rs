@@ -172,6 +172,9 @@ pub struct Testbed {
     pub tmp: TempDir,
     unbound_dir: PathBuf,
     unbound_starts: u32,
+    /// Lines added to Unbound's `server:` clause from the next (re)start on
+    /// ([`Testbed::set_unbound_extra`]).
+    unbound_extra: String,
 }
 
 fn addr_list(v4: &str, count: usize) -> Vec<String> {
@@ -558,6 +561,7 @@ impl Testbed {
             tmp,
             unbound_dir,
             unbound_starts: 0,
+            unbound_extra: String::new(),
         };
         // Start every NSD at once, then wait for each to answer.
         for h in &hosts {
@@ -676,9 +680,10 @@ impl Testbed {
              harden-glue: yes\n  harden-below-nxdomain: yes\n  harden-referral-path: no\n  \
              harden-dnssec-stripped: no\n  harden-algo-downgrade: no\n  aggressive-nsec: no\n  \
              edns-buffer-size: 1232\n  do-not-query-localhost: yes\n  \
-             local-zone: \"test.\" nodefault\n  local-zone: \"example.\" nodefault\n\
+             local-zone: \"test.\" nodefault\n  local-zone: \"example.\" nodefault\n{extra}\
              remote-control:\n  control-enable: no\n",
             root = self.root_hints().display(),
+            extra = self.unbound_extra,
         )
     }
 
@@ -747,6 +752,12 @@ impl Testbed {
                 }
             }
         }
+    }
+
+    /// Adds `lines` (each `name: value`) to Unbound's `server:` clause; they take effect at the
+    /// next [`Testbed::restart_unbound`].
+    pub fn set_unbound_extra(&mut self, lines: &[&str]) {
+        self.unbound_extra = lines.iter().map(|l| format!("  {l}\n")).collect();
     }
 
     /// Restarts Unbound: its cache (messages, RRsets, infrastructure) starts cold again.

@@ -369,8 +369,9 @@ fn metrics_count_exactly_the_traffic_sent() {
     let unknown = t.unk_v4_udp + t.unk_v6_udp + t.unk_v6_tcp;
     let total =
         t.reg_v4_udp + t.reg_v6_udp + t.unk_v4_udp + t.unk_v6_udp + t.reg_v4_tcp + t.unk_v6_tcp;
-    // Trusted responses reach the learner; wait for them too (and a database commit).
-    let trusted = t.reg_v4_udp + t.reg_v6_udp;
+    // Trusted responses reach the learner, the TCP one reassembled from its connection's
+    // segments; wait for them too (and a database commit).
+    let trusted = t.reg_v4_udp + t.reg_v6_udp + t.reg_v4_tcp;
     let e = scrape_until(&n.gw, |e| {
         e.sum("nsdb_dns_queries_total", &[]) == total as f64
             && e.value("nsdb_alerts_total", &[]) == unknown as f64
@@ -413,7 +414,7 @@ fn metrics_count_exactly_the_traffic_sent() {
     }
     // Responses over UDP: the known servers' answers are trusted, the unknown ones' untrusted.
     let resp = |o: &str| e.value("nsdb_dns_responses_total", &[("outcome", o)]);
-    assert_eq!(resp("trusted"), trusted as f64);
+    assert_eq!(resp("trusted"), (t.reg_v4_udp + t.reg_v6_udp) as f64);
     assert_eq!(resp("untrusted"), (t.unk_v4_udp + t.unk_v6_udp) as f64);
     assert_eq!(resp("unsolicited"), 0.0);
     // One event and one alert per unknown query (TCP: its SYN); none suppressed or lost.
@@ -438,6 +439,14 @@ fn metrics_count_exactly_the_traffic_sent() {
     assert_eq!(e.value("nsdb_qname_truncated_total", &[]), 0.0);
     assert_eq!(e.value("nsdb_internal_errors_total", &[]), 0.0);
     assert_eq!(e.value("nsdb_dns_response_walk_limit_total", &[]), 0.0);
+    // The TCP connection to the known server: its SYN-ACK, its answer and its FIN at least;
+    // the answer reassembled whole. The one to the unknown server was dropped at its SYN.
+    assert!(e.value("nsdb_dns_tcp_response_segments_total", &[]) >= 3.0);
+    assert_eq!(
+        e.value("nsdb_learning_tcp_total", &[("what", "messages")]),
+        t.reg_v4_tcp as f64
+    );
+    assert_eq!(e.value("nsdb_learning_tcp_total", &[("what", "gaps")]), 0.0);
     // Learning: every trusted answer names ns1.nsdb.test (the known server, a root server
     // for nsdb) with its glue: the engine learns the triple once and refreshes it after.
     assert_eq!(
@@ -535,7 +544,8 @@ fn metrics_count_exactly_the_traffic_sent() {
         t.reg_v4_udp + t.reg_v6_udp + t.reg_v4_tcp
     );
     assert_eq!(s["queries"]["unknown"], unknown);
-    assert_eq!(s["responses"]["trusted"], trusted);
+    assert_eq!(s["responses"]["trusted"], t.reg_v4_udp + t.reg_v6_udp);
+    assert!(s["responses"]["tcp_segments"].as_u64() >= Some(3), "{s}");
     assert_eq!(s["events"]["alerts"], unknown);
     assert_eq!(s["allow"]["root"], 2);
     assert_eq!(s["allow"]["exception"], 2);
@@ -548,7 +558,7 @@ fn metrics_count_exactly_the_traffic_sent() {
     let c = &r["final_counters"];
     assert_eq!(
         c["responses_paired"],
-        trusted + t.unk_v4_udp + t.unk_v6_udp,
+        t.reg_v4_udp + t.reg_v6_udp + t.unk_v4_udp + t.unk_v6_udp,
         "{r}"
     );
     assert_eq!(r["engine"]["learned"], 1, "{r}");

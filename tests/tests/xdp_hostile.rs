@@ -1233,11 +1233,22 @@ fn paired_hostile_responses_walk_within_counted_bounds() {
         } else {
             random_name(&mut r)
         };
-        let q = frame(
-            &[],
-            &L3::between(client, server),
-            &udp(port, 53, &dns_query(id, &qname, 1)),
-        );
+        // One in four goes over TCP: a connection to the server, and the response alone in
+        // one segment behind its length, which the program walks as it walks a UDP one.
+        let over_tcp = r.chance(25);
+        let q = if over_tcp {
+            frame(
+                &[],
+                &L3::between(client, server),
+                &tcp(port, 53, TCP_SYN, &[]),
+            )
+        } else {
+            frame(
+                &[],
+                &L3::between(client, server),
+                &udp(port, 53, &dns_query(id, &qname, 1)),
+            )
+        };
         assert_eq!(fx.run(&q), XDP_PASS, "query to a registered server");
         let mut msg = if r.chance(70) {
             random_response(&mut r, id, &qname)
@@ -1251,11 +1262,23 @@ fn paired_hostile_responses_walk_within_counted_bounds() {
         }
         let want = ref_walk(&msg, &pending);
         let before = fx.counters();
-        let fr = frame(&[], &L3::between(server, client), &udp(53, port, &msg));
+        let l4 = if over_tcp {
+            let mut seg = (msg.len() as u16).to_be_bytes().to_vec();
+            seg.extend_from_slice(&msg);
+            tcp(53, port, TCP_ACK | TCP_PSH, &seg)
+        } else {
+            udp(53, port, &msg)
+        };
+        let fr = frame(&[], &L3::between(server, client), &l4);
         assert_eq!(fx.run(&fr), XDP_PASS, "paired response {k}: {msg:02x?}");
         let after = fx.counters();
         let d = |i| after.get(i) - before.get(i);
-        assert_eq!(d(c::RESP_PAIRED), 1, "response {k} pairs with its query");
+        let paired = if over_tcp {
+            c::TCP_RESP_SEGMENTS
+        } else {
+            c::RESP_PAIRED
+        };
+        assert_eq!(d(paired), 1, "response {k} pairs with its query");
         assert_eq!(
             d(c::RESP_WALK_LIMIT),
             u64::from(want.stopped),

@@ -546,3 +546,262 @@ fn batched_responses_wake_the_reader_once_a_quarter_of_the_ring_is_queued() {
     );
     assert_eq!(fx.records().len(), below + 1, "none lost");
 }
+
+/// DNS over TCP (RFC 7766): a resolver that asks over TCP (after a truncated UDP answer, or
+/// always, as Unbound's `tcp-upstream: yes`) gets its referrals in TCP segments.
+mod tcp {
+    use super::*;
+    use nsdb::{
+        learn::{Engine, LearnConfig},
+        live::LiveLearner,
+        roots::Hint,
+    };
+
+    const SYN_ACK: u8 = TCP_SYN | TCP_ACK;
+
+    /// A segment between the resolver's `port` and `server`:53.
+    fn seg(server: &str, port: u16, to_server: bool, flags: u8, seq: u32, data: &[u8]) -> Vec<u8> {
+        if to_server {
+            frame(
+                &[],
+                &L3::v4(RESOLVER, server),
+                &tcp_seq(port, 53, flags, seq, data),
+            )
+        } else {
+            frame(
+                &[],
+                &L3::v4(server, RESOLVER),
+                &tcp_seq(53, port, flags, seq, data),
+            )
+        }
+    }
+
+    /// `msg` behind its two-byte length (RFC 1035 §4.2.2).
+    fn framed(msg: &[u8]) -> Vec<u8> {
+        let mut v = (msg.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(msg);
+        v
+    }
+
+    /// The engine as the daemon builds it, trusting the test root for every zone.
+    fn learner() -> LiveLearner {
+        let cfg = LearnConfig {
+            root_hints: vec![Hint {
+                name: "a.root-servers.test".into(),
+                addr: ROOT.parse().unwrap(),
+            }],
+            ..LearnConfig::default()
+        };
+        LiveLearner::new(Engine::new(cfg), None)
+    }
+
+    #[test]
+    fn a_referral_in_one_segment_is_learned_before_the_next_connection() {
+        let mut fx = Fx::new();
+        let glue_syn = seg(GLUE4, 40001, true, TCP_SYN, 7, &[]);
+        assert_eq!(fx.run(&glue_syn), XDP_DROP, "unknown before the referral");
+        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, SYN_ACK, 5000, &[])),
+            XDP_PASS
+        );
+        // The resolver's query and the server's bare ACK: nothing to learn from.
+        let query = framed(&dns_query(0x1234, "www.example.test", 1));
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, true, TCP_ACK | TCP_PSH, 101, &query)),
+            XDP_PASS
+        );
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, TCP_ACK, 5001, &[])),
+            XDP_PASS
+        );
+        let msg = referral(0x1234);
+        let data = framed(&msg);
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, TCP_ACK | TCP_PSH, 5001, &data)),
+            XDP_PASS
+        );
+        assert_eq!(fx.count(c::GLUE_LEARNED), 2, "the A and the AAAA glue");
+        assert_eq!(
+            fx.run(&glue_syn),
+            XDP_PASS,
+            "learned in the segment's own pass"
+        );
+        assert_eq!(
+            fx.filter.allowed(GLUE4.parse().unwrap()).unwrap().kind,
+            kind::KERNEL_GLUE
+        );
+        assert_eq!(
+            fx.count(c::TCP_RESP_SEGMENTS),
+            2,
+            "the SYN-ACK and the data"
+        );
+        assert_eq!(
+            fx.count(c::TCP_OTHER),
+            2,
+            "the query's segment and the bare ACK"
+        );
+        assert_eq!(fx.count(c::RESP_PAIRED), 0, "UDP pairing is apart");
+        let recs = fx.records();
+        assert_eq!(recs.len(), 2);
+        let (syn, d) = (&recs[0], &recs[1]);
+        assert_eq!(
+            (syn.flags, syn.msg_len, syn.seq, syn.tcp_flags),
+            (resp_flag::TCP, 0, 5000, SYN_ACK)
+        );
+        assert_eq!(d.flags, resp_flag::TCP | resp_flag::KERNEL_LEARNED);
+        assert_eq!(
+            (d.seq, d.learned, d.client_port, d.server_port),
+            (5001, 2, 40000, 53)
+        );
+        assert_eq!(&d.msg[..d.msg_len as usize], &data[..]);
+
+        // Userspace reassembles the stream and learns the referral as the engine's own.
+        let mut live = learner();
+        for r in &recs {
+            live.on_response(&mut fx.filter, r);
+        }
+        assert_eq!(
+            (
+                live.stats.tcp_segments,
+                live.stats.tcp_messages,
+                live.stats.withdrawn
+            ),
+            (2, 1, 0)
+        );
+        let e = live.engine().stats();
+        assert_eq!((e.ns_records, e.glue_addrs), (2, 2), "{e:?}");
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(
+            live.engine()
+                .is_registered(GLUE4.parse().unwrap(), now_ms)
+                .is_some()
+        );
+        assert_eq!(
+            fx.filter.allowed(GLUE4.parse().unwrap()).unwrap().kind,
+            kind::GLUE,
+            "confirmed by the engine"
+        );
+    }
+
+    #[test]
+    fn a_referral_split_across_segments_is_reassembled_in_userspace() {
+        let mut fx = Fx::new();
+        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, SYN_ACK, u32::MAX - 10, &[])),
+            XDP_PASS
+        );
+        let data = framed(&referral(0x4321));
+        let (a, b) = data.split_at(30);
+        // The sequence numbers wrap between the two pieces; the second arrives first.
+        let start = (u32::MAX - 10).wrapping_add(1);
+        let second = seg(
+            ROOT,
+            40000,
+            false,
+            TCP_ACK | TCP_PSH,
+            start.wrapping_add(30),
+            b,
+        );
+        assert_eq!(fx.run(&second), XDP_PASS);
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, TCP_ACK, start, a)),
+            XDP_PASS
+        );
+        assert_eq!(
+            fx.count(c::GLUE_LEARNED),
+            0,
+            "neither piece is a whole message"
+        );
+        assert_eq!(fx.count(c::TCP_RESP_SEGMENTS), 3);
+        let recs = fx.records();
+        assert_eq!(recs.len(), 3);
+        assert!(recs.iter().all(|r| r.flags == resp_flag::TCP), "not walked");
+        let mut live = learner();
+        for r in &recs {
+            live.on_response(&mut fx.filter, r);
+        }
+        assert_eq!((live.stats.tcp_messages, live.stats.tcp_gaps), (1, 0));
+        assert_eq!(live.engine().stats().glue_addrs, 2);
+        assert_eq!(
+            fx.filter.allowed(GLUE4.parse().unwrap()).map(|e| e.kind),
+            Some(kind::GLUE),
+            "userspace wrote what the program could not learn"
+        );
+        assert_eq!(fx.run(&seg(GLUE4, 40001, true, TCP_SYN, 7, &[])), XDP_PASS);
+    }
+
+    #[test]
+    fn segments_of_unseen_untrusted_or_closed_connections_teach_nothing() {
+        let mut fx = Fx::new();
+        let data = framed(&referral(1));
+        // No SYN seen for this connection.
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, TCP_ACK | TCP_PSH, 1, &data)),
+            XDP_PASS
+        );
+        // A connection monitor mode let through to an unknown server.
+        fx.filter.set_mode(mode::MONITOR).unwrap();
+        let cc = "198.51.100.66";
+        assert_eq!(fx.run(&seg(cc, 40001, true, TCP_SYN, 1, &[])), XDP_PASS);
+        assert_eq!(fx.run(&seg(cc, 40001, false, SYN_ACK, 1, &[])), XDP_PASS);
+        assert_eq!(
+            fx.run(&seg(cc, 40001, false, TCP_ACK | TCP_PSH, 2, &data)),
+            XDP_PASS
+        );
+        // A trusted connection, after the server's FIN: its slot is gone.
+        assert_eq!(fx.run(&seg(ROOT, 40002, true, TCP_SYN, 1, &[])), XDP_PASS);
+        assert_eq!(
+            fx.run(&seg(ROOT, 40002, false, TCP_ACK | TCP_FIN, 9, &[])),
+            XDP_PASS
+        );
+        assert_eq!(
+            fx.run(&seg(ROOT, 40002, false, TCP_ACK | TCP_PSH, 10, &data)),
+            XDP_PASS
+        );
+        // Same after an RST.
+        assert_eq!(fx.run(&seg(ROOT, 40003, true, TCP_SYN, 1, &[])), XDP_PASS);
+        assert_eq!(fx.run(&seg(ROOT, 40003, false, TCP_RST, 9, &[])), XDP_PASS);
+        assert_eq!(
+            fx.run(&seg(ROOT, 40003, false, TCP_ACK | TCP_PSH, 9, &data)),
+            XDP_PASS
+        );
+        assert_eq!(fx.count(c::GLUE_LEARNED), 0);
+        assert!(fx.filter.allowed(GLUE4.parse().unwrap()).is_none());
+        // Only the FIN and the RST of the trusted connections reached userspace.
+        assert_eq!(fx.count(c::TCP_RESP_SEGMENTS), 2);
+        let recs = fx.records();
+        assert_eq!(
+            recs.iter().map(|r| r.tcp_flags).collect::<Vec<_>>(),
+            vec![TCP_ACK | TCP_FIN, TCP_RST]
+        );
+        assert_eq!(
+            fx.count(c::TCP_OTHER),
+            5,
+            "{:?}",
+            fx.filter.counters().unwrap()
+        );
+        // A UDP response with the connection's addresses and ports does not pair with it.
+        assert_eq!(fx.run(&seg(ROOT, 40004, true, TCP_SYN, 1, &[])), XDP_PASS);
+        assert_eq!(fx.response(ROOT, 40004, &referral(0)), XDP_PASS);
+        assert_eq!(fx.count(c::RESP_UNSOLICITED), 1);
+    }
+
+    #[test]
+    fn a_short_frames_ethernet_padding_is_not_payload() {
+        let mut fx = Fx::new();
+        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 1, &[])), XDP_PASS);
+        // A SYN-ACK is 54 bytes; a NIC pads it to the 60-byte minimum.
+        let mut synack = seg(ROOT, 40000, false, SYN_ACK, 77, &[]);
+        assert_eq!(synack.len(), 54);
+        synack.extend_from_slice(&[0xab; 6]);
+        assert_eq!(fx.run(&synack), XDP_PASS);
+        let recs = fx.records();
+        assert_eq!(recs.len(), 1);
+        assert_eq!((recs[0].msg_len, recs[0].orig_len, recs[0].seq), (0, 0, 77));
+    }
+}
