@@ -288,9 +288,15 @@ impl LiveLearner {
         let client = SocketAddr::new(loader::event_addr(ev.family, &ev.client), ev.client_port);
         let server = SocketAddr::new(loader::event_addr(ev.family, &ev.server), ev.server_port);
         let ts_ms = unix_ms(clock::boot_to_wall(ev.ts_ns));
-        let query_ms = mono_to_unix_ms(ev.query_ts_ns).min(ts_ms);
         // The program paired this response with the query it saw leave; the query carried the
-        // same id and question, so the response stands in for it here.
+        // same id and question, so the response stands in for it here. A TCP record's stamp
+        // is its connection's SYN, which a resolver may reuse for minutes (past the engine's
+        // query timeout): its query is taken to have left just before the answer.
+        let query_ms = if ev.flags & resp_flag::TCP != 0 {
+            ts_ms
+        } else {
+            mono_to_unix_ms(ev.query_ts_ns).min(ts_ms)
+        };
         self.engine.on_query(query_ms, client, server, msg);
         let learned = self.engine.on_response(ts_ms, server, client, msg);
         let mut taught: HashSet<IpAddr> = HashSet::new();
