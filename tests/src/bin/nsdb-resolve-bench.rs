@@ -2,7 +2,8 @@
 //! namespaces): the cold-cache resolution of every testbed name with no nsdb, with nsdb in
 //! monitor mode and in enforce mode, interleaved round by round so that machine noise hits all
 //! three alike. Also runs enforce mode with kernel learning off, to show what the in-kernel
-//! path buys. Prints one JSON object on stdout.
+//! path buys, and a resolver that asks upstream over TCP only (Unbound's `tcp-upstream: yes`)
+//! with and without nsdb. Prints one JSON object on stdout.
 //!
 //! Usage: nsdb-resolve-bench [--quick]
 
@@ -10,6 +11,9 @@ use std::time::Duration;
 
 use nsdb_tests::{servers::Daemon, testbed::Testbed};
 use serde_json::{Value, json};
+
+/// Configurations timed.
+const N: usize = 8;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -24,8 +28,14 @@ fn round(
     tb: &mut Testbed,
     mode: Option<&str>,
     extra: &[&str],
+    tcp_upstream: bool,
     passes: usize,
 ) -> (f64, usize, f64, Value) {
+    tb.set_unbound_extra(if tcp_upstream {
+        &["tcp-upstream: yes"]
+    } else {
+        &[]
+    });
     let alerts = tb.file(&nsdb_tests::unique("alerts"));
     let d = mode.map(|m| {
         let args = tb.nsdb_args(m, &alerts, None, extra);
@@ -75,45 +85,51 @@ fn sum_prefix(c: &Value, prefix: &str) -> u64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    // 9 rounds of six configurations, each timing 4 cold passes over every name (a single
+    // 7 rounds of eight configurations, each timing 4 cold passes over every name (a single
     // ~65-ms pass swung by ±15 % with the machine), keep the whole bench under its 10-minute
     // budget.
-    let (rounds, passes) = if quick { (2, 1) } else { (9, 4) };
+    let (rounds, passes) = if quick { (2, 1) } else { (7, 4) };
     let mut tb = Testbed::new("rb");
     let names = tb.resolve_all().0.len(); // warm-up round (also checks the testbed)
     assert_eq!(names, 0, "the testbed resolves everything without nsdb");
-    let mut times: [Vec<f64>; 6] = Default::default();
-    let mut nsdb_cpu: [Vec<f64>; 6] = Default::default();
-    let mut failures = [0usize; 6];
-    let mut drops = [0u64; 6];
+    let mut times: [Vec<f64>; N] = Default::default();
+    let mut nsdb_cpu: [Vec<f64>; N] = Default::default();
+    let mut failures = [0usize; N];
+    let mut drops = [0u64; N];
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
-    let configs: [(&str, Option<&str>, &[&str]); 6] = [
-        ("none", None, &[]),
-        ("monitor", Some("monitor"), &[]),
-        ("enforce", Some("enforce"), &[]),
+    // (name, nsdb's mode, nsdb's extra flags, Unbound asks upstream over TCP only)
+    let configs: [(&str, Option<&str>, &[&str], bool); N] = [
+        ("none", None, &[], false),
+        ("monitor", Some("monitor"), &[], false),
+        ("enforce", Some("enforce"), &[], false),
         (
             "enforce_userspace_learning_only",
             Some("enforce"),
             &["--no-kernel-learning"],
+            false,
         ),
         // The same filter at the tcx ingress hook: on these veths it avoids the NAPI path and
         // the skb copy that any XDP program brings.
-        ("enforce_tc", Some("enforce"), &["--attach", "tc"]),
+        ("enforce_tc", Some("enforce"), &["--attach", "tc"], false),
         // Without response batching: the daemon woken for every paired response.
         (
             "enforce_unbatched",
             Some("enforce"),
             &["--response-batch-ms", "0"],
+            false,
         ),
+        // Every upstream query over TCP: referrals arrive in TCP segments (DESIGN change 12).
+        ("none_tcp_upstream", None, &[], true),
+        ("enforce_tcp_upstream", Some("enforce"), &[], true),
     ];
     for r in 0..rounds {
         // Each round starts with the next configuration, so none of them always runs first
         // (right after the previous round's daemon exits) or last.
         for k in 0..configs.len() {
             let i = (r + k) % configs.len();
-            let (_, mode, extra) = &configs[i];
-            let (ms, f, cpu, rep) = round(&mut tb, *mode, extra, passes);
+            let (_, mode, extra, tcp) = &configs[i];
+            let (ms, f, cpu, rep) = round(&mut tb, *mode, extra, *tcp, passes);
             times[i].push(ms);
             nsdb_cpu[i].push(cpu);
             failures[i] += f;
@@ -133,7 +149,7 @@ fn main() {
     // times several, under one daemon).
     // The median of the per-round ratios of configurations `a` and `b` in `series` (times or
     // nsdb's CPU).
-    let paired_in = |series: &[Vec<f64>; 6], a: usize, b: usize| {
+    let paired_in = |series: &[Vec<f64>; N], a: usize, b: usize| {
         median(
             series[a]
                 .iter()
@@ -146,7 +162,7 @@ fn main() {
     let rows: Vec<Value> = configs
         .iter()
         .enumerate()
-        .map(|(i, (name, _, _))| {
+        .map(|(i, (name, _, _, _))| {
             json!({"config": name, "median_ms": med[i], "runs_ms": times[i], "failed_resolutions": failures[i],
                    "nsdb_cpu_ms_median": median(nsdb_cpu[i].clone()),
                    "dropped_queries": drops[i], "ratio_to_none": med[i] / med[0], "ratio_to_monitor": med[i] / med[1]})
@@ -163,6 +179,7 @@ fn main() {
         "enforce_over_monitor": paired(2, 1),
         "monitor_over_none": paired(1, 0),
         "enforce_unbatched_over_none": paired(5, 0),
+        "enforce_tcp_over_none_tcp": paired(7, 6),
         "enforce_over_enforce_unbatched": paired(2, 5),
         "nsdb_cpu_enforce_over_unbatched": paired_in(&nsdb_cpu, 2, 5),
         "enforce_over_none_of_medians": med[2] / med[0],

@@ -197,6 +197,7 @@ fn resolve_markdown(v: &Value) -> String {
          ratio of the medians {:.2}); enforce at the TC hook (`--attach tc`) / no nsdb: {:.2}. \
          Response batching (the default, `--response-batch-ms 10`) against a wake-up per response \
          (`enforce_unbatched`): resolution {:.2}, nsdb CPU {:.2} (medians of the per-round ratios). \
+         A resolver asking upstream over TCP only (Unbound `tcp-upstream: yes`), enforce / no nsdb: {:.2}. \
          Learn-to-enforce latency: kernel path {}; userspace \
          path (ring buffer to map update, including the batching delay) p50 {:.0} µs, p99 {:.0} µs (medians over the enforce rounds).\n",
         v["enforce_over_none"].as_f64().unwrap_or(0.0),
@@ -210,6 +211,7 @@ fn resolve_markdown(v: &Value) -> String {
         v["nsdb_cpu_enforce_over_unbatched"]
             .as_f64()
             .unwrap_or(f64::NAN),
+        v["enforce_tcp_over_none_tcp"].as_f64().unwrap_or(f64::NAN),
         v["learn_latency_kernel"].as_str().unwrap_or("?"),
         l["p50_median"].as_f64().unwrap_or(0.0),
         l["p99_median"].as_f64().unwrap_or(0.0),
