@@ -19,9 +19,8 @@ use nsdb_common::{
 };
 
 use crate::{
-    ALLOW_V4, ALLOW_V6, CONFIG, INFLIGHT, MSG, PENDING_NS, RESPONSES, STATE, count,
-    ctx::Packet,
-    parse::{Flow, ptr_at},
+    ALLOW_V4, ALLOW_V6, CONFIG, INFLIGHT, MSG, PENDING_NS, RESPONSES, STATE, count, ctx::Packet,
+    parse::Flow,
 };
 
 /// RRs walked in one response (answer + authority + additional). A root referral with 13 NS,
@@ -564,12 +563,16 @@ pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Seg
     let (walk_off, walk_total) = if !tcp {
         (seg.off, total)
     } else if total >= 2 + 12 {
-        match ptr_at::<[u8; 2], C>(ctx, seg.off) {
-            // SAFETY: bounds checked by ptr_at.
-            Ok(p) if u16::from_be_bytes(unsafe { *p }) as usize + 2 == total => {
-                (seg.off + 2, total - 2)
-            }
-            _ => (0, 0),
+        // The length, then the DNS header's id and flags: a response (QR=1) whose length is
+        // exactly the rest of the segment. (Read with the helper: under TC the payload may lie
+        // beyond the skb's linear part.)
+        let mut h = [0u8; 5];
+        // SAFETY: `h` has room for the 5 bytes asked for.
+        let rc = unsafe { ctx.load_bytes(seg.off as u32, h.as_mut_ptr().cast(), 5) };
+        if rc == 0 && u16::from_be_bytes([h[0], h[1]]) as usize + 2 == total && h[4] & 0x80 != 0 {
+            (seg.off + 2, total - 2)
+        } else {
+            (0, 0)
         }
     } else {
         (0, 0)

@@ -820,49 +820,55 @@ fn a_name_servers_address_the_resolver_looks_up_is_registered() {
 fn a_resolver_querying_over_tcp_only_is_never_dropped() {
     let mut tb = Testbed::new("tu");
     tb.set_unbound_extra(&["tcp-upstream: yes"]);
-    tb.restart_unbound();
-    let alerts = tb.file("alerts.json");
-    let db = tb.file("history.db");
-    let d = tb.start_nsdb("enforce", &alerts, Some(&db), &[]);
-    let (fails, took) = tb.resolve_all();
-    let r = stop_report(d, "tcp upstream");
-    let c = &r["final_counters"];
-    eprintln!("tcp-upstream: {} names in {took:?}", tb.names.len());
-    assert_all_resolved(&tb, "tcp upstream", &fails);
-    assert_eq!(counter_sum(c, "query_unknown_"), 0, "{c}");
-    assert!(
-        read_alerts(&alerts).is_empty(),
-        "{:?}",
-        read_alerts(&alerts)
-    );
-    // Upstream went over TCP only: connections to registered servers, no UDP query.
-    let tcp =
-        counter(c, "query_registered_pass_ipv4_tcp") + counter(c, "query_registered_pass_ipv6_tcp");
-    assert!(tcp >= 10, "{c}");
-    assert_eq!(
-        counter(c, "query_registered_pass_ipv4_udp") + counter(c, "query_registered_pass_ipv6_udp"),
-        0,
-        "{c}"
-    );
-    // The program learned referral glue from segments; userspace reassembled every answer.
-    assert!(counter(c, "glue_learned_kernel") >= 5, "{c}");
-    let live = &r["live"];
-    assert!(
-        live["tcp_messages"].as_u64() >= Some(tb.names.len() as u64),
-        "{live}"
-    );
-    assert_eq!(live["tcp_gaps"], 0, "{live}");
-    assert_eq!(live["withdrawn"], 0, "{live}");
-    let store = nsdb::store::Store::open(&db).unwrap();
-    for (addr, zone) in [
-        (TLD_TEST4, "test"),
-        (TLD_EXAMPLE6, "example"),
-        (GLUE1_4, "glue.test"),
-    ] {
-        let rows = store.history_for(addr.parse().unwrap()).unwrap();
-        assert!(
-            rows.iter().any(|r| r.zone == zone && r.source == "glue"),
-            "{addr}: {rows:?}"
+    for (i, attach) in ["xdp", "tc"].into_iter().enumerate() {
+        tb.restart_unbound();
+        let alerts = tb.file(&format!("alerts-{i}.json"));
+        let db = tb.file(&format!("history-{i}.db"));
+        let d = tb.start_nsdb("enforce", &alerts, Some(&db), &["--attach", attach]);
+        let (fails, took) = tb.resolve_all();
+        let r = stop_report(d, &format!("tcp upstream, {attach}"));
+        let c = &r["final_counters"];
+        eprintln!(
+            "tcp-upstream, {attach}: {} names in {took:?}",
+            tb.names.len()
         );
+        assert_all_resolved(&tb, &format!("tcp upstream, {attach}"), &fails);
+        assert_eq!(counter_sum(c, "query_unknown_"), 0, "{attach}: {c}");
+        assert!(
+            read_alerts(&alerts).is_empty(),
+            "{attach}: {:?}",
+            read_alerts(&alerts)
+        );
+        // Upstream went over TCP only: connections to registered servers, no UDP query.
+        let tcp = counter(c, "query_registered_pass_ipv4_tcp")
+            + counter(c, "query_registered_pass_ipv6_tcp");
+        assert!(tcp >= 10, "{attach}: {c}");
+        assert_eq!(
+            counter(c, "query_registered_pass_ipv4_udp")
+                + counter(c, "query_registered_pass_ipv6_udp"),
+            0,
+            "{attach}: {c}"
+        );
+        // The program learned referral glue from segments; userspace reassembled every answer.
+        assert!(counter(c, "glue_learned_kernel") >= 5, "{attach}: {c}");
+        let live = &r["live"];
+        assert!(
+            live["tcp_messages"].as_u64() >= Some(tb.names.len() as u64),
+            "{attach}: {live}"
+        );
+        assert_eq!(live["tcp_gaps"], 0, "{attach}: {live}");
+        assert_eq!(live["withdrawn"], 0, "{attach}: {live}");
+        let store = nsdb::store::Store::open(&db).unwrap();
+        for (addr, zone) in [
+            (TLD_TEST4, "test"),
+            (TLD_EXAMPLE6, "example"),
+            (GLUE1_4, "glue.test"),
+        ] {
+            let rows = store.history_for(addr.parse().unwrap()).unwrap();
+            assert!(
+                rows.iter().any(|r| r.zone == zone && r.source == "glue"),
+                "{attach}: {addr}: {rows:?}"
+            );
+        }
     }
 }

@@ -789,6 +789,20 @@ mod tcp {
             "{:?}",
             fx.filter.counters().unwrap()
         );
+        // A trusted connection's segment whose bytes are not a response (QR=0: a piece of a
+        // stream that only looks like a length and a header) is handed over, not walked.
+        let mut not_response = referral(2);
+        not_response[2] &= 0x7f;
+        assert_eq!(fx.run(&seg(ROOT, 40005, true, TCP_SYN, 1, &[])), XDP_PASS);
+        let d = framed(&not_response);
+        assert_eq!(
+            fx.run(&seg(ROOT, 40005, false, TCP_ACK | TCP_PSH, 2, &d)),
+            XDP_PASS
+        );
+        assert_eq!(fx.count(c::GLUE_LEARNED), 0);
+        let recs = fx.records();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].flags, resp_flag::TCP, "not walked");
         // A UDP response with the connection's addresses and ports does not pair with it.
         assert_eq!(fx.run(&seg(ROOT, 40004, true, TCP_SYN, 1, &[])), XDP_PASS);
         assert_eq!(fx.response(ROOT, 40004, &referral(0)), XDP_PASS);
