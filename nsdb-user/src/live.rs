@@ -71,6 +71,8 @@ pub struct LiveStats {
     pub tcp_segments: u64,
     pub tcp_messages: u64,
     pub tcp_gaps: u64,
+    /// Streams dropped to stay within [`TCP_STREAMS`] and [`TCP_BYTES`], or idle for 2 min.
+    pub tcp_evicted: u64,
 }
 
 /// The live learner, driven by the daemon's event loop.
@@ -97,6 +99,12 @@ pub struct LiveLearner {
     pub stats: LiveStats,
 }
 
+/// TCP streams reassembled at once, and the bytes they may hold together: a stream's far end
+/// is a registered name server, which an attacker may own and have trickle partial messages.
+/// Past the bounds the biggest streams are dropped (`tcp_evicted`).
+pub const TCP_STREAMS: usize = 16_384;
+pub const TCP_BYTES: usize = 64 << 20;
+
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
@@ -122,7 +130,7 @@ impl LiveLearner {
             db_failing: false,
             batch_ms: 0,
             batching_checked: None,
-            tcp: Reassembler::default(),
+            tcp: Reassembler::with_limits(TCP_STREAMS, TCP_BYTES),
             stats: LiveStats::default(),
         }
     }
@@ -268,6 +276,7 @@ impl LiveLearner {
             self.stats.tcp_gaps += 1;
         }
         self.stats.tcp_gaps += self.tcp.stats.gaps - gaps;
+        self.stats.tcp_evicted = self.tcp.stats.evicted;
         for m in &msgs {
             self.stats.tcp_messages += 1;
             self.learn_from(filter, ev, m);

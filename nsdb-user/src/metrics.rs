@@ -610,9 +610,13 @@ impl Collector for SnapshotCollector {
         counter_by(
             &mut e,
             "learning_tcp",
-            "DNS over TCP: messages reassembled from trusted connections' segments (each also in learning_responses), and holes skipped in a stream (a segment lost or longer than the program copies)",
+            "DNS over TCP: messages reassembled from trusted connections' segments (each also in learning_responses), holes skipped in a stream (a segment lost or longer than the program copies), and streams dropped (idle 2 min, or over the reassembly bounds: 16,384 streams, 64 MiB)",
             "what",
-            &[("messages", s.live.tcp_messages), ("gaps", s.live.tcp_gaps)],
+            &[
+                ("messages", s.live.tcp_messages),
+                ("gaps", s.live.tcp_gaps),
+                ("evicted", s.live.tcp_evicted),
+            ],
         )?;
         let en = &s.engine;
         counter_by(

@@ -857,6 +857,7 @@ fn a_resolver_querying_over_tcp_only_is_never_dropped() {
             "{attach}: {live}"
         );
         assert_eq!(live["tcp_gaps"], 0, "{attach}: {live}");
+        assert_eq!(live["tcp_evicted"], 0, "{attach}: {live}");
         assert_eq!(live["withdrawn"], 0, "{attach}: {live}");
         let store = nsdb::store::Store::open(&db).unwrap();
         for (addr, zone) in [

@@ -38,11 +38,25 @@ struct Dir {
     last_us: u64,
 }
 
-#[derive(Default)]
 pub struct Reassembler {
     streams: HashMap<(SocketAddr, SocketAddr), Dir>,
     pub stats: TcpStats,
     since_sweep: u32,
+    /// Most streams, and most bytes the streams may hold together (buffers and out-of-order
+    /// segments, by capacity); past the budget the biggest streams are dropped (counted in
+    /// `evicted`).
+    max_streams: usize,
+    max_bytes: usize,
+    /// Bytes the streams hold now.
+    bytes: usize,
+}
+
+impl Default for Reassembler {
+    /// The capture reader's limits: [`MAX_STREAMS`] streams, no byte budget beyond each
+    /// stream's own bounds.
+    fn default() -> Self {
+        Self::with_limits(MAX_STREAMS, usize::MAX)
+    }
 }
 
 /// Signed distance from `b` to `a` in sequence space (RFC 9293 §3.4 modular arithmetic).
@@ -51,6 +65,35 @@ fn seq_diff(a: u32, b: u32) -> i64 {
 }
 
 impl Reassembler {
+    /// A reassembler holding at most `max_streams` streams and `max_bytes` bytes in all. The
+    /// daemon bounds both: the far end of a connection it reassembles may be any registered
+    /// name server, which an attacker can own, and each stream may hold a partial message of
+    /// up to 64 KiB plus out-of-order segments.
+    pub fn with_limits(max_streams: usize, max_bytes: usize) -> Self {
+        Self {
+            streams: HashMap::new(),
+            stats: TcpStats::default(),
+            since_sweep: 0,
+            max_streams: max_streams.max(1),
+            max_bytes,
+            bytes: 0,
+        }
+    }
+
+    /// Bytes the streams hold now (buffers and out-of-order segments, by capacity).
+    pub fn held_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Streams tracked now.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    fn held(d: &Dir) -> usize {
+        d.buf.capacity() + d.ooo.values().map(Vec::capacity).sum::<usize>()
+    }
+
     /// Add one segment and call `emit` with every DNS message it completes.
     #[allow(clippy::too_many_arguments)]
     pub fn segment(
@@ -75,20 +118,21 @@ impl Reassembler {
             if payload.is_empty() && !syn {
                 return;
             }
-            if self.streams.len() >= MAX_STREAMS {
+            if self.streams.len() >= self.max_streams {
                 self.sweep(ts_us);
                 let oldest = self
                     .streams
                     .iter()
                     .min_by_key(|(_, d)| d.last_us)
                     .map(|(k, _)| *k);
-                if let (true, Some(k)) = (self.streams.len() >= MAX_STREAMS, oldest) {
-                    self.streams.remove(&k);
+                if let (true, Some(k)) = (self.streams.len() >= self.max_streams, oldest) {
+                    self.remove(&k);
                     self.stats.evicted += 1;
                 }
             }
         }
         let d = self.streams.entry(key).or_default();
+        let held_before = Self::held(d);
         d.last_us = ts_us;
         if syn {
             // A new connection on this 4-tuple: the SYN occupies one sequence number.
@@ -116,12 +160,31 @@ impl Reassembler {
             }
         }
         self.stats.messages += Self::extract(d, emit);
+        if fin_or_rst && !d.ooo.is_empty() {
+            Self::skip_hole(d, &mut self.stats);
+            self.stats.messages += Self::extract(d, emit);
+        }
+        self.bytes = (self.bytes + Self::held(d)).saturating_sub(held_before);
         if fin_or_rst {
-            if !d.ooo.is_empty() {
-                Self::skip_hole(d, &mut self.stats);
-                self.stats.messages += Self::extract(d, emit);
-            }
-            self.streams.remove(&key);
+            self.remove(&key);
+        }
+        while self.bytes > self.max_bytes {
+            let Some(k) = self
+                .streams
+                .iter()
+                .max_by_key(|(_, d)| Self::held(d))
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            self.remove(&k);
+            self.stats.evicted += 1;
+        }
+    }
+
+    fn remove(&mut self, key: &(SocketAddr, SocketAddr)) {
+        if let Some(d) = self.streams.remove(key) {
+            self.bytes = self.bytes.saturating_sub(Self::held(&d));
         }
     }
 
@@ -188,8 +251,15 @@ impl Reassembler {
     /// Drop streams idle for longer than [`IDLE_US`].
     pub fn sweep(&mut self, now_us: u64) {
         let before = self.streams.len();
-        self.streams
-            .retain(|_, d| now_us.saturating_sub(d.last_us) < IDLE_US);
+        let mut freed = 0;
+        self.streams.retain(|_, d| {
+            let keep = now_us.saturating_sub(d.last_us) < IDLE_US;
+            if !keep {
+                freed += Self::held(d);
+            }
+            keep
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
         self.stats.evicted += (before - self.streams.len()) as u64;
     }
 }
@@ -263,6 +333,62 @@ mod tests {
             (start.wrapping_add(2), false, false, s[2..].to_vec()),
         ]);
         assert_eq!(out, vec![b"abcdef".to_vec()]);
+    }
+
+    #[test]
+    fn the_byte_budget_drops_the_biggest_streams() {
+        let mut r = Reassembler::with_limits(8, 16 * 1024);
+        let mut out = Vec::new();
+        // Four streams, each announcing a 60,000-byte message and sending 6,000 bytes of it.
+        for port in 0..4u16 {
+            let src: SocketAddr = format!("192.0.2.1:{}", 5000 + port).parse().unwrap();
+            let mut p = 60_000u16.to_be_bytes().to_vec();
+            p.extend_from_slice(&[0; 6000]);
+            r.segment(0, src, a("192.0.2.53:53"), 1, false, false, &p, &mut |m| {
+                out.push(m.to_vec())
+            });
+            assert!(r.held_bytes() <= 16 * 1024, "{}", r.held_bytes());
+        }
+        assert!(r.streams() < 4 && r.stats.evicted >= 1, "{:?}", r.stats);
+        // A stream that completes its messages holds little and is kept.
+        let m = framed(&[b"small"]);
+        r.segment(
+            0,
+            a("192.0.2.2:9"),
+            a("192.0.2.53:53"),
+            1,
+            false,
+            false,
+            &m,
+            &mut |m| out.push(m.to_vec()),
+        );
+        assert_eq!(out, vec![b"small".to_vec()]);
+        // FIN releases what a stream held.
+        let mut r = Reassembler::with_limits(8, usize::MAX);
+        let mut p = 60_000u16.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0; 6000]);
+        let (c, srv) = (a("192.0.2.1:5000"), a("192.0.2.53:53"));
+        r.segment(0, c, srv, 1, false, false, &p, &mut |_| {});
+        assert!(r.held_bytes() >= 6000);
+        r.segment(1, c, srv, 6003, false, true, &[], &mut |_| {});
+        assert_eq!((r.held_bytes(), r.streams()), (0, 0));
+        // Stream-count bound.
+        let mut r = Reassembler::with_limits(2, usize::MAX);
+        for port in 0..5u16 {
+            let src: SocketAddr = format!("192.0.2.1:{}", 6000 + port).parse().unwrap();
+            r.segment(
+                u64::from(port),
+                src,
+                a("192.0.2.53:53"),
+                1,
+                false,
+                false,
+                &[0, 9, 1],
+                &mut |_| {},
+            );
+            assert!(r.streams() <= 2);
+        }
+        assert_eq!(r.stats.evicted, 3);
     }
 
     #[test]
