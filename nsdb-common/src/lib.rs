@@ -433,8 +433,8 @@ pub mod resp_flag {
     /// A segment from the server of a TCP connection the program let through to a trusted
     /// destination: `msg` holds the segment's payload (DNS messages behind two-byte lengths,
     /// RFC 1035 §4.2.2, possibly a piece of one), starting at sequence number `seq`. Userspace
-    /// reassembles the stream. KERNEL_LEARNED / PENDING_HIT refer to the one whole message the
-    /// segment held, if the program walked it.
+    /// reassembles the stream. KERNEL_LEARNED / PENDING_HIT refer to the whole message the
+    /// segment starts with, if the program walked it.
     pub const TCP: u8 = 8;
 }
 

@@ -131,7 +131,9 @@ struct Held {
     /// [`resp_flag`] bits known before the walk; TCP flags.
     flags: u8,
     tcp_flags: u8,
-    _pad: [u8; 2],
+    /// The walk covers all the record holds (read back rather than kept live, as above).
+    whole: u8,
+    _pad: u8,
 }
 
 /// What every bpf_loop callback of one walk works on, looked up once per response and handed
@@ -502,10 +504,10 @@ const TCP_RST: u8 = 0x04;
 /// saw leave; trusted ones are walked for glue and handed to userspace.
 ///
 /// TCP: every segment of a trusted connection that is not a bare ACK goes to userspace, which
-/// reassembles the stream (a message may span segments). A segment that holds exactly one
-/// whole message behind its two-byte length, as a name server writes a referral that fits
-/// one segment, is also walked here like a UDP response, so that its glue is in the allow
-/// map before the resolver opens its next connection. The connection's slot stays until the
+/// reassembles the stream (a message may span segments). A segment that starts with a whole
+/// message behind its two-byte length, as a name server writes a referral that fits one
+/// segment, has that message walked here like a UDP response, so that its glue is in the
+/// allow map before the resolver opens its next connection. The connection's slot stays until the
 /// server's FIN or RST: it carries many responses.
 #[inline(always)]
 pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Segment) -> u32 {
@@ -559,24 +561,36 @@ pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Seg
         }
     }
     let query_ts = query_ts & !1;
-    // What is walked: the UDP payload, or the one whole message a TCP segment holds.
+    // What is walked: the UDP payload, or the whole message a TCP segment starts with.
     let (walk_off, walk_total) = if !tcp {
         (seg.off, total)
     } else if total >= 2 + 12 {
-        // The length, then the DNS header's id and flags: a response (QR=1) whose length is
-        // exactly the rest of the segment. (Read with the helper: under TC the payload may lie
-        // beyond the skb's linear part.)
-        let mut h = [0u8; 5];
-        // SAFETY: `h` has room for the 5 bytes asked for.
-        let rc = unsafe { ctx.load_bytes(seg.off as u32, h.as_mut_ptr().cast(), 5) };
-        if rc == 0 && u16::from_be_bytes([h[0], h[1]]) as usize + 2 == total && h[4] & 0x80 != 0 {
-            (seg.off + 2, total - 2)
-        } else {
-            (0, 0)
+        // The length, then the DNS header's id and flags: a response (QR=1) that ends within
+        // the segment. (Read with the helper: under TC the payload may lie beyond the skb's
+        // linear part.)
+        // The bytes go to the scratch buffer the walk copies into rather than to the stack,
+        // which with the deepest callback's frame is near the verifier's 512-byte limit.
+        match MSG.get_ptr_mut(0) {
+            Some(h) => {
+                // SAFETY: this CPU's scratch buffer, with room for the 5 bytes asked for.
+                let h = unsafe { &mut *h };
+                let rc = unsafe { ctx.load_bytes(seg.off as u32, h.as_mut_ptr().cast(), 5) };
+                let n = u16::from_be_bytes([h[0], h[1]]) as usize;
+                if rc == 0 && n + 2 <= total && h[4] & 0x80 != 0 {
+                    (seg.off + 2, n)
+                } else {
+                    (0, 0)
+                }
+            }
+            None => (0, 0),
         }
     } else {
         (0, 0)
     };
+    let walk = cfg.learn != 0 && walk_total >= 12;
+    // Whether the walk covers every byte userspace gets: if not (a TCP segment with more than
+    // its first message, or none), userspace has more to learn from and is woken at once.
+    let whole = walk && (!tcp || walk_total + 2 == total);
     let len = if total > RESP_MSG_MAX {
         RESP_MSG_MAX
     } else {
@@ -610,13 +624,14 @@ pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Seg
             dport,
             flags,
             tcp_flags: seg.flags,
-            _pad: [0; 2],
+            whole: whole as u8,
+            _pad: 0,
         }
     );
     let mut learned = 0u32;
     let mut stop = 0u8;
     let mut more = 0u8;
-    if cfg.learn != 0 && walk_total >= 12 {
+    if walk {
         // A message longer than the copy is walked as far as the copy goes.
         let long = walk_total > RESP_MSG_MAX;
         let wlen = if long { RESP_MSG_MAX } else { walk_total };
@@ -641,14 +656,16 @@ pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Seg
                 }
             }
         }
-        more |= WALKED;
     }
     let held = get!(st, held);
+    if held.whole != 0 {
+        more |= WALKED;
+    }
     send(ctx, cfg, flow, &held, more, learned, stop);
     xdp_action::XDP_PASS
 }
 
-/// Not a flag userspace sees: `send`'s note that the program walked the message.
+/// Not a flag userspace sees: `send`'s note that the program walked all the record holds.
 const WALKED: u8 = 0x80;
 
 /// Walks the copy of a paired response in MSG, learning what it carries; the outcome is left
@@ -781,9 +798,9 @@ fn send<C: Packet>(
     // waits a few ms before it reads, and what comes meanwhile wakes nobody. A response that
     // only userspace can learn from whole (the walk stopped early, or the copy was cut) and a
     // ring a quarter full wake the reader at once, forced, since it is not caught up. So does
-    // a TCP segment with data the program did not walk as a whole message: a piece of a
-    // longer one, which only userspace can learn from. With learning off every response is
-    // userspace's to learn, and nothing is batched.
+    // a TCP segment with data the program did not walk whole: a piece of a longer message,
+    // or messages after the first, which only userspace can learn from. With learning off
+    // every response is userspace's to learn, and nothing is batched.
     let wake = if cfg.resp_wake_bytes == 0 || cfg.learn == 0 {
         0
     } else if stop != 0

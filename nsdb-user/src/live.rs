@@ -247,7 +247,14 @@ impl LiveLearner {
             return;
         }
         let len = usize::from(ev.msg_len).min(ev.msg.len());
-        self.learn_from(filter, ev, &ev.msg[..len]);
+        let msg = &ev.msg[..len];
+        let mut taught = HashSet::new();
+        self.learn_from(filter, ev, msg, &mut taught);
+        if ev.flags & resp_flag::KERNEL_LEARNED != 0 {
+            let ts_ms = unix_ms(clock::boot_to_wall(ev.ts_ns));
+            let pending_hit = ev.flags & resp_flag::PENDING_HIT != 0;
+            self.withdraw_rejected(filter, msg, pending_hit, &taught, ts_ms);
+        }
     }
 
     /// A segment from the server of a trusted TCP connection: the stream is reassembled
@@ -277,15 +284,36 @@ impl LiveLearner {
         }
         self.stats.tcp_gaps += self.tcp.stats.gaps - gaps;
         self.stats.tcp_evicted = self.tcp.stats.evicted;
+        let mut taught = HashSet::new();
         for m in &msgs {
             self.stats.tcp_messages += 1;
-            self.learn_from(filter, ev, m);
+            self.learn_from(filter, ev, m, &mut taught);
+        }
+        // What the program walked is the message at the segment's start (behind its length),
+        // which need not be what the stream holds: a segment in the middle of a long message
+        // may look like a whole one. So what the program learned is checked against the
+        // program's own view, and withdrawn unless the engine learned it from the stream or
+        // already holds it.
+        let payload = &ev.msg[..len];
+        if ev.flags & resp_flag::KERNEL_LEARNED != 0 && payload.len() >= 2 {
+            let n = usize::from(u16::from_be_bytes([payload[0], payload[1]]));
+            let walked = &payload[2..(2 + n).min(payload.len())];
+            let ts_ms = unix_ms(clock::boot_to_wall(ev.ts_ns));
+            let pending_hit = ev.flags & resp_flag::PENDING_HIT != 0;
+            self.withdraw_rejected(filter, walked, pending_hit, &taught, ts_ms);
         }
     }
 
     /// Learns from one DNS message the program paired: `ev` says who sent it to whom, when,
     /// and what the program learned from it.
-    fn learn_from(&mut self, filter: &mut Filter, ev: &ResponseEvent, msg: &[u8]) {
+    /// Adds the addresses the engine learned to `taught`.
+    fn learn_from(
+        &mut self,
+        filter: &mut Filter,
+        ev: &ResponseEvent,
+        msg: &[u8],
+        taught: &mut HashSet<IpAddr>,
+    ) {
         self.stats.responses += 1;
         if let Some(n) = self.stats.walk_stops.get_mut(usize::from(ev.stop)) {
             *n += 1;
@@ -308,7 +336,6 @@ impl LiveLearner {
         };
         self.engine.on_query(query_ms, client, server, msg);
         let learned = self.engine.on_response(ts_ms, server, client, msg);
-        let mut taught: HashSet<IpAddr> = HashSet::new();
         for l in &learned {
             taught.insert(l.addr);
             self.allow(filter, l);
@@ -321,15 +348,6 @@ impl LiveLearner {
             if let Some(f) = &mut self.latency_observer {
                 f(lat);
             }
-        }
-        if ev.flags & resp_flag::KERNEL_LEARNED != 0 {
-            self.withdraw_rejected(
-                filter,
-                msg,
-                ev.flags & resp_flag::PENDING_HIT != 0,
-                &taught,
-                ts_ms,
-            );
         }
         if let Some(w) = &mut self.writer {
             let r = w.push(self.engine.take_rows());

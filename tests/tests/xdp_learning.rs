@@ -740,6 +740,86 @@ mod tcp {
     }
 
     #[test]
+    fn a_segment_with_two_referrals_has_the_first_walked_and_both_learned() {
+        let mut fx = Fx::new();
+        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
+        assert_eq!(fx.run(&seg(ROOT, 40000, false, SYN_ACK, 10, &[])), XDP_PASS);
+        // Two pipelined answers the server's stack sent in one segment.
+        let second = dns_message(
+            0x2222,
+            "www.example.org",
+            1,
+            &[],
+            &[Rr::ns("org", 172800, "a.nic.org")],
+            &[Rr::a("a.nic.org", 172800, "203.0.113.11")],
+        );
+        let mut data = framed(&referral(0x1111));
+        data.extend_from_slice(&framed(&second));
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, TCP_ACK | TCP_PSH, 11, &data)),
+            XDP_PASS
+        );
+        assert_eq!(
+            fx.count(c::GLUE_LEARNED),
+            2,
+            "the first message's glue, in the kernel"
+        );
+        assert!(fx.filter.allowed("203.0.113.11".parse().unwrap()).is_none());
+        let recs = fx.records();
+        assert_eq!(recs[1].flags, resp_flag::TCP | resp_flag::KERNEL_LEARNED);
+        let mut live = learner();
+        for r in &recs {
+            live.on_response(&mut fx.filter, r);
+        }
+        assert_eq!((live.stats.tcp_messages, live.stats.withdrawn), (2, 0));
+        for a in [GLUE4, "203.0.113.11"] {
+            assert_eq!(
+                fx.filter.allowed(a.parse().unwrap()).map(|e| e.kind),
+                Some(kind::GLUE),
+                "{a}"
+            );
+        }
+    }
+
+    /// A segment in the middle of a long message can look like a whole referral: the program
+    /// walks it, but the stream never holds that message, so userspace withdraws what the
+    /// program learned from it. (A registered server, which an attacker can own, could
+    /// otherwise have addresses allowed that no engine rule accepts.)
+    #[test]
+    fn what_the_program_learned_from_a_look_alike_segment_is_withdrawn() {
+        let mut fx = Fx::new();
+        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
+        assert_eq!(fx.run(&seg(ROOT, 40000, false, SYN_ACK, 10, &[])), XDP_PASS);
+        // The stream announces a 3,000-byte message and sends 1,000 bytes of it...
+        let mut start = 3000u16.to_be_bytes().to_vec();
+        start.extend_from_slice(&[0; 1000]);
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, TCP_ACK, 11, &start)),
+            XDP_PASS
+        );
+        // ...then a segment of its middle that reads like a whole referral.
+        let look_alike = framed(&referral(0x1234));
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, TCP_ACK, 1013, &look_alike)),
+            XDP_PASS
+        );
+        assert_eq!(fx.count(c::GLUE_LEARNED), 2, "the program walked it");
+        assert!(fx.filter.allowed(GLUE4.parse().unwrap()).is_some());
+        let recs = fx.records();
+        let mut live = learner();
+        for r in &recs {
+            live.on_response(&mut fx.filter, r);
+        }
+        assert_eq!(
+            live.stats.tcp_messages, 0,
+            "the 3,000-byte message is not complete"
+        );
+        assert_eq!(live.stats.withdrawn, 2, "the A and the AAAA glue");
+        assert!(fx.filter.allowed(GLUE4.parse().unwrap()).is_none());
+        assert!(fx.filter.allowed(GLUE6.parse().unwrap()).is_none());
+    }
+
+    #[test]
     fn segments_of_unseen_untrusted_or_closed_connections_teach_nothing() {
         let mut fx = Fx::new();
         let data = framed(&referral(1));
