@@ -55,6 +55,17 @@ fn time_once(prog: &Xdp, pkt: &[u8]) -> f64 {
     test_run(prog, pkt, 1).duration.as_nanos() as f64
 }
 
+/// One referral case of the kernel bench.
+struct ReferralCase<'a> {
+    name: String,
+    /// The query that pairs each response (UDP), or None (TCP: the connection's SYN, sent
+    /// once before the runs).
+    query: Option<&'a [u8]>,
+    /// The response frame, and the DNS message's size.
+    resp: Vec<u8>,
+    msg_len: usize,
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -259,16 +270,19 @@ fn main() {
     );
     let mut f = f;
     let mut cases = Vec::new();
-    // (case, the query that pairs each response (UDP) or None (TCP: the connection's SYN,
-    // sent once before the runs), the response frame, the message's size)
-    let mut runs: Vec<(String, Option<&[u8]>, Vec<u8>, usize)> = Vec::new();
+    let mut runs: Vec<ReferralCase> = Vec::new();
     for (name, referral) in referral_13_encodings(0x4242, "198.19.0.", "2001:db8:19::") {
         let resp = frame(
             &[],
             &L3::v4("198.51.100.53", "192.0.2.10"),
             &udp(53, 40000, &referral),
         );
-        runs.push((name.to_string(), Some(&query), resp, referral.len()));
+        runs.push(ReferralCase {
+            name: name.to_string(),
+            query: Some(&query),
+            resp,
+            msg_len: referral.len(),
+        });
     }
     {
         // The compressed referral over TCP: alone in one segment behind its length, as a name
@@ -287,17 +301,23 @@ fn main() {
             &L3::v4("198.51.100.53", "192.0.2.10"),
             &tcp(53, 40053, TCP_ACK | TCP_PSH, &payload),
         );
-        runs.push((
-            "compressed, in one TCP segment".to_string(),
-            None,
+        runs.push(ReferralCase {
+            name: "compressed, in one TCP segment".to_string(),
+            query: None,
             resp,
-            referral.len(),
-        ));
+            msg_len: referral.len(),
+        });
     }
     // Each paired response writes a 2 KiB record to the RESPONSES ring (16 MiB): drained after
     // every case, so that no case runs against a full ring (a lost record skips the copy).
     let mut ring = f.take_responses().expect("the RESPONSES ring");
-    for (name, query, resp, msg_len) in runs {
+    for ReferralCase {
+        name,
+        query,
+        resp,
+        msg_len,
+    } in runs
+    {
         while ring.next().is_some() {}
         let learned_before = f
             .counters()
