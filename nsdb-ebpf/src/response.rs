@@ -507,8 +507,8 @@ const TCP_RST: u8 = 0x04;
 /// reassembles the stream (a message may span segments). A segment that starts with a whole
 /// message behind its two-byte length, as a name server writes a referral that fits one
 /// segment, has that message walked here like a UDP response, so that its glue is in the
-/// allow map before the resolver opens its next connection. The connection's slot stays until the
-/// server's FIN or RST: it carries many responses.
+/// allow map before the resolver opens its next connection. The connection's slot stays
+/// until the server's FIN or RST: it carries many responses.
 #[inline(always)]
 pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Segment) -> u32 {
     let tcp = seg.transport == transport::TCP;
@@ -566,10 +566,9 @@ pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Seg
         (seg.off, total)
     } else if total >= 2 + 12 {
         // The length, then the DNS header's id and flags: a response (QR=1) that ends within
-        // the segment. (Read with the helper: under TC the payload may lie beyond the skb's
-        // linear part.)
-        // The bytes go to the scratch buffer the walk copies into rather than to the stack,
-        // which with the deepest callback's frame is near the verifier's 512-byte limit.
+        // the segment. Read with the helper (under TC the payload may lie beyond the skb's
+        // linear part) into the scratch buffer the walk copies into rather than onto the
+        // stack, which with the deepest callback's frame is near the verifier's 512 bytes.
         match MSG.get_ptr_mut(0) {
             Some(h) => {
                 // SAFETY: this CPU's scratch buffer, with room for the 5 bytes asked for.
