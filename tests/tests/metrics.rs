@@ -704,6 +704,7 @@ fn status_page_renders_the_traffic_in_chromium() {
     assert_eq!(text_of(&dom, "alerts"), "3");
     assert_eq!(text_of(&dom, "r-trusted"), "5");
     assert_eq!(text_of(&dom, "r-untrusted"), "3");
+    assert_eq!(text_of(&dom, "r-tcp"), "0", "no TCP in this traffic");
     assert_eq!(text_of(&dom, "allow-root"), "2");
     assert_eq!(text_of(&dom, "allow-exception"), "2");
     // Two maps of ALLOW_ENTRIES, printed with a thousands separator.

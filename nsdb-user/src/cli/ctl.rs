@@ -119,6 +119,7 @@ fn stats_text(v: &Value) -> String {
         ("paired", "responses_paired"),
         ("unsolicited", "responses_unsolicited"),
         ("untrusted", "responses_untrusted"),
+        ("tcp", "tcp_response_segments"),
     ] {
         let _ = writeln!(out, "  {label:<11} {:>12}", n(&c[key]));
     }
