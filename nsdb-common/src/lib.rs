@@ -235,6 +235,14 @@ pub mod family {
     pub const NAMES: [&str; COUNT] = ["ipv4", "ipv6"];
 }
 
+/// TCP header flags (byte 13, RFC 9293 §3.1): what the program and the daemon read of them.
+pub mod tcp_flag {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+}
+
 /// Transports.
 pub mod transport {
     pub const UDP: u8 = 0;

@@ -5,7 +5,7 @@
 
 use aya_ebpf::bindings::xdp_action;
 use network_types::{eth::EthHdr, tcp::TcpHdr, udp::UdpHdr};
-use nsdb_common::{DNS_PORT, counter, family, transport};
+use nsdb_common::{DNS_PORT, counter, family, tcp_flag, transport};
 
 use crate::{count, ctx::Packet, query, response};
 
@@ -29,9 +29,6 @@ const IPV6_DSTOPTS: u8 = 60;
 
 /// Length of the fixed DNS header (RFC 1035 §4.1.1).
 pub const DNS_HDR_LEN: usize = 12;
-
-const TCP_SYN: u8 = 0x02;
-const TCP_ACK: u8 = 0x10;
 
 /// A bounds-checked pointer to a `T` at `offset` bytes into the packet.
 #[inline(always)]
@@ -400,7 +397,7 @@ fn tcp<C: Packet>(ctx: &C, flow: &Flow) -> Result<Next, ()> {
     // Flags are byte 13 of the TCP header (RFC 9293 §3.1), inside the 20 bytes ptr_at checked.
     let h = unsafe { &*tcp.cast::<[u8; TcpHdr::LEN]>() };
     let flags = h[13];
-    if dport == DNS_PORT && flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+    if dport == DNS_PORT && flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN {
         // A connection to a DNS server: checked like a query, without DNS parsing.
         return Ok(Next::Action(query::check(
             ctx,

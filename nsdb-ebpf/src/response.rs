@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use nsdb_common::{
     AllowEntry, Config, INFLIGHT_SLOTS, InflightKey, InflightSlot, RESP_MSG_MAX, ResponseEvent,
-    counter, kind, resp_flag, transport,
+    counter, kind, resp_flag, tcp_flag, transport,
 };
 
 use crate::{
@@ -496,10 +496,6 @@ pub struct Segment {
     pub flags: u8,
 }
 
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-
 /// A response from port 53: paired with the query (UDP) or the connection (TCP) the program
 /// saw leave; trusted ones are walked for glue and handed to userspace.
 ///
@@ -525,7 +521,7 @@ pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Seg
         return xdp_action::XDP_PASS;
     };
     let total = seg.end.saturating_sub(seg.off);
-    if tcp && total == 0 && seg.flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0 {
+    if tcp && total == 0 && seg.flags & (tcp_flag::SYN | tcp_flag::FIN | tcp_flag::RST) == 0 {
         // A bare ACK: nothing for anyone to learn.
         count(counter::TCP_OTHER);
         return xdp_action::XDP_PASS;
@@ -541,7 +537,7 @@ pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Seg
     // SAFETY: a slot of the array map; another CPU may write it concurrently, which at worst
     // makes this response look unsolicited or lets one copy through twice.
     let query_ts = unsafe { (*slot).stamp };
-    if !tcp || seg.flags & (TCP_FIN | TCP_RST) != 0 {
+    if !tcp || seg.flags & (tcp_flag::FIN | tcp_flag::RST) != 0 {
         // One response per query: a second (replayed or spoofed) copy teaches nothing. A TCP
         // connection's slot goes when the server closes it.
         unsafe { (*slot).stamp = 0 };

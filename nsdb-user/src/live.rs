@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use nsdb_common::{ResponseEvent, kind, resp_flag};
+use nsdb_common::{ResponseEvent, kind, resp_flag, tcp_flag};
 
 use crate::{
     capture::tcp::Reassembler,
@@ -107,6 +107,14 @@ pub const TCP_BYTES: usize = 64 << 20;
 
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// The client and the server of a record.
+fn endpoints(ev: &ResponseEvent) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(loader::event_addr(ev.family, &ev.client), ev.client_port),
+        SocketAddr::new(loader::event_addr(ev.family, &ev.server), ev.server_port),
+    )
 }
 
 /// Wall-clock Unix ms of a CLOCK_MONOTONIC_COARSE stamp.
@@ -250,11 +258,7 @@ impl LiveLearner {
         let msg = &ev.msg[..len];
         let mut taught = HashSet::new();
         self.learn_from(filter, ev, msg, &mut taught);
-        if ev.flags & resp_flag::KERNEL_LEARNED != 0 {
-            let ts_ms = unix_ms(clock::boot_to_wall(ev.ts_ns));
-            let pending_hit = ev.flags & resp_flag::PENDING_HIT != 0;
-            self.withdraw_rejected(filter, msg, pending_hit, &taught, ts_ms);
-        }
+        self.withdraw_rejected(filter, ev, msg, &taught);
     }
 
     /// A segment from the server of a trusted TCP connection: the stream is reassembled
@@ -264,8 +268,7 @@ impl LiveLearner {
     fn on_tcp_segment(&mut self, filter: &mut Filter, ev: &ResponseEvent) {
         self.stats.tcp_segments += 1;
         let len = usize::from(ev.msg_len).min(ev.msg.len());
-        let client = SocketAddr::new(loader::event_addr(ev.family, &ev.client), ev.client_port);
-        let server = SocketAddr::new(loader::event_addr(ev.family, &ev.server), ev.server_port);
+        let (client, server) = endpoints(ev);
         let gaps = self.tcp.stats.gaps;
         let mut msgs: Vec<Vec<u8>> = Vec::new();
         self.tcp.segment(
@@ -273,8 +276,8 @@ impl LiveLearner {
             server,
             client,
             ev.seq,
-            ev.tcp_flags & 0x02 != 0,
-            ev.tcp_flags & 0x05 != 0,
+            ev.tcp_flags & tcp_flag::SYN != 0,
+            ev.tcp_flags & (tcp_flag::FIN | tcp_flag::RST) != 0,
             &ev.msg[..len],
             &mut |m| msgs.push(m.to_vec()),
         );
@@ -295,18 +298,15 @@ impl LiveLearner {
         // program's own view, and withdrawn unless the engine learned it from the stream or
         // already holds it.
         let payload = &ev.msg[..len];
-        if ev.flags & resp_flag::KERNEL_LEARNED != 0 && payload.len() >= 2 {
+        if payload.len() >= 2 {
             let n = usize::from(u16::from_be_bytes([payload[0], payload[1]]));
             let walked = &payload[2..(2 + n).min(payload.len())];
-            let ts_ms = unix_ms(clock::boot_to_wall(ev.ts_ns));
-            let pending_hit = ev.flags & resp_flag::PENDING_HIT != 0;
-            self.withdraw_rejected(filter, walked, pending_hit, &taught, ts_ms);
+            self.withdraw_rejected(filter, ev, walked, &taught);
         }
     }
 
-    /// Learns from one DNS message the program paired: `ev` says who sent it to whom, when,
-    /// and what the program learned from it.
-    /// Adds the addresses the engine learned to `taught`.
+    /// Learns from one DNS message the program paired (`ev` says who sent it to whom, and
+    /// when), adding the addresses the engine learned to `taught`.
     fn learn_from(
         &mut self,
         filter: &mut Filter,
@@ -322,8 +322,7 @@ impl LiveLearner {
             self.stats.bad_records += 1;
             return;
         }
-        let client = SocketAddr::new(loader::event_addr(ev.family, &ev.client), ev.client_port);
-        let server = SocketAddr::new(loader::event_addr(ev.family, &ev.server), ev.server_port);
+        let (client, server) = endpoints(ev);
         let ts_ms = unix_ms(clock::boot_to_wall(ev.ts_ns));
         // The program paired this response with the query it saw leave; the query carried the
         // same id and question, so the response stands in for it here. A TCP record's stamp
@@ -357,15 +356,21 @@ impl LiveLearner {
         }
     }
 
-    /// Removes what the program learned from `msg` that the engine did not accept.
+    /// Removes what the program learned from `msg` (its view of the record `ev`, whose flags
+    /// say whether it learned anything) that the engine did not accept: not in `taught`, and
+    /// not registered.
     fn withdraw_rejected(
         &mut self,
         filter: &mut Filter,
+        ev: &ResponseEvent,
         msg: &[u8],
-        pending_hit: bool,
         taught: &HashSet<IpAddr>,
-        now_ms: u64,
     ) {
+        if ev.flags & resp_flag::KERNEL_LEARNED == 0 {
+            return;
+        }
+        let pending_hit = ev.flags & resp_flag::PENDING_HIT != 0;
+        let now_ms = unix_ms(clock::boot_to_wall(ev.ts_ns));
         let Ok(m) = Message::parse(msg) else { return };
         let mut have_ns = false;
         let mut candidates = Vec::new();

@@ -63,12 +63,12 @@ pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> L4 {
     }
 }
 
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_ACK: u8 = 0x10;
+pub const TCP_SYN: u8 = nsdb_common::tcp_flag::SYN;
+pub const TCP_ACK: u8 = nsdb_common::tcp_flag::ACK;
 pub const TCP_PSH: u8 = 0x08;
 
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_RST: u8 = 0x04;
+pub const TCP_FIN: u8 = nsdb_common::tcp_flag::FIN;
+pub const TCP_RST: u8 = nsdb_common::tcp_flag::RST;
 
 pub fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> L4 {
     tcp_seq(sport, dport, flags, 1, payload)
