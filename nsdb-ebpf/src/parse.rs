@@ -89,6 +89,8 @@ pub struct Flow {
 enum Fast {
     /// Neither port is 53: nothing to check.
     NotDns,
+    /// An untagged frame of another network protocol (ARP, LLDP, ...): nothing to check.
+    NotIp,
     /// A plain IPv4 or IPv6 packet with port 53 on a whole UDP or TCP header: the flow, ready
     /// for the transport check without walking the headers again.
     Port53(Flow),
@@ -99,17 +101,19 @@ enum Fast {
 
 /// The fast path for the bulk of a gateway's traffic: an untagged IPv4 packet without options
 /// (first fragment or unfragmented) or an IPv6 packet without extension headers, carrying a
-/// whole UDP or TCP header. About twenty instructions settle a packet with neither port 53;
-/// one with port 53 goes straight to the transport check. What it does not recognise goes to
-/// the full walk, which decides the same way for these packets.
+/// whole UDP or TCP header. About twenty instructions settle a packet with neither port 53,
+/// one of another transport protocol (ICMP, ESP, GRE, ...) or an untagged frame that is not
+/// IP (ARP, LLDP); one with port 53 goes straight to the transport check. What it does not
+/// recognise (VLAN tags, IPv4 options, extension headers, fragments, short frames) goes to
+/// the full walk, which decides the same way for the packets settled here. At the TC hook,
+/// nothing settled here is pulled into the linear part of the skb.
 #[inline(always)]
 fn fast_headers<C: Packet>(ctx: &C) -> Fast {
     const L4_V4: usize = EthHdr::LEN + 20;
     const L4_V6: usize = EthHdr::LEN + 40;
     let start = ctx.data();
     let end = ctx.data_end();
-    // The smallest packet this can settle: IPv4 without options and a UDP header.
-    if start + L4_V4 + UdpHdr::LEN > end {
+    if start + EthHdr::LEN > end {
         return Fast::Walk;
     }
     let p = start as *const u8;
@@ -118,6 +122,10 @@ fn fast_headers<C: Packet>(ctx: &C) -> Fast {
     // SAFETY (all reads): each header is checked against `end` before it is read.
     let ether_type = unsafe { (*(p as *const EthHdr)).ether_type };
     let (fam, proto, l4) = if ether_type == ETH_P_IPV4.to_be() {
+        // The smallest packet this can settle: IPv4 without options and a UDP header.
+        if start + L4_V4 + UdpHdr::LEN > end {
+            return Fast::Walk;
+        }
         let ip = unsafe { &*(p.add(EthHdr::LEN) as *const Ip4) };
         // Version 4, IHL 5; fragment offset 0 (the flags may be set).
         if ip.vihl != 0x45 || ip.frags & 0x1fffu16.to_be() != 0 {
@@ -133,14 +141,23 @@ fn fast_headers<C: Packet>(ctx: &C) -> Fast {
             return Fast::Walk;
         }
         (family::V6, ip.next, L4_V6)
-    } else {
+    } else if ether_type == ETH_P_8021Q.to_be() || ether_type == ETH_P_8021AD.to_be() {
         return Fast::Walk;
+    } else {
+        return Fast::NotIp;
     };
-    // The whole transport header must be there, as `udp` and `tcp` require.
+    // The whole transport header must be there, as `udp` and `tcp` require. Any other
+    // protocol (ICMP, ESP, GRE, ...) carries no DNS to check, unless it is an IPv6 extension
+    // header, which the full walk follows.
     let need = match proto {
         IPPROTO_UDP => UdpHdr::LEN,
         IPPROTO_TCP => TcpHdr::LEN,
-        _ => return Fast::Walk,
+        IPV6_HOPOPTS | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_AH | IPV6_DSTOPTS
+            if fam == family::V6 =>
+        {
+            return Fast::Walk;
+        }
+        _ => return Fast::NotDns,
     };
     if start + l4 + need > end {
         return Fast::Walk;
@@ -183,6 +200,10 @@ pub fn classify<C: Packet>(ctx: &C) -> Result<u32, ()> {
     let flow = match fast_headers(ctx) {
         Fast::NotDns => {
             count(counter::NOT_DNS);
+            return Ok(xdp_action::XDP_PASS);
+        }
+        Fast::NotIp => {
+            count(counter::NOT_IP);
             return Ok(xdp_action::XDP_PASS);
         }
         Fast::Port53(flow) => {
