@@ -444,6 +444,10 @@ pub mod resp_flag {
     /// reassembles the stream. KERNEL_LEARNED / PENDING_HIT refer to the whole message the
     /// segment starts with, if the program walked it.
     pub const TCP: u8 = 8;
+    /// The program walked the message (the UDP payload, or the whole message a TCP segment
+    /// starts with): `stop` says whether it reached the end. Without it `stop` means nothing
+    /// (a TCP segment that starts with no whole response, or learning is off).
+    pub const WALKED: u8 = 16;
 }
 
 /// Why the program stopped walking a response before its end (`ResponseEvent::stop`).

@@ -638,6 +638,7 @@ pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Seg
             let rc = unsafe { ctx.load_bytes(walk_off as u32, b.as_mut_ptr().cast(), wlen as u32) };
             if rc == 0 {
                 walk_message(cfg, st, b, wlen);
+                more |= resp_flag::WALKED;
                 learned = get!(st, learned);
                 stop = get!(st, stopped) as u8;
                 if stop != 0 || long {
@@ -654,14 +655,14 @@ pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Seg
     }
     let held = get!(st, held);
     if held.whole != 0 {
-        more |= WALKED;
+        more |= WALKED_WHOLE;
     }
     send(ctx, cfg, flow, &held, more, learned, stop);
     xdp_action::XDP_PASS
 }
 
 /// Not a flag userspace sees: `send`'s note that the program walked all the record holds.
-const WALKED: u8 = 0x80;
+const WALKED_WHOLE: u8 = 0x80;
 
 /// Walks the copy of a paired response in MSG, learning what it carries; the outcome is left
 /// in the walk state (`learned`, `pending`, `stopped`).
@@ -736,7 +737,7 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
 }
 
 /// Hands a trusted response (or TCP segment) to userspace: the facts parked in `held`, the
-/// walk's outcome (`more`: resp_flag bits and [`WALKED`]) and a copy of the bytes.
+/// walk's outcome (`more`: resp_flag bits and [`WALKED_WHOLE`]) and a copy of the bytes.
 #[inline(always)]
 fn send<C: Packet>(
     ctx: &C,
@@ -747,7 +748,7 @@ fn send<C: Packet>(
     learned: u32,
     stop: u8,
 ) {
-    let flags = held.flags | (more & !WALKED);
+    let flags = held.flags | (more & !WALKED_WHOLE);
     let Some(mut entry) = RESPONSES.reserve::<ResponseEvent>(0) else {
         count(counter::RESP_LOST);
         return;
@@ -800,7 +801,7 @@ fn send<C: Packet>(
         0
     } else if stop != 0
         || flags & resp_flag::TRUNCATED_COPY != 0
-        || (flags & resp_flag::TCP != 0 && more & WALKED == 0 && len != 0)
+        || (flags & resp_flag::TCP != 0 && more & WALKED_WHOLE == 0 && len != 0)
         || RESPONSES.query(BPF_RB_AVAIL_DATA as u64) >= cfg.resp_wake_bytes as u64
     {
         BPF_RB_FORCE_WAKEUP as u64

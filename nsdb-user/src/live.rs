@@ -55,8 +55,8 @@ pub struct LiveStats {
     pub inserted: u64,
     /// Warnings logged about full maps (evictions seen, or 90 % occupancy).
     pub full_warnings: u64,
-    /// Responses whose in-kernel walk stopped early, by reason (`nsdb_common::walk_stop`:
-    /// none, qdcount, qname, owner, rr_header, rdata, too_many_rrs).
+    /// Records the program walked, by where the walk stopped (`nsdb_common::walk_stop`: none,
+    /// i.e. at the end, then qdcount, qname, owner, rr_header, rdata, too_many_rrs).
     pub walk_stops: [u64; 7],
     /// Full sweeps done, and the allow-map entries by kind (index: `nsdb_common::kind`) at the
     /// last one.
@@ -250,6 +250,13 @@ impl LiveLearner {
     /// One record of the program's RESPONSES ring: a paired UDP response, or a segment of a
     /// trusted TCP connection.
     pub fn on_response(&mut self, filter: &mut Filter, ev: &ResponseEvent) {
+        // Once per record the program walked (a TCP segment's record may carry no message, or
+        // several, or a piece of one; the walk covered at most the first).
+        if ev.flags & resp_flag::WALKED != 0
+            && let Some(n) = self.stats.walk_stops.get_mut(usize::from(ev.stop))
+        {
+            *n += 1;
+        }
         if ev.flags & resp_flag::TCP != 0 {
             self.on_tcp_segment(filter, ev);
             return;
@@ -283,7 +290,13 @@ impl LiveLearner {
         );
         if ev.flags & resp_flag::TRUNCATED_COPY != 0 {
             // Only the segment's beginning came: the stream has a hole where the rest was.
-            self.stats.tcp_gaps += 1;
+            self.tcp.cut(
+                server,
+                client,
+                ev.seq.wrapping_add(u32::from(ev.orig_len)),
+                ev.seq.wrapping_add(len as u32),
+                &mut |m| msgs.push(m.to_vec()),
+            );
         }
         self.stats.tcp_gaps += self.tcp.stats.gaps - gaps;
         self.stats.tcp_evicted = self.tcp.stats.evicted;
@@ -315,9 +328,6 @@ impl LiveLearner {
         taught: &mut HashSet<IpAddr>,
     ) {
         self.stats.responses += 1;
-        if let Some(n) = self.stats.walk_stops.get_mut(usize::from(ev.stop)) {
-            *n += 1;
-        }
         if msg.len() < 12 {
             self.stats.bad_records += 1;
             return;

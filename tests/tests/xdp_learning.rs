@@ -125,6 +125,8 @@ fn referral_glue_is_allowed_before_the_resolver_can_use_it() {
     assert_eq!(&r.msg[..r.msg_len as usize], &msg[..]);
     assert_eq!((r.client_port, r.server_port, r.learned), (40000, 53, 2));
     assert_ne!(r.flags & resp_flag::KERNEL_LEARNED, 0);
+    assert_ne!(r.flags & resp_flag::WALKED, 0);
+    assert_eq!(r.stop, nsdb_common::walk_stop::NONE, "walked to its end");
     assert_eq!(&r.server[..4], &[198, 51, 100, 1]);
 }
 
@@ -649,7 +651,10 @@ mod tcp {
             (syn.flags, syn.msg_len, syn.seq, syn.tcp_flags),
             (resp_flag::TCP, 0, 5000, SYN_ACK)
         );
-        assert_eq!(d.flags, resp_flag::TCP | resp_flag::KERNEL_LEARNED);
+        assert_eq!(
+            d.flags,
+            resp_flag::TCP | resp_flag::KERNEL_LEARNED | resp_flag::WALKED
+        );
         assert_eq!(
             (d.seq, d.learned, d.client_port, d.server_port),
             (5001, 2, 40000, 53)
@@ -739,6 +744,79 @@ mod tcp {
         assert_eq!(fx.run(&seg(GLUE4, 40001, true, TCP_SYN, 7, &[])), XDP_PASS);
     }
 
+    /// A segment longer than the program copies (TC on a device that merges segments): its
+    /// copy ends in the middle of a message. The stream skips the lost bytes once, counted as
+    /// one gap, and the next segment's referral is read from the stream at once (it used to
+    /// wait as out of order for the hole to fill, and the hole was counted twice).
+    #[test]
+    fn a_segment_longer_than_the_copy_is_one_gap_and_what_follows_is_learned_at_once() {
+        let mut fx = Fx::new();
+        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
+        assert_eq!(fx.run(&seg(ROOT, 40000, false, SYN_ACK, 10, &[])), XDP_PASS);
+        let first = dns_response(0x0101, "www.example.test", 1);
+        let mut data = framed(&first);
+        // An answer of 2,600 bytes (its contents are never read: its end is lost).
+        let mut big = dns_response(0x0102, "big.example.test", 1);
+        big.resize(2600, 0);
+        data.extend_from_slice(&framed(&big));
+        assert!(data.len() > nsdb_common::RESP_MSG_MAX);
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, TCP_ACK | TCP_PSH, 11, &data)),
+            XDP_PASS
+        );
+        let next = 11 + data.len() as u32;
+        assert_eq!(
+            fx.run(&seg(
+                ROOT,
+                40000,
+                false,
+                TCP_ACK | TCP_PSH,
+                next,
+                &framed(&referral(0x0103))
+            )),
+            XDP_PASS
+        );
+        let recs = fx.records();
+        assert_eq!(recs.len(), 3);
+        assert_ne!(recs[1].flags & resp_flag::TRUNCATED_COPY, 0);
+        assert_eq!(
+            (recs[1].msg_len as usize, recs[1].orig_len as usize),
+            (nsdb_common::RESP_MSG_MAX, data.len())
+        );
+        let mut live = learner();
+        for r in &recs {
+            live.on_response(&mut fx.filter, r);
+        }
+        assert_eq!(
+            (live.stats.tcp_messages, live.stats.tcp_gaps),
+            (2, 1),
+            "the first answer and the referral; one hole"
+        );
+        assert_eq!(
+            fx.filter.allowed(GLUE4.parse().unwrap()).map(|e| e.kind),
+            Some(kind::GLUE),
+            "the referral after the hole is confirmed by the engine"
+        );
+        // Both whole-message starts were walked by the program; the first stopped nowhere.
+        assert_eq!(live.stats.walk_stops.iter().sum::<u64>(), 2);
+        let fin = seg(
+            ROOT,
+            40000,
+            false,
+            TCP_ACK | TCP_FIN,
+            next + 2 + referral(0x0103).len() as u32,
+            &[],
+        );
+        assert_eq!(fx.run(&fin), XDP_PASS);
+        for r in &fx.records() {
+            live.on_response(&mut fx.filter, r);
+        }
+        assert_eq!(
+            live.stats.tcp_gaps, 1,
+            "the hole is not counted again at FIN"
+        );
+    }
+
     #[test]
     fn a_segment_with_two_referrals_has_the_first_walked_and_both_learned() {
         let mut fx = Fx::new();
@@ -766,7 +844,10 @@ mod tcp {
         );
         assert!(fx.filter.allowed("203.0.113.11".parse().unwrap()).is_none());
         let recs = fx.records();
-        assert_eq!(recs[1].flags, resp_flag::TCP | resp_flag::KERNEL_LEARNED);
+        assert_eq!(
+            recs[1].flags,
+            resp_flag::TCP | resp_flag::KERNEL_LEARNED | resp_flag::WALKED
+        );
         let mut live = learner();
         for r in &recs {
             live.on_response(&mut fx.filter, r);

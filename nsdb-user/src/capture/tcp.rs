@@ -182,6 +182,38 @@ impl Reassembler {
         }
     }
 
+    /// The segment just given to [`Self::segment`] was only the beginning of one: its bytes
+    /// up to `seq_end` never came. If that segment extended the stream in order, the message
+    /// it left unfinished is dropped and the stream resumes at `seq_end` (one gap counted
+    /// here), so that the segments after it are read at once instead of waiting as out of
+    /// order for a hole that will never fill. Otherwise (it came out of order, or ended the
+    /// stream) nothing changes, and the hole is skipped and counted when the stream gives up
+    /// on it.
+    pub fn cut(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        seq_end: u32,
+        copied_end: u32,
+        emit: &mut dyn FnMut(&[u8]),
+    ) {
+        let key = (src, dst);
+        let Some(d) = self.streams.get_mut(&key) else {
+            return;
+        };
+        if d.next != Some(copied_end) || seq_diff(seq_end, copied_end) <= 0 {
+            return;
+        }
+        let held_before = Self::held(d);
+        self.stats.gaps += 1;
+        d.buf.clear();
+        d.start = 0;
+        d.next = Some(seq_end);
+        Self::drain_ooo(d);
+        self.stats.messages += Self::extract(d, emit);
+        self.bytes = (self.bytes + Self::held(d)).saturating_sub(held_before);
+    }
+
     fn remove(&mut self, key: &(SocketAddr, SocketAddr)) {
         if let Some(d) = self.streams.remove(key) {
             self.bytes = self.bytes.saturating_sub(Self::held(&d));
@@ -402,5 +434,66 @@ mod tests {
         ]);
         assert_eq!(out, vec![b"kept".to_vec()]);
         assert_eq!(st.gaps, 1);
+    }
+
+    #[test]
+    fn a_cut_segment_is_one_gap_and_the_stream_goes_on_at_once() {
+        let (c, srv) = (a("192.0.2.1:5000"), a("192.0.2.53:53"));
+        let mut r = Reassembler::default();
+        let mut out = Vec::new();
+        // Segment 1 (seq 1): message A whole, then the start of B. It was 50 bytes on the
+        // wire, of which the copy kept the first `cp.len()`.
+        let mut seg = framed(&[b"AAAA"]);
+        let b = framed(&[&[b'b'; 40]]);
+        seg.extend_from_slice(&b[..10]);
+        let (cp, wire_len) = (seg.clone(), seg.len() as u32 + 32);
+        r.segment(0, srv, c, 1, false, false, &cp, &mut |m| {
+            out.push(m.to_vec())
+        });
+        r.cut(srv, c, 1 + wire_len, 1 + cp.len() as u32, &mut |m| {
+            out.push(m.to_vec())
+        });
+        assert_eq!(out, vec![b"AAAA".to_vec()]);
+        assert_eq!(r.stats.gaps, 1);
+        // The next segment starts message C right after the lost bytes: read at once.
+        r.segment(
+            1,
+            srv,
+            c,
+            1 + wire_len,
+            false,
+            false,
+            &framed(&[b"CC"]),
+            &mut |m| out.push(m.to_vec()),
+        );
+        assert_eq!(out, vec![b"AAAA".to_vec(), b"CC".to_vec()]);
+        // The connection's end finds no other hole: the gap is counted once.
+        r.segment(2, srv, c, 1 + wire_len + 4, false, true, &[], &mut |_| {});
+        assert_eq!((r.stats.gaps, r.stats.messages), (1, 2));
+
+        // A cut segment that came out of order changes nothing: the hole before it is
+        // skipped (and counted once) when the stream gives up on it, at FIN here.
+        let mut r = Reassembler::default();
+        let mut out = Vec::new();
+        r.segment(0, srv, c, 1, false, false, &framed(&[b"first"]), &mut |m| {
+            out.push(m.to_vec())
+        });
+        let m = framed(&[b"later"]);
+        r.segment(1, srv, c, 500, false, false, &m, &mut |m| {
+            out.push(m.to_vec())
+        });
+        r.cut(
+            srv,
+            c,
+            500 + m.len() as u32 + 100,
+            500 + m.len() as u32,
+            &mut |m| out.push(m.to_vec()),
+        );
+        assert_eq!((out.len(), r.stats.gaps), (1, 0));
+        r.segment(2, srv, c, 9999, false, true, &[], &mut |m| {
+            out.push(m.to_vec())
+        });
+        assert_eq!(out, vec![b"first".to_vec(), b"later".to_vec()]);
+        assert_eq!(r.stats.gaps, 1);
     }
 }
