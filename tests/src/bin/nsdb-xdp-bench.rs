@@ -437,6 +437,7 @@ fn main() {
             "first_learn_ns": first, "first_learn_ratio": first / noop1,
             "known_glue_ns": known, "known_glue_ratio": known / noop1,
             "glue_learned": learned,
+            "glue_per_response": 26,
         }));
     }
     assert_eq!(

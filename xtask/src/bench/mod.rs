@@ -2,6 +2,7 @@
 //! reported as ratios. Writes target/bench/report.md and target/bench/report.json.
 
 mod forward;
+mod misses;
 mod offline;
 mod summary;
 
@@ -306,7 +307,10 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
         .collect();
     let report = json!({ "quick": quick, "xdp": xdp, "forward": fwd, "resolve": resolve, "offline": offline,
         "seconds": { "total": total, "sections": durations } });
-    let md = head + &summary::markdown(&xdp, &fwd, &resolve, &offline) + &md;
+    let md = head
+        + &summary::markdown(&xdp, &fwd, &resolve, &offline)
+        + &misses::markdown(&xdp, &fwd, &resolve, &offline)
+        + &md;
     std::fs::write(dir.join("report.md"), &md)?;
     std::fs::write(
         dir.join("report.json"),
