@@ -24,6 +24,8 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "netsniff-ng",
     "python3-dpkt",
+    // The forwarding bench samples the filters' own CPU time with perf.
+    "linux-perf",
     // The metrics test scrapes with curl and loads the status page in headless Chromium.
     "curl",
     "chromium",

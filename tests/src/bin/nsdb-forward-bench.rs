@@ -344,6 +344,173 @@ const CONFIGS: [&str; 6] = [
 ];
 const PATTERNS: [&str; 3] = ["dns_mix", "non_dns", "unknown_only"];
 
+/// Puts configuration `cname` in place on the gateway: the nsdb daemon (XDP or TC), a no-op
+/// program held by a child, or the nftables table (removed by the caller).
+fn start_config(
+    net: &Net,
+    cname: &str,
+    db: &str,
+    alerts: &Path,
+    nft: &Path,
+) -> (Option<Daemon>, Option<NoopXdp>) {
+    let tc = cname == "nsdb_tc_enforce";
+    let daemon = (cname == "nsdb_enforce" || tc).then(|| {
+        Daemon::start(
+            &net.gw,
+            &nsdb_args(net, db, alerts.to_str().unwrap(), false, tc),
+        )
+    });
+    let noop = match cname {
+        "noop_xdp" => Some(NoopXdp::attach(net, "--hold-noop")),
+        "noop_tc" => Some(NoopXdp::attach(net, "--hold-noop-tc")),
+        _ => None,
+    };
+    if cname == "nftables" {
+        net.gw.run(&["nft", "-f", nft.to_str().unwrap()]);
+    }
+    (daemon, noop)
+}
+
+/// The filters whose own CPU time the profiled pass measures, and the kernel symbol each
+/// one's work runs under (inclusive of what it calls: map lookups, helpers, set lookups).
+const PROFILED: [(&str, &str); 5] = [
+    ("nsdb_enforce", "_nsdb"),
+    ("nsdb_tc_enforce", "_nsdb_tc"),
+    ("nftables", "nft_do_chain"),
+    ("noop_xdp", "_nsdb_noop"),
+    ("noop_tc", "_nsdb_noop_tc"),
+];
+
+/// Inclusive share (%) of the samples under `symbol` in a `perf report --children` listing:
+/// a BPF program is named `bpf_prog_<tag>_<name>`, matched by the suffix `_<name>`; a kernel
+/// function by its exact name.
+fn inclusive_share(report: &str, symbol: &str) -> Option<f64> {
+    report.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let children = w.next()?.strip_suffix('%')?.parse::<f64>().ok()?;
+        let _self = w.next()?.strip_suffix('%')?;
+        let _kind = w.next()?;
+        let sym = w.next()?;
+        let hit = if symbol.starts_with('_') {
+            sym.starts_with("bpf_prog_") && sym.ends_with(symbol)
+        } else {
+            sym == symbol
+        };
+        hit.then_some(children)
+    })
+}
+
+/// The filters' own CPU time per packet, robust to the machine's speed: each filter in turn
+/// forwards the DNS mix and the non-DNS pattern for `d` under `perf record -a` (cpu-clock on
+/// every CPU: each sample is 1/F s of a busy CPU's time), and the samples inside the filter
+/// (its BPF program, or nftables' rule evaluation, with everything they call) are turned into
+/// ns per packet taken in. `None` if perf is not installed.
+fn profiled(net: &Net, db: &str, pats: &Patterns, d: Duration) -> Option<Value> {
+    const FREQ: u32 = 4999;
+    let perf_ok = std::process::Command::new("perf")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !perf_ok {
+        return None;
+    }
+    let nft = net.tmp.path().join("nft-profiled.nft");
+    nft_rules(&nft);
+    let alerts = net.tmp.path().join("prof-alerts.json");
+    let data = net.tmp.path().join("perf.data");
+    let mut rows = Vec::new();
+    for (cname, symbol) in PROFILED {
+        let (daemon, noop) = start_config(net, cname, db, &alerts, &nft);
+        for (pname, cfg) in [("dns_mix", &pats.dns_mix), ("non_dns", &pats.non_dns)] {
+            let mut rec = std::process::Command::new("perf")
+                .args([
+                    "record",
+                    "-a",
+                    "-g",
+                    "-e",
+                    "cpu-clock",
+                    "-F",
+                    &FREQ.to_string(),
+                    "-o",
+                ])
+                .arg(&data)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("perf record");
+            std::thread::sleep(Duration::from_millis(300));
+            let s = measure(net, cfg, d);
+            // perf stops and writes its file on SIGINT.
+            // SAFETY: kill(2) on the pid of a child this process spawned and has not reaped.
+            unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+            let _ = rec.wait();
+            let out = std::process::Command::new("perf")
+                .args([
+                    "report",
+                    "--children",
+                    "--sort",
+                    "sym",
+                    "--stdio",
+                    "-g",
+                    "none",
+                    "-i",
+                ])
+                .arg(&data)
+                .output()
+                .expect("perf report");
+            let report = String::from_utf8_lossy(&out.stdout);
+            // The exact count (the listing's header rounds it to thousands).
+            let stats = std::process::Command::new("perf")
+                .args(["report", "--stats", "-i"])
+                .arg(&data)
+                .output()
+                .expect("perf report --stats");
+            let samples: f64 = String::from_utf8_lossy(&stats.stdout)
+                .lines()
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("SAMPLE events:")?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap_or(0.0);
+            if let Ok(dir) = std::env::var("NSDB_BENCH_KEEP_PERF") {
+                let _ = std::fs::copy(
+                    &data,
+                    Path::new(&dir).join(format!("perf-{cname}-{pname}.data")),
+                );
+            }
+            let share = inclusive_share(&report, symbol);
+            // CPU time sampled (busy CPUs only: an idle CPU takes no cpu-clock samples).
+            let recorded_s = samples / f64::from(FREQ);
+            let ns = share
+                .map(|pct| pct / 100.0 * samples / f64::from(FREQ) * 1e9 / s.gw_in.max(1) as f64);
+            rows.push(json!({
+                "config": cname, "pattern": pname, "symbol": symbol,
+                "share_percent": share, "samples": samples, "recorded_s": recorded_s,
+                "packets": s.gw_in, "pps": s.gw_in as f64 / s.secs,
+                "filter_ns_per_packet": ns,
+            }));
+        }
+        if let Some(d) = daemon {
+            // SIGTERM: the daemon detaches its programs and exits.
+            let _ = d.stop_report();
+        }
+        drop(noop);
+        if cname == "nftables" {
+            net.gw.run(&["nft", "delete", "table", "inet", "nsdbbench"]);
+        }
+    }
+    let _ = std::fs::remove_file(&data);
+    let _ = std::fs::remove_file(&alerts);
+    Some(json!({
+        "tool": format!("perf record -a -g -e cpu-clock -F {FREQ} around one {:.0}-s run of each filter and pattern; perf report --children: the share of all samples inside the filter's symbol and what it calls (BPF program bpf_prog_<tag>_<name>, or nft_do_chain), times the recorded CPU time, over the packets the gateway took in", d.as_secs_f64()),
+        "rows": rows,
+    }))
+}
+
 fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
     // Short runs, many rounds: the machine is shared, and the median of interleaved rounds
     // is what noise disturbs least.
@@ -371,19 +538,8 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
             let cname = &CONFIGS[ci];
             let t0 = Instant::now();
             let tc = *cname == "nsdb_tc_enforce";
-            let daemon = (*cname == "nsdb_enforce" || tc).then(|| {
-                Daemon::start(
-                    &net.gw,
-                    &nsdb_args(net, db, alerts.to_str().unwrap(), false, tc),
-                )
-            });
-            let noop = match *cname {
-                "noop_xdp" => Some(NoopXdp::attach(net, "--hold-noop")),
-                "noop_tc" => Some(NoopXdp::attach(net, "--hold-noop-tc")),
-                _ => None,
-            };
+            let (daemon, noop) = start_config(net, cname, db, &alerts, &nft);
             if *cname == "nftables" {
-                net.gw.run(&["nft", "-f", nft.to_str().unwrap()]);
                 nft_load_s = t0.elapsed().as_secs_f64();
             }
             if daemon.is_some() {
@@ -651,11 +807,18 @@ fn main() {
     history_db(&db);
     let db = db.to_str().unwrap().to_string();
     let fwd = forwarding(&net, &db, quick);
+    let prof = profiled(
+        &net,
+        &db,
+        &patterns(&net.gw_lan_mac),
+        Duration::from_secs(if quick { 1 } else { 2 }),
+    );
     let fp = footprint(&net, &db, quick);
     let out = json!({
         "cpu": cpu_model(),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "forwarding": fwd,
+        "filter_cpu": prof,
         "footprint": fp,
     });
     println!("{out}");

@@ -141,6 +141,7 @@ pub fn markdown(all: &Value) -> String {
           skb into a page with XDP headroom), a cost a physical NIC's driver path does not have. \
           The TC columns run the same filter code as a classifier at the tcx ingress hook \
           (`nsdb run --attach tc`), on the normal skb path.\n";
+    s += &filter_cpu_markdown(&all["filter_cpu"]);
 
     let fp = &all["footprint"];
     if !fp.is_null() {
@@ -195,4 +196,95 @@ pub fn markdown(all: &Value) -> String {
         }
     }
     s
+}
+
+/// The filters' own CPU time per packet, from the profiled pass (`perf` samples inside each
+/// filter), which the machine's speed does not move the way it moves packets per second.
+pub(super) fn filter_cpu_markdown(fc: &Value) -> String {
+    if fc.is_null() {
+        return "\nThe filters' own CPU time was not measured: `perf` is not installed \
+                (apt-get install -y linux-perf).\n"
+            .into();
+    }
+    let cell = |config: &str, pattern: &str| {
+        let r = fc["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["config"] == config && r["pattern"] == pattern);
+        match r {
+            // perf found no sample inside the filter's symbol.
+            Some(r) if r["filter_ns_per_packet"].is_null() => "no samples".into(),
+            Some(r) => format!(
+                "{:.0} ({:.2} %)",
+                f(&r["filter_ns_per_packet"]),
+                f(&r["share_percent"])
+            ),
+            None => "?".into(),
+        }
+    };
+    let mut s = format!(
+        "\nThe filters' own CPU time per packet. Tool: {}. Each cell: ns per packet taken in \
+         (the share of all samples in parentheses). This counts only time spent inside the \
+         filter, so other work on the machine does not move it the way it moves packets per \
+         second.\n\n\
+         | traffic | nsdb enforce (XDP) | nsdb enforce (TC) | nftables | no-op XDP | no-op TC | nftables / nsdb TC |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        fc["tool"].as_str().unwrap_or("?")
+    );
+    for p in ["dns_mix", "non_dns"] {
+        let ns = |c: &str| {
+            fc["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["config"] == c && r["pattern"] == p)
+                .map_or(f64::NAN, |r| f(&r["filter_ns_per_packet"]))
+        };
+        s += &format!(
+            "| {p} | {} | {} | {} | {} | {} | {:.1} |\n",
+            cell("nsdb_enforce", p),
+            cell("nsdb_tc_enforce", p),
+            cell("nftables", p),
+            cell("noop_xdp", p),
+            cell("noop_tc", p),
+            ns("nftables") / ns("nsdb_tc_enforce"),
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_filters_own_cpu_is_tabled_per_pattern() {
+        let fc = json!({"tool": "perf", "rows": [
+            {"config": "nsdb_enforce", "pattern": "dns_mix", "filter_ns_per_packet": 486.0, "share_percent": 6.4},
+            {"config": "nsdb_tc_enforce", "pattern": "dns_mix", "filter_ns_per_packet": 500.0, "share_percent": 7.4},
+            {"config": "nftables", "pattern": "dns_mix", "filter_ns_per_packet": 450.0, "share_percent": 6.8},
+            {"config": "nsdb_tc_enforce", "pattern": "non_dns", "filter_ns_per_packet": 6.0, "share_percent": 0.13},
+            {"config": "nftables", "pattern": "non_dns", "filter_ns_per_packet": 114.0, "share_percent": 2.86},
+            {"config": "noop_xdp", "pattern": "non_dns", "filter_ns_per_packet": null, "share_percent": null}
+        ]});
+        let md = filter_cpu_markdown(&fc);
+        let row = |p: &str| {
+            md.lines()
+                .find(|l| l.starts_with(&format!("| {p} |")))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            row("dns_mix"),
+            "| dns_mix | 486 (6.40 %) | 500 (7.40 %) | 450 (6.80 %) | ? | ? | 0.9 |"
+        );
+        assert!(
+            row("non_dns").contains("| 6 (0.13 %) | 114 (2.86 %) | no samples |"),
+            "{md}"
+        );
+        assert!(row("non_dns").ends_with("| 19.0 |"), "{md}");
+        assert!(filter_cpu_markdown(&Value::Null).contains("not measured"));
+    }
 }
