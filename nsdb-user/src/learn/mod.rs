@@ -1170,10 +1170,16 @@ impl Engine {
                 continue;
             }
             let mut any = false;
+            // An in-zone target (`ns1.example.com` of `example.com`, the common case) may be
+            // taught by a server allowed to teach its zone (`in_server`): every rule of
+            // `may_teach` is closed under going down the tree, and a server's zones only grow
+            // while this response is learned. Decided at the first glue, for all of them.
+            let mut in_zone: Option<bool> = None;
             for g in matching() {
                 self.stats.glue_addrs += 1;
+                let in_zone = *in_zone.get_or_insert_with(|| wire::is_subdomain(target, zone));
                 // The glue's owner is the NS record's target (`is_glue_of`).
-                if !self.may_teach(server_known, target, Some(zone)) {
+                if !in_zone && !self.may_teach(server_known, target, Some(zone)) {
                     self.stats.out_of_bailiwick += 1;
                     if self.cfg.explain {
                         self.decide(&ctx, zone, target, Some(g.addr), "glue_out_of_bailiwick");

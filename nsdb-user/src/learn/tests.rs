@@ -793,3 +793,66 @@ fn a_name_servers_latest_entries_decide_whether_it_is_registered() {
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(l[0].zone, "new.test");
 }
+
+/// `respond` lets the glue of an in-zone NS target through without asking `may_teach` when the
+/// server may teach the NS record's zone: every rule must be closed under going down the tree.
+/// Checked for each bailiwick mode and each kind of server (unknown, serving few zones, serving
+/// many, an exception) over zones and targets at several depths, in and out of those zones.
+#[test]
+fn a_server_that_may_teach_a_zone_may_teach_every_name_inside_it() {
+    let names = [
+        ".",
+        "test",
+        "zone3.test",
+        "sub.zone3.test",
+        "ns.sub.zone3.test",
+        "zone15.test",
+        "ns1.zone15.test",
+        "a.b.zone15.test",
+        "other",
+        "ns.other",
+        "zone3.test.other",
+        "xzone3.test",
+        "ns.xzone3.test",
+    ];
+    let few = "192.0.2.60";
+    let many = "192.0.2.61";
+    let exception = "192.0.2.62";
+    for mode in [Bailiwick::Auto, Bailiwick::Strict, Bailiwick::Off] {
+        let mut e = Engine::new(LearnConfig {
+            bailiwick: mode,
+            exceptions: vec![format!("{exception}/32").parse().unwrap()],
+            ..LearnConfig::default()
+        });
+        for (addr, zones) in [(few, 2u32), (many, 20)] {
+            for i in 0..zones {
+                let z = format!("zone{}.test", i * 3 % 20);
+                e.restore(
+                    &z,
+                    "ns.provider.test",
+                    ip(addr),
+                    0,
+                    0,
+                    1,
+                    u64::MAX,
+                    3600,
+                    Source::Stored,
+                );
+            }
+        }
+        for server in [few, many, exception, "192.0.2.63"] {
+            let kind = e.server_kind(ip(server), 1000);
+            for zone in names {
+                if !e.may_teach(kind, zone, None) {
+                    continue;
+                }
+                for target in names.iter().filter(|t| wire::is_subdomain(t, zone)) {
+                    assert!(
+                        e.may_teach(kind, target, Some(zone)),
+                        "{mode:?} {server}: may teach {zone} but not {target}"
+                    );
+                }
+            }
+        }
+    }
+}
