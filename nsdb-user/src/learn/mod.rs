@@ -1132,8 +1132,15 @@ impl Engine {
         };
         // The names this response answers: the question and the CNAME chain from it (the NS
         // records of a CNAME target's zone are as relevant as the question's, RFC 1034 §4.3.2).
-        let (chain_buf, chain_len) = c.cname_chain(qn);
-        let chain = &chain_buf[..chain_len];
+        // Without CNAMEs (nearly every response) that is the question alone, with no chain
+        // built.
+        let chain_buf;
+        let chain: &[&str] = if c.cnames.is_empty() {
+            std::slice::from_ref(&qn)
+        } else {
+            chain_buf = c.cname_chain(qn);
+            &chain_buf.0[..chain_buf.1]
+        };
         // The NS records of one RRset share their owner (`collect` decodes it once): its two
         // checks are made once per owner, not once per record.
         let mut last_zone: Option<(TextRange, bool, bool)> = None;
