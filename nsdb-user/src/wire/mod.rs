@@ -859,6 +859,9 @@ pub struct RecordIter<'a> {
 
 impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<Record, WireError>;
+    // Inlined into the loop of its caller (`learn::collect` walks every record of every
+    // response): the record then lives in registers, where a call returned it through memory.
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
