@@ -593,6 +593,9 @@ struct NsCand {
     target: TextRange,
     /// Offset of the target name in the message (hashed only when it is glue-less).
     target_off: usize,
+    /// The owner is a compression pointer to a label of the question name where it lies
+    /// (`points_into_question`): it is the question or one of its ancestors.
+    owner_in_question: bool,
     ttl: u32,
     /// Index of the first NS record of the response with the same target (its own index
     /// if none before it has), so glue is matched to NS records by comparing integers.
@@ -1100,16 +1103,29 @@ impl Engine {
             }
             return;
         }
-        // Usually decoded by `collect` already (before the names that point into it).
-        c.read_qname(&m);
-        if m.header.qdcount > 0 && c.qname.is_none() {
-            self.stats.malformed += 1;
-            return;
+        // The question's text, for the answers and the CNAME chain; otherwise decoded only if
+        // something asks for it (`QName`): a referral whose NS owner points into the question
+        // (`NsCand::owner_in_question`) and that teaches nothing new never does.
+        if want_answers || !c.cnames.is_empty() {
+            c.read_qname(&m);
+            if m.header.qdcount > 0 && c.qname.is_none() {
+                self.stats.malformed += 1;
+                return;
+            }
         }
+        // A paired response has a question whose name `name_hash` read without error, and
+        // `hash_name` validates a name exactly as `read_name` does (`wire::tests::names_agree`),
+        // so its text, decoded now or later, is never missing.
+        debug_assert!(m.header.qdcount > 0);
+        let lazy_qname = std::cell::OnceCell::new();
+        let qname = QName {
+            text: c.qname.map(|r| c.text(r)),
+            msg,
+            lazy: &lazy_qname,
+        };
         let c = &*c;
         let (ns, glue) = (c.ns(), c.glue());
         self.warm(src.ip(), glue);
-        let qn = c.qname.map_or("", |r| c.text(r));
         let server_known = self.server_kind(src.ip(), ts_ms);
         if self.cfg.bailiwick == Bailiwick::Strict && matches!(server_known, ServerKind::Unknown) {
             if !ns.is_empty() || want_answers {
@@ -1127,7 +1143,7 @@ impl Engine {
             client: dst,
             id: h.id,
             querytime: qinfo.ts_ms,
-            qname: qn,
+            qname,
             qtype,
         };
         // The names this response answers: the question and the CNAME chain from it (the NS
@@ -1135,11 +1151,11 @@ impl Engine {
         // Without CNAMEs (nearly every response) that is the question alone, with no chain
         // built.
         let chain_buf;
-        let chain: &[&str] = if c.cnames.is_empty() {
-            std::slice::from_ref(&qn)
+        let chain: Option<&[&str]> = if c.cnames.is_empty() {
+            None
         } else {
-            chain_buf = c.cname_chain(qn);
-            &chain_buf.0[..chain_buf.1]
+            chain_buf = c.cname_chain(qname.get());
+            Some(&chain_buf.0[..chain_buf.1])
         };
         // The NS records of one RRset share their owner (`collect` decodes it once): its two
         // checks are made once per owner, not once per record.
@@ -1149,8 +1165,13 @@ impl Engine {
             let (in_query, in_server) = match last_zone {
                 Some((z, q, s)) if z == n.zone => (q, s),
                 _ => {
+                    // An owner that points into the question is the question or an ancestor.
                     let q = self.cfg.bailiwick == Bailiwick::Off
-                        || chain.iter().any(|q| wire::is_subdomain(q, zone));
+                        || n.owner_in_question
+                        || match chain {
+                            Some(chain) => chain.iter().any(|q| wire::is_subdomain(q, zone)),
+                            None => wire::is_subdomain(qname.get(), zone),
+                        };
                     let s = self.may_teach(server_known, zone, None);
                     last_zone = Some((n.zone, q, s));
                     (q, s)
@@ -1228,7 +1249,7 @@ impl Engine {
             self.rows.queries.push(QueryRow {
                 querytime: qinfo.ts_ms,
                 queryid: h.id,
-                queryname: queryname(qn, qtype),
+                queryname: queryname(qname.get(), qtype),
                 client: dst,
                 server: src,
             });
@@ -1330,7 +1351,7 @@ impl Engine {
         let z = self.names.id(zone);
         let t = self.names.id(target);
         let qn: Box<str> = if self.cfg.record_rows {
-            queryname(ctx.qname, ctx.qtype).into()
+            queryname(ctx.qname.get(), ctx.qtype).into()
         } else {
             Box::default()
         };
@@ -1362,7 +1383,7 @@ impl Engine {
             self.rows.ns.push(NsRow {
                 querytime: ctx.querytime,
                 queryid: ctx.id,
-                queryname: queryname(ctx.qname, ctx.qtype),
+                queryname: queryname(ctx.qname.get(), ctx.qtype),
                 res_time: ctx.ts_ms,
                 zname: zone.to_string(),
                 nsttl,
@@ -1382,12 +1403,12 @@ impl Engine {
             return false;
         }
         // Follow CNAMEs from the NS name (bounded), then take its A/AAAA answers.
-        let answers = c.chain_answers(ctx.qname);
+        let answers = c.chain_answers(ctx.qname.get());
         let addrs = || answers.iter().copied();
         if answers.is_empty() {
             return false;
         }
-        let in_bailiwick = self.may_teach(known, ctx.qname, Some("."));
+        let in_bailiwick = self.may_teach(known, ctx.qname.get(), Some("."));
         // The names waiting for this lookup, taken out of the map while the history learns
         // (nothing below reads `pending`) and put back after: no copy of them.
         let pend = match self.pending.get_mut(&ctx.qname_hash) {
@@ -1396,7 +1417,7 @@ impl Engine {
         };
         let mut learned = false;
         for p in &pend {
-            if self.names.name(p.ns) != ctx.qname {
+            if self.names.name(p.ns) != ctx.qname.get() {
                 // Another name with the same hash (see `wire::hash_name`): not this lookup.
                 continue;
             }
@@ -1404,7 +1425,13 @@ impl Engine {
             if ctx.ts_ms > p.deadline {
                 if self.cfg.explain {
                     for a in addrs() {
-                        self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glueless_too_late");
+                        self.decide(
+                            ctx,
+                            &zone,
+                            ctx.qname.get(),
+                            Some(a.addr),
+                            "glueless_too_late",
+                        );
                     }
                 }
                 continue;
@@ -1413,7 +1440,13 @@ impl Engine {
                 self.stats.out_of_bailiwick += 1;
                 if self.cfg.explain {
                     for a in addrs() {
-                        self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glue_out_of_bailiwick");
+                        self.decide(
+                            ctx,
+                            &zone,
+                            ctx.qname.get(),
+                            Some(a.addr),
+                            "glue_out_of_bailiwick",
+                        );
                     }
                 }
                 continue;
@@ -1436,7 +1469,7 @@ impl Engine {
                     Some(&*p.queryname),
                     p.res_time,
                     &zone,
-                    ctx.qname,
+                    ctx.qname.get(),
                     p.nsttl,
                     a.addr,
                     a.ttl,
@@ -1526,18 +1559,24 @@ impl Engine {
     /// query, and its server must be allowed to teach the name (`may_teach`).
     #[inline(never)]
     fn resolve_ns_lookup(&mut self, ctx: &RespCtx<'_>, known: ServerKind, c: &Collected, n: u32) {
-        let answers = c.chain_answers(ctx.qname);
+        let answers = c.chain_answers(ctx.qname.get());
         let addrs = || answers.iter().copied();
         if answers.is_empty() {
             return;
         }
-        if !self.may_teach(known, ctx.qname, Some(".")) {
+        if !self.may_teach(known, ctx.qname.get(), Some(".")) {
             self.stats.out_of_bailiwick += 1;
             if self.cfg.explain {
                 for (z, _) in self.live_ns_zones(n, ctx.ts_ms) {
                     let zone = self.names.name(z).to_string();
                     for a in addrs() {
-                        self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glue_out_of_bailiwick");
+                        self.decide(
+                            ctx,
+                            &zone,
+                            ctx.qname.get(),
+                            Some(a.addr),
+                            "glue_out_of_bailiwick",
+                        );
                     }
                 }
             }
@@ -1558,7 +1597,7 @@ impl Engine {
                     None,
                     ctx.ts_ms,
                     &zone,
-                    ctx.qname,
+                    ctx.qname.get(),
                     ttl,
                     a.addr,
                     a.ttl,
@@ -1698,7 +1737,7 @@ impl Engine {
                 queryid: ctx.id,
                 queryname: match qn {
                     Some(q) => q.to_string(),
-                    None => queryname(ctx.qname, ctx.qtype),
+                    None => queryname(ctx.qname.get(), ctx.qtype),
                 },
                 res_time,
                 zname: zone.to_string(),
@@ -1775,7 +1814,11 @@ impl Engine {
             client: dst,
             id,
             querytime: 0,
-            qname: "",
+            qname: QName {
+                text: Some(""),
+                msg: &[],
+                lazy: &std::cell::OnceCell::new(),
+            },
             qtype: 0,
         };
         for n in c.ns() {
@@ -1904,8 +1947,36 @@ struct RespCtx<'a> {
     client: SocketAddr,
     id: u16,
     querytime: u64,
-    qname: &'a str,
+    qname: QName<'a>,
     qtype: u16,
+}
+
+/// The question name of a response (as `read_name` writes it): decoded by `collect` when the
+/// response needed it, otherwise only once something asks for it (a row is recorded, a
+/// glue-less name waits for its lookup, an NS owner is not a pointer into the question).
+#[derive(Clone, Copy)]
+struct QName<'a> {
+    text: Option<&'a str>,
+    /// The message, whose first question is decoded when `text` is None.
+    msg: &'a [u8],
+    lazy: &'a std::cell::OnceCell<NameBuf>,
+}
+
+impl<'a> QName<'a> {
+    fn get(&self) -> &'a str {
+        match self.text {
+            Some(t) => t,
+            None => self
+                .lazy
+                .get_or_init(|| {
+                    let mut n = NameBuf::default();
+                    // Cannot fail for a paired response (see `respond_with`).
+                    let _ = wire::read_name(self.msg, wire::HEADER_LEN, &mut n);
+                    n
+                })
+                .as_str(),
+        }
+    }
 }
 
 /// What one response holds, in buffers reused from response to response (their strings keep
@@ -1914,8 +1985,10 @@ struct RespCtx<'a> {
 struct Collected {
     /// The text of every name below, and of the question.
     names: NameCache,
-    /// The question name, once decoded (`collect` decodes it before the first name it reads,
-    /// so that the names pointing into it are copied rather than walked).
+    /// The question name, once decoded (`collect` decodes it before an answer or additional
+    /// record's name, so that the names pointing into it are copied rather than walked; not
+    /// for NS records, whose owner usually names the question's ancestor on its own, see
+    /// `QName`).
     qname: Option<TextRange>,
     ns: Vec<NsCand>,
     glue: Vec<GlueCand>,
@@ -1968,7 +2041,14 @@ impl Collected {
     fn text(&self, r: TextRange) -> &str {
         self.names.text(r)
     }
-    fn push_ns(&mut self, zone: TextRange, target: TextRange, target_off: usize, ttl: u32) {
+    fn push_ns(
+        &mut self,
+        zone: TextRange,
+        owner_in_question: bool,
+        target: TextRange,
+        target_off: usize,
+        ttl: u32,
+    ) {
         let i = self.ns.len();
         let names = &self.names;
         let same_as = self
@@ -1980,6 +2060,7 @@ impl Collected {
             zone,
             target,
             target_off,
+            owner_in_question,
             ttl,
             same_as,
         });
@@ -2019,6 +2100,25 @@ impl Collected {
     }
 }
 
+/// Is `target` where a label of the first question's name starts (or its root label), with
+/// only uncompressed labels before it? The name a compression pointer to it names (once it
+/// decodes) is then the question's name from that label on: the question or one of its
+/// ancestors, whatever the case of their letters.
+fn points_into_question(m: &Message<'_>, target: usize) -> bool {
+    if m.header.qdcount == 0 {
+        return false;
+    }
+    let mut pos = wire::HEADER_LEN;
+    // Bounded: each step moves past at least one byte.
+    while pos < target {
+        match m.buf.get(pos) {
+            Some(&len) if len != 0 && len & 0xc0 == 0 => pos += 1 + len as usize,
+            _ => return false,
+        }
+    }
+    pos == target
+}
+
 /// Walk the records once: NS (answer + authority), A/AAAA in additional, and, if asked, A/AAAA
 /// and CNAME in the answer section. On a malformed record, returns what was collected so far as
 /// the error. `c` must be reset for this message (it may hold the question name already).
@@ -2027,6 +2127,7 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
     // once (`owner` still holds it while `last_owner_ptr` matches).
     let mut last_owner_ptr: Option<[u8; 2]> = None;
     let mut owner = TextRange::default();
+    let mut owner_in_question = false;
     for r in m.records() {
         let Ok(r) = r else { return Err(()) };
         if r.class != wire::CLASS_IN {
@@ -2037,13 +2138,19 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
                 if c.ns.len() >= MAX_NS_PER_RESPONSE {
                     continue;
                 }
-                c.read_qname(m);
+                // The question is not decoded first (see `QName`): an owner pointing into it
+                // (nearly always) walks its few labels, and the targets that point into the
+                // owner copy them.
                 let ptr = msg
                     .get(r.name_off..r.name_off + 2)
                     .and_then(|p| <[u8; 2]>::try_from(p).ok())
                     .filter(|p| p[0] & 0xc0 == 0xc0);
                 if ptr.is_none() || ptr != last_owner_ptr {
                     owner = c.names.read(msg, r.name_off).map_err(|_| ())?.0;
+                    owner_in_question = ptr.is_some_and(|p| {
+                        let target = (((p[0] & 0x3f) as usize) << 8) | p[1] as usize;
+                        points_into_question(m, target)
+                    });
                 }
                 last_owner_ptr = ptr;
                 let (target, end) = c.names.read(msg, r.rdata_off).map_err(|_| ())?;
@@ -2051,7 +2158,7 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
                     // The target must end inside the rdata (`Record::target`).
                     return Err(());
                 }
-                c.push_ns(owner, target, r.rdata_off, r.ttl);
+                c.push_ns(owner, owner_in_question, target, r.rdata_off, r.ttl);
             }
             (Section::Additional, wire::TYPE_A | wire::TYPE_AAAA)
             | (Section::Answer, wire::TYPE_A | wire::TYPE_AAAA) => {

@@ -856,3 +856,86 @@ fn a_server_that_may_teach_a_zone_may_teach_every_name_inside_it() {
         }
     }
 }
+
+/// A response built by hand: question `qname` (wire form) type A, one NS record whose owner is
+/// a compression pointer to `owner_ptr` and whose target is `ns` + a pointer to `ns_suffix`,
+/// and an A record for that target (its owner a pointer to the NS record's rdata).
+fn hand_referral(id: u16, response: bool, qname: &[u8], owner_ptr: u16, ns: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(if response { &[0x80, 0] } else { &[0, 0] });
+    let counts: [u16; 4] = if response { [1, 0, 1, 1] } else { [1, 0, 0, 0] };
+    for c in counts {
+        m.extend_from_slice(&c.to_be_bytes());
+    }
+    m.extend_from_slice(qname);
+    m.extend_from_slice(&[0, 1, 0, 1]);
+    if !response {
+        return m;
+    }
+    m.extend_from_slice(&(0xc000 | owner_ptr).to_be_bytes());
+    m.extend_from_slice(&[0, 2, 0, 1, 0, 0, 0x0e, 0x10]);
+    m.extend_from_slice(&(ns.len() as u16).to_be_bytes());
+    let target = m.len() as u16;
+    m.extend_from_slice(ns);
+    m.extend_from_slice(&(0xc000 | target).to_be_bytes());
+    m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 77]);
+    m
+}
+
+/// An NS owner that is a compression pointer is taken as the question or an ancestor without
+/// comparing text only when it points at a label start of the question (`points_into_question`);
+/// a pointer into the middle of a question label names something else and is held to the
+/// text rule. The question's text, never decoded for the fast path, still names the rows.
+#[test]
+fn an_ns_owner_pointing_into_the_question_is_its_ancestor_only_at_a_label_start() {
+    // "a\001b\000.TEST": the label "a\x01b\x00" at 12, "TEST" at 17, the root label at 22.
+    let qname = b"\x04a\x01b\x00\x04TEST\x00";
+    // A pointer to offset 14 (inside the first label) decodes to the name "b": not an ancestor.
+    let mut e = engine();
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &hand_referral(7, false, qname, 0, b""),
+    );
+    let r = hand_referral(7, true, qname, 14, b"\x02ns\x01b\x00");
+    assert!(e.on_response(1050, sa(ROOT), sa(RESOLVER), &r).is_empty());
+    let d = e.take_decisions();
+    assert_eq!(
+        (d[0].zone.as_str(), d[0].ns_name.as_str(), d[0].verdict),
+        ("b", "ns.b", "ns_not_for_query")
+    );
+    assert_eq!(e.stats().out_of_bailiwick, 1);
+    // A pointer to the label "TEST" names the question's parent zone: learned, and the rows
+    // carry the question's text.
+    let mut e = engine();
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &hand_referral(8, false, qname, 0, b""),
+    );
+    let r = hand_referral(8, true, qname, 17, b"\x02ns\xc0\x11");
+    let l = e.on_response(1050, sa(ROOT), sa(RESOLVER), &r);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(
+        (l[0].zone.as_str(), l[0].ns_name.as_str()),
+        ("test", "ns.test")
+    );
+    let rows = e.take_rows();
+    assert_eq!(rows.ns[0].queryname, "a\\001b\\000.test");
+    assert_eq!(rows.queries[0].queryname, "a\\001b\\000.test");
+    // A pointer to the question's root label names the root zone.
+    let mut e = engine();
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &hand_referral(9, false, qname, 0, b""),
+    );
+    let r = hand_referral(9, true, qname, 22, b"\x01x\xc0\x11");
+    let l = e.on_response(1050, sa(ROOT), sa(RESOLVER), &r);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!((l[0].zone.as_str(), l[0].ns_name.as_str()), (".", "x.test"));
+}
