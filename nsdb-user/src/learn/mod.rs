@@ -646,6 +646,14 @@ fn name_hash(msg: &[u8], off: usize) -> Result<u64, wire::WireError> {
     Ok(h.finish())
 }
 
+/// [`name_hash`] of the message's first question (`wire::hash_question_name`).
+fn question_name_hash(m: &Message<'_>) -> Result<u64, wire::WireError> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = hash::FastBuild.build_hasher();
+    wire::hash_question_name(m, &mut h)?;
+    Ok(h.finish())
+}
+
 /// The word of `Engine::ns_filter` a name hash falls in, and its bit there (the hash's top
 /// `NS_FILTER_BITS_LOG2` bits).
 fn ns_filter_bit(name_hash: u64) -> (usize, u64) {
@@ -869,7 +877,7 @@ impl Engine {
             // No question: nothing a response could be paired on (RFC 9619 requires one).
             return;
         };
-        let Ok(nh) = name_hash(msg, q.name_off) else {
+        let Ok(nh) = question_name_hash(&m) else {
             self.stats.malformed += 1;
             return;
         };
@@ -1014,7 +1022,7 @@ impl Engine {
             }
         };
         let (qtype, qclass, qname_hash) = match m.question() {
-            Some(q) => match name_hash(msg, q.name_off) {
+            Some(q) => match question_name_hash(&m) {
                 Ok(h) => (q.qtype, q.qclass, h),
                 Err(_) => {
                     self.stats.malformed += 1;
