@@ -426,9 +426,11 @@ struct PendingNs {
     deadline: u64,
     querytime: u64,
     queryid: u16,
-    /// The paper's queryname of the referral's query (only kept when rows are recorded: query
-    /// names are not interned, or the name table would grow with the trace).
-    queryname: Box<str>,
+    /// The name and type of the referral's query, for the paper's queryname column (the name
+    /// only kept when rows are recorded: query names are not interned, or the name table would
+    /// grow with the trace; formatted only if a row is written).
+    qname: Box<str>,
+    qtype: u16,
     res_time: u64,
     server: SocketAddr,
 }
@@ -1230,11 +1232,11 @@ impl Engine {
                 // what the history already knows about it.
                 // Validated when collected, so the hash cannot fail here.
                 let target_hash = name_hash(msg, n.target_off).unwrap_or(0);
-                self.add_pending(&ctx, zone, target, target_hash, n.ttl);
+                let t = self.add_pending(&ctx, zone, target, target_hash, n.ttl);
                 // Copied out (`learn` changes the history), into a list kept for reuse.
                 let mut known = std::mem::take(&mut self.known_scratch);
                 known.clear();
-                if let Some(v) = self.names.get(target).and_then(|t| self.by_ns.get(&t)) {
+                if let Some(v) = self.by_ns.get(&t) {
                     known.extend(
                         v.iter()
                             .copied()
@@ -1348,6 +1350,7 @@ impl Engine {
         }
     }
 
+    /// Makes the glue-less NS name `target` of `zone` wait for its lookup; returns its id.
     fn add_pending(
         &mut self,
         ctx: &RespCtx<'_>,
@@ -1355,11 +1358,11 @@ impl Engine {
         target: &str,
         target_hash: u64,
         nsttl: u32,
-    ) {
+    ) -> u32 {
         let z = self.names.id(zone);
         let t = self.names.id(target);
         let qn: Box<str> = if self.cfg.record_rows {
-            queryname(ctx.qname.get(), ctx.qtype).into()
+            ctx.qname.get().into()
         } else {
             Box::default()
         };
@@ -1371,7 +1374,8 @@ impl Engine {
             deadline: ctx.ts_ms + self.cfg.glueless_window_ms,
             querytime: ctx.querytime,
             queryid: ctx.id,
-            queryname: qn,
+            qname: qn,
+            qtype: ctx.qtype,
             res_time: ctx.ts_ms,
             server: ctx.server,
         };
@@ -1403,6 +1407,7 @@ impl Engine {
                 expires_ms: 0,
             });
         }
+        t
     }
 
     /// Learns the answer to a pending glue-less NS name's lookup; whether it learned anything.
@@ -1474,7 +1479,7 @@ impl Engine {
                 learned = true;
                 self.learn_with(
                     &pctx,
-                    Some(&*p.queryname),
+                    Some((&*p.qname, p.qtype)),
                     p.res_time,
                     &zone,
                     ctx.qname.get(),
@@ -1647,8 +1652,8 @@ impl Engine {
     fn learn_with(
         &mut self,
         ctx: &RespCtx<'_>,
-        // The paper's queryname column; None: built from `ctx` when a row is recorded.
-        qn: Option<&str>,
+        // The query of the paper's queryname column (name, type); None: `ctx`'s.
+        qn: Option<(&str, u16)>,
         res_time: u64,
         zone: &str,
         ns: &str,
@@ -1744,7 +1749,7 @@ impl Engine {
                 querytime: ctx.querytime,
                 queryid: ctx.id,
                 queryname: match qn {
-                    Some(q) => q.to_string(),
+                    Some((name, qtype)) => queryname(name, qtype),
                     None => queryname(ctx.qname.get(), ctx.qtype),
                 },
                 res_time,

@@ -939,3 +939,44 @@ fn an_ns_owner_pointing_into_the_question_is_its_ancestor_only_at_a_label_start(
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!((l[0].zone.as_str(), l[0].ns_name.as_str()), (".", "x.test"));
 }
+
+/// The rows of a glue-less delegation name the referral's query as the paper does ("FQDN" for
+/// A, "FQDN TYPE" otherwise): at once (the row without glue) and once the lookup answers (the
+/// pending entry keeps the query's name and type, and the row is formatted from them).
+#[test]
+fn glueless_rows_name_the_referrals_query_with_its_type() {
+    let mut e = engine();
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &query(1, "www.example.test", RecordType::AAAA),
+    );
+    let r = referral(
+        1,
+        "www.example.test",
+        RecordType::AAAA,
+        "example.test",
+        &[("ns.elsewhere.test", 7200)],
+        &[],
+    );
+    assert!(e.on_response(1100, sa(ROOT), sa(RESOLVER), &r).is_empty());
+    let rows = e.take_rows();
+    assert_eq!(rows.ns[0].queryname, "www.example.test 28");
+    assert_eq!(rows.ns[0].glue, None);
+    ask(&mut e, 1500, "192.0.2.99:53", 2, "ns.elsewhere.test");
+    let a = answer(
+        2,
+        "ns.elsewhere.test",
+        &[("ns.elsewhere.test", "192.0.2.77", 600)],
+    );
+    assert_eq!(
+        e.on_response(1600, sa("192.0.2.99:53"), sa(RESOLVER), &a)
+            .len(),
+        1
+    );
+    let rows = e.take_rows();
+    assert_eq!(rows.ns[0].queryname, "www.example.test 28");
+    assert_eq!(rows.ns[0].glue, Some(ip("192.0.2.77")));
+    assert_eq!(rows.ns[0].source, Source::GluelessLookup);
+}
