@@ -1135,8 +1135,7 @@ impl Engine {
         };
         let c = &*c;
         let (ns, glue) = (c.ns(), c.glue());
-        self.warm(src.ip(), glue);
-        let server_known = self.server_kind(src.ip(), ts_ms);
+        let server_known = self.warm(src.ip(), glue, ts_ms);
         if self.cfg.bailiwick == Bailiwick::Strict && matches!(server_known, ServerKind::Unknown) {
             if !ns.is_empty() || want_answers {
                 self.stats.unknown_server += 1;
@@ -1274,25 +1273,41 @@ impl Engine {
     /// to. Touched here in one tight loop, the cache misses overlap, where the checks and
     /// refreshes that follow would take them one after another (the history of a paper-scale
     /// trace is a few megabytes, read at random).
-    fn warm(&self, server: IpAddr, glue: &[GlueCand]) {
-        for addr in std::iter::once(server).chain(glue.iter().map(|g| g.addr)) {
-            let Some(a) = self.by_addr.get(&addr) else {
-                continue;
-            };
+    ///
+    /// Returns what the server is at `now` (`server_kind_of`), from the bucket looked up here.
+    fn warm(&self, server: IpAddr, glue: &[GlueCand], now: u64) -> ServerKind {
+        let warm_one = |a: &AddrInfo| {
             for s in a.serves.iter().take(2) {
                 prefetch(&self.slab[s.slot as usize]);
                 prefetch(&self.names.recs[s.zone as usize]);
                 prefetch(&self.names.recs[s.ns as usize]);
             }
+        };
+        let server_info = self.by_addr.get(&server);
+        if let Some(a) = server_info {
+            warm_one(a);
         }
+        for g in glue {
+            if let Some(a) = self.by_addr.get(&g.addr) {
+                warm_one(a);
+            }
+        }
+        self.server_kind_of(server, server_info, now)
     }
 
-    /// Is `server` registered (unexpired) at `now`? Exceptions serve the whole tree.
+    /// `server_kind_of` with the server's bucket looked up (tests).
+    #[cfg(test)]
     fn server_kind(&self, server: IpAddr, now: u64) -> ServerKind {
+        self.server_kind_of(server, self.by_addr.get(&server), now)
+    }
+
+    /// Is `server`, whose history bucket is `info`, registered (unexpired) at `now`?
+    /// Exceptions serve the whole tree.
+    fn server_kind_of(&self, server: IpAddr, info: Option<&AddrInfo>, now: u64) -> ServerKind {
         if self.cfg.exceptions.iter().any(|n| n.contains(&server)) {
             return ServerKind::Everything;
         }
-        match self.by_addr.get(&server) {
+        match info {
             Some(a) if a.expires >= now && a.is_few() => {
                 // Zone ids may repeat (one zone, several NS names): harmless for `any`.
                 let mut ids = [0u32; SMALL_SERVES];
