@@ -426,9 +426,11 @@ struct PendingNs {
     deadline: u64,
     querytime: u64,
     queryid: u16,
-    /// The paper's queryname of the referral's query (only kept when rows are recorded: query
-    /// names are not interned, or the name table would grow with the trace).
-    queryname: Box<str>,
+    /// The name and type of the referral's query, for the paper's queryname column (the name
+    /// only kept when rows are recorded: query names are not interned, or the name table would
+    /// grow with the trace; formatted only if a row is written).
+    qname: Box<str>,
+    qtype: u16,
     res_time: u64,
     server: SocketAddr,
 }
@@ -593,6 +595,9 @@ struct NsCand {
     target: TextRange,
     /// Offset of the target name in the message (hashed only when it is glue-less).
     target_off: usize,
+    /// The owner is a compression pointer to a label of the question name where it lies
+    /// (`points_into_question`): it is the question or one of its ancestors.
+    owner_in_question: bool,
     ttl: u32,
     /// Index of the first NS record of the response with the same target (its own index
     /// if none before it has), so glue is matched to NS records by comparing integers.
@@ -640,6 +645,14 @@ fn name_hash(msg: &[u8], off: usize) -> Result<u64, wire::WireError> {
     use std::hash::{BuildHasher, Hasher};
     let mut h = hash::FastBuild.build_hasher();
     wire::hash_name(msg, off, &mut h)?;
+    Ok(h.finish())
+}
+
+/// [`name_hash`] of the message's first question (`wire::hash_question_name`).
+fn question_name_hash(m: &Message<'_>) -> Result<u64, wire::WireError> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = hash::FastBuild.build_hasher();
+    wire::hash_question_name(m, &mut h)?;
     Ok(h.finish())
 }
 
@@ -866,7 +879,7 @@ impl Engine {
             // No question: nothing a response could be paired on (RFC 9619 requires one).
             return;
         };
-        let Ok(nh) = name_hash(msg, q.name_off) else {
+        let Ok(nh) = question_name_hash(&m) else {
             self.stats.malformed += 1;
             return;
         };
@@ -1011,7 +1024,7 @@ impl Engine {
             }
         };
         let (qtype, qclass, qname_hash) = match m.question() {
-            Some(q) => match name_hash(msg, q.name_off) {
+            Some(q) => match question_name_hash(&m) {
                 Ok(h) => (q.qtype, q.qclass, h),
                 Err(_) => {
                     self.stats.malformed += 1;
@@ -1100,17 +1113,29 @@ impl Engine {
             }
             return;
         }
-        // Usually decoded by `collect` already (before the names that point into it).
-        c.read_qname(&m);
-        if m.header.qdcount > 0 && c.qname.is_none() {
-            self.stats.malformed += 1;
-            return;
+        // The question's text, for the answers and the CNAME chain; otherwise decoded only if
+        // something asks for it (`QName`): a referral whose NS owner points into the question
+        // (`NsCand::owner_in_question`) and that teaches nothing new never does.
+        if want_answers || !c.cnames.is_empty() {
+            c.read_qname(&m);
+            if m.header.qdcount > 0 && c.qname.is_none() {
+                self.stats.malformed += 1;
+                return;
+            }
         }
+        // A paired response has a question whose name `name_hash` read without error, and
+        // `hash_name` validates a name exactly as `read_name` does (`wire::tests::names_agree`),
+        // so its text, decoded now or later, is never missing.
+        debug_assert!(m.header.qdcount > 0);
+        let lazy_qname = std::cell::OnceCell::new();
+        let qname = QName {
+            text: c.qname.map(|r| c.text(r)),
+            msg,
+            lazy: &lazy_qname,
+        };
         let c = &*c;
         let (ns, glue) = (c.ns(), c.glue());
-        self.warm(src.ip(), glue);
-        let qn = c.qname.map_or("", |r| c.text(r));
-        let server_known = self.server_kind(src.ip(), ts_ms);
+        let server_known = self.warm(src.ip(), glue, ts_ms);
         if self.cfg.bailiwick == Bailiwick::Strict && matches!(server_known, ServerKind::Unknown) {
             if !ns.is_empty() || want_answers {
                 self.stats.unknown_server += 1;
@@ -1127,13 +1152,20 @@ impl Engine {
             client: dst,
             id: h.id,
             querytime: qinfo.ts_ms,
-            qname: qn,
+            qname,
             qtype,
         };
         // The names this response answers: the question and the CNAME chain from it (the NS
         // records of a CNAME target's zone are as relevant as the question's, RFC 1034 §4.3.2).
-        let (chain_buf, chain_len) = c.cname_chain(qn);
-        let chain = &chain_buf[..chain_len];
+        // Without CNAMEs (nearly every response) that is the question alone, with no chain
+        // built.
+        let chain_buf;
+        let chain: Option<&[&str]> = if c.cnames.is_empty() {
+            None
+        } else {
+            chain_buf = c.cname_chain(qname.get());
+            Some(&chain_buf.0[..chain_buf.1])
+        };
         // The NS records of one RRset share their owner (`collect` decodes it once): its two
         // checks are made once per owner, not once per record.
         let mut last_zone: Option<(TextRange, bool, bool)> = None;
@@ -1142,8 +1174,13 @@ impl Engine {
             let (in_query, in_server) = match last_zone {
                 Some((z, q, s)) if z == n.zone => (q, s),
                 _ => {
+                    // An owner that points into the question is the question or an ancestor.
                     let q = self.cfg.bailiwick == Bailiwick::Off
-                        || chain.iter().any(|q| wire::is_subdomain(q, zone));
+                        || n.owner_in_question
+                        || match chain {
+                            Some(chain) => chain.iter().any(|q| wire::is_subdomain(q, zone)),
+                            None => wire::is_subdomain(qname.get(), zone),
+                        };
                     let s = self.may_teach(server_known, zone, None);
                     last_zone = Some((n.zone, q, s));
                     (q, s)
@@ -1170,10 +1207,16 @@ impl Engine {
                 continue;
             }
             let mut any = false;
+            // An in-zone target (`ns1.example.com` of `example.com`, the common case) may be
+            // taught by a server allowed to teach its zone (`in_server`): every rule of
+            // `may_teach` is closed under going down the tree, and a server's zones only grow
+            // while this response is learned. Decided at the first glue, for all of them.
+            let mut in_zone: Option<bool> = None;
             for g in matching() {
                 self.stats.glue_addrs += 1;
+                let in_zone = *in_zone.get_or_insert_with(|| wire::is_subdomain(target, zone));
                 // The glue's owner is the NS record's target (`is_glue_of`).
-                if !self.may_teach(server_known, target, Some(zone)) {
+                if !in_zone && !self.may_teach(server_known, target, Some(zone)) {
                     self.stats.out_of_bailiwick += 1;
                     if self.cfg.explain {
                         self.decide(&ctx, zone, target, Some(g.addr), "glue_out_of_bailiwick");
@@ -1188,11 +1231,11 @@ impl Engine {
                 // what the history already knows about it.
                 // Validated when collected, so the hash cannot fail here.
                 let target_hash = name_hash(msg, n.target_off).unwrap_or(0);
-                self.add_pending(&ctx, zone, target, target_hash, n.ttl);
+                let t = self.add_pending(&ctx, zone, target, target_hash, n.ttl);
                 // Copied out (`learn` changes the history), into a list kept for reuse.
                 let mut known = std::mem::take(&mut self.known_scratch);
                 known.clear();
-                if let Some(v) = self.names.get(target).and_then(|t| self.by_ns.get(&t)) {
+                if let Some(v) = self.by_ns.get(&t) {
                     known.extend(
                         v.iter()
                             .copied()
@@ -1215,7 +1258,7 @@ impl Engine {
             self.rows.queries.push(QueryRow {
                 querytime: qinfo.ts_ms,
                 queryid: h.id,
-                queryname: queryname(qn, qtype),
+                queryname: queryname(qname.get(), qtype),
                 client: dst,
                 server: src,
             });
@@ -1230,25 +1273,41 @@ impl Engine {
     /// to. Touched here in one tight loop, the cache misses overlap, where the checks and
     /// refreshes that follow would take them one after another (the history of a paper-scale
     /// trace is a few megabytes, read at random).
-    fn warm(&self, server: IpAddr, glue: &[GlueCand]) {
-        for addr in std::iter::once(server).chain(glue.iter().map(|g| g.addr)) {
-            let Some(a) = self.by_addr.get(&addr) else {
-                continue;
-            };
+    ///
+    /// Returns what the server is at `now` (`server_kind_of`), from the bucket looked up here.
+    fn warm(&self, server: IpAddr, glue: &[GlueCand], now: u64) -> ServerKind {
+        let warm_one = |a: &AddrInfo| {
             for s in a.serves.iter().take(2) {
                 prefetch(&self.slab[s.slot as usize]);
                 prefetch(&self.names.recs[s.zone as usize]);
                 prefetch(&self.names.recs[s.ns as usize]);
             }
+        };
+        let server_info = self.by_addr.get(&server);
+        if let Some(a) = server_info {
+            warm_one(a);
         }
+        for g in glue {
+            if let Some(a) = self.by_addr.get(&g.addr) {
+                warm_one(a);
+            }
+        }
+        self.server_kind_of(server, server_info, now)
     }
 
-    /// Is `server` registered (unexpired) at `now`? Exceptions serve the whole tree.
+    /// `server_kind_of` with the server's bucket looked up (tests).
+    #[cfg(test)]
     fn server_kind(&self, server: IpAddr, now: u64) -> ServerKind {
+        self.server_kind_of(server, self.by_addr.get(&server), now)
+    }
+
+    /// Is `server`, whose history bucket is `info`, registered (unexpired) at `now`?
+    /// Exceptions serve the whole tree.
+    fn server_kind_of(&self, server: IpAddr, info: Option<&AddrInfo>, now: u64) -> ServerKind {
         if self.cfg.exceptions.iter().any(|n| n.contains(&server)) {
             return ServerKind::Everything;
         }
-        match self.by_addr.get(&server) {
+        match info {
             Some(a) if a.expires >= now && a.is_few() => {
                 // Zone ids may repeat (one zone, several NS names): harmless for `any`.
                 let mut ids = [0u32; SMALL_SERVES];
@@ -1306,6 +1365,7 @@ impl Engine {
         }
     }
 
+    /// Makes the glue-less NS name `target` of `zone` wait for its lookup; returns its id.
     fn add_pending(
         &mut self,
         ctx: &RespCtx<'_>,
@@ -1313,11 +1373,11 @@ impl Engine {
         target: &str,
         target_hash: u64,
         nsttl: u32,
-    ) {
+    ) -> u32 {
         let z = self.names.id(zone);
         let t = self.names.id(target);
         let qn: Box<str> = if self.cfg.record_rows {
-            queryname(ctx.qname, ctx.qtype).into()
+            ctx.qname.get().into()
         } else {
             Box::default()
         };
@@ -1329,7 +1389,8 @@ impl Engine {
             deadline: ctx.ts_ms + self.cfg.glueless_window_ms,
             querytime: ctx.querytime,
             queryid: ctx.id,
-            queryname: qn,
+            qname: qn,
+            qtype: ctx.qtype,
             res_time: ctx.ts_ms,
             server: ctx.server,
         };
@@ -1349,7 +1410,7 @@ impl Engine {
             self.rows.ns.push(NsRow {
                 querytime: ctx.querytime,
                 queryid: ctx.id,
-                queryname: queryname(ctx.qname, ctx.qtype),
+                queryname: queryname(ctx.qname.get(), ctx.qtype),
                 res_time: ctx.ts_ms,
                 zname: zone.to_string(),
                 nsttl,
@@ -1361,6 +1422,7 @@ impl Engine {
                 expires_ms: 0,
             });
         }
+        t
     }
 
     /// Learns the answer to a pending glue-less NS name's lookup; whether it learned anything.
@@ -1369,12 +1431,12 @@ impl Engine {
             return false;
         }
         // Follow CNAMEs from the NS name (bounded), then take its A/AAAA answers.
-        let answers = c.chain_answers(ctx.qname);
+        let answers = c.chain_answers(ctx.qname.get());
         let addrs = || answers.iter().copied();
         if answers.is_empty() {
             return false;
         }
-        let in_bailiwick = self.may_teach(known, ctx.qname, Some("."));
+        let in_bailiwick = self.may_teach(known, ctx.qname.get(), Some("."));
         // The names waiting for this lookup, taken out of the map while the history learns
         // (nothing below reads `pending`) and put back after: no copy of them.
         let pend = match self.pending.get_mut(&ctx.qname_hash) {
@@ -1383,7 +1445,7 @@ impl Engine {
         };
         let mut learned = false;
         for p in &pend {
-            if self.names.name(p.ns) != ctx.qname {
+            if self.names.name(p.ns) != ctx.qname.get() {
                 // Another name with the same hash (see `wire::hash_name`): not this lookup.
                 continue;
             }
@@ -1391,7 +1453,13 @@ impl Engine {
             if ctx.ts_ms > p.deadline {
                 if self.cfg.explain {
                     for a in addrs() {
-                        self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glueless_too_late");
+                        self.decide(
+                            ctx,
+                            &zone,
+                            ctx.qname.get(),
+                            Some(a.addr),
+                            "glueless_too_late",
+                        );
                     }
                 }
                 continue;
@@ -1400,7 +1468,13 @@ impl Engine {
                 self.stats.out_of_bailiwick += 1;
                 if self.cfg.explain {
                     for a in addrs() {
-                        self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glue_out_of_bailiwick");
+                        self.decide(
+                            ctx,
+                            &zone,
+                            ctx.qname.get(),
+                            Some(a.addr),
+                            "glue_out_of_bailiwick",
+                        );
                     }
                 }
                 continue;
@@ -1420,10 +1494,10 @@ impl Engine {
                 learned = true;
                 self.learn_with(
                     &pctx,
-                    Some(&*p.queryname),
+                    Some((&*p.qname, p.qtype)),
                     p.res_time,
                     &zone,
-                    ctx.qname,
+                    ctx.qname.get(),
                     p.nsttl,
                     a.addr,
                     a.ttl,
@@ -1513,18 +1587,24 @@ impl Engine {
     /// query, and its server must be allowed to teach the name (`may_teach`).
     #[inline(never)]
     fn resolve_ns_lookup(&mut self, ctx: &RespCtx<'_>, known: ServerKind, c: &Collected, n: u32) {
-        let answers = c.chain_answers(ctx.qname);
+        let answers = c.chain_answers(ctx.qname.get());
         let addrs = || answers.iter().copied();
         if answers.is_empty() {
             return;
         }
-        if !self.may_teach(known, ctx.qname, Some(".")) {
+        if !self.may_teach(known, ctx.qname.get(), Some(".")) {
             self.stats.out_of_bailiwick += 1;
             if self.cfg.explain {
                 for (z, _) in self.live_ns_zones(n, ctx.ts_ms) {
                     let zone = self.names.name(z).to_string();
                     for a in addrs() {
-                        self.decide(ctx, &zone, ctx.qname, Some(a.addr), "glue_out_of_bailiwick");
+                        self.decide(
+                            ctx,
+                            &zone,
+                            ctx.qname.get(),
+                            Some(a.addr),
+                            "glue_out_of_bailiwick",
+                        );
                     }
                 }
             }
@@ -1545,7 +1625,7 @@ impl Engine {
                     None,
                     ctx.ts_ms,
                     &zone,
-                    ctx.qname,
+                    ctx.qname.get(),
                     ttl,
                     a.addr,
                     a.ttl,
@@ -1587,8 +1667,8 @@ impl Engine {
     fn learn_with(
         &mut self,
         ctx: &RespCtx<'_>,
-        // The paper's queryname column; None: built from `ctx` when a row is recorded.
-        qn: Option<&str>,
+        // The query of the paper's queryname column (name, type); None: `ctx`'s.
+        qn: Option<(&str, u16)>,
         res_time: u64,
         zone: &str,
         ns: &str,
@@ -1684,8 +1764,8 @@ impl Engine {
                 querytime: ctx.querytime,
                 queryid: ctx.id,
                 queryname: match qn {
-                    Some(q) => q.to_string(),
-                    None => queryname(ctx.qname, ctx.qtype),
+                    Some((name, qtype)) => queryname(name, qtype),
+                    None => queryname(ctx.qname.get(), ctx.qtype),
                 },
                 res_time,
                 zname: zone.to_string(),
@@ -1762,7 +1842,11 @@ impl Engine {
             client: dst,
             id,
             querytime: 0,
-            qname: "",
+            qname: QName {
+                text: Some(""),
+                msg: &[],
+                lazy: &std::cell::OnceCell::new(),
+            },
             qtype: 0,
         };
         for n in c.ns() {
@@ -1891,8 +1975,36 @@ struct RespCtx<'a> {
     client: SocketAddr,
     id: u16,
     querytime: u64,
-    qname: &'a str,
+    qname: QName<'a>,
     qtype: u16,
+}
+
+/// The question name of a response (as `read_name` writes it): decoded by `collect` when the
+/// response needed it, otherwise only once something asks for it (a row is recorded, a
+/// glue-less name waits for its lookup, an NS owner is not a pointer into the question).
+#[derive(Clone, Copy)]
+struct QName<'a> {
+    text: Option<&'a str>,
+    /// The message, whose first question is decoded when `text` is None.
+    msg: &'a [u8],
+    lazy: &'a std::cell::OnceCell<NameBuf>,
+}
+
+impl<'a> QName<'a> {
+    fn get(&self) -> &'a str {
+        match self.text {
+            Some(t) => t,
+            None => self
+                .lazy
+                .get_or_init(|| {
+                    let mut n = NameBuf::default();
+                    // Cannot fail for a paired response (see `respond_with`).
+                    let _ = wire::read_name(self.msg, wire::HEADER_LEN, &mut n);
+                    n
+                })
+                .as_str(),
+        }
+    }
 }
 
 /// What one response holds, in buffers reused from response to response (their strings keep
@@ -1901,8 +2013,10 @@ struct RespCtx<'a> {
 struct Collected {
     /// The text of every name below, and of the question.
     names: NameCache,
-    /// The question name, once decoded (`collect` decodes it before the first name it reads,
-    /// so that the names pointing into it are copied rather than walked).
+    /// The question name, once decoded (`collect` decodes it before an answer or additional
+    /// record's name, so that the names pointing into it are copied rather than walked; not
+    /// for NS records, whose owner usually names the question's ancestor on its own, see
+    /// `QName`).
     qname: Option<TextRange>,
     ns: Vec<NsCand>,
     glue: Vec<GlueCand>,
@@ -1955,7 +2069,14 @@ impl Collected {
     fn text(&self, r: TextRange) -> &str {
         self.names.text(r)
     }
-    fn push_ns(&mut self, zone: TextRange, target: TextRange, target_off: usize, ttl: u32) {
+    fn push_ns(
+        &mut self,
+        zone: TextRange,
+        owner_in_question: bool,
+        target: TextRange,
+        target_off: usize,
+        ttl: u32,
+    ) {
         let i = self.ns.len();
         let names = &self.names;
         let same_as = self
@@ -1967,6 +2088,7 @@ impl Collected {
             zone,
             target,
             target_off,
+            owner_in_question,
             ttl,
             same_as,
         });
@@ -2006,6 +2128,25 @@ impl Collected {
     }
 }
 
+/// Is `target` where a label of the first question's name starts (or its root label), with
+/// only uncompressed labels before it? The name a compression pointer to it names (once it
+/// decodes) is then the question's name from that label on: the question or one of its
+/// ancestors, whatever the case of their letters.
+fn points_into_question(m: &Message<'_>, target: usize) -> bool {
+    if m.header.qdcount == 0 {
+        return false;
+    }
+    let mut pos = wire::HEADER_LEN;
+    // Bounded: each step moves past at least one byte.
+    while pos < target {
+        match m.buf.get(pos) {
+            Some(&len) if len != 0 && len & 0xc0 == 0 => pos += 1 + len as usize,
+            _ => return false,
+        }
+    }
+    pos == target
+}
+
 /// Walk the records once: NS (answer + authority), A/AAAA in additional, and, if asked, A/AAAA
 /// and CNAME in the answer section. On a malformed record, returns what was collected so far as
 /// the error. `c` must be reset for this message (it may hold the question name already).
@@ -2014,6 +2155,7 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
     // once (`owner` still holds it while `last_owner_ptr` matches).
     let mut last_owner_ptr: Option<[u8; 2]> = None;
     let mut owner = TextRange::default();
+    let mut owner_in_question = false;
     for r in m.records() {
         let Ok(r) = r else { return Err(()) };
         if r.class != wire::CLASS_IN {
@@ -2024,13 +2166,19 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
                 if c.ns.len() >= MAX_NS_PER_RESPONSE {
                     continue;
                 }
-                c.read_qname(m);
+                // The question is not decoded first (see `QName`): an owner pointing into it
+                // (nearly always) walks its few labels, and the targets that point into the
+                // owner copy them.
                 let ptr = msg
                     .get(r.name_off..r.name_off + 2)
                     .and_then(|p| <[u8; 2]>::try_from(p).ok())
                     .filter(|p| p[0] & 0xc0 == 0xc0);
                 if ptr.is_none() || ptr != last_owner_ptr {
                     owner = c.names.read(msg, r.name_off).map_err(|_| ())?.0;
+                    owner_in_question = ptr.is_some_and(|p| {
+                        let target = (((p[0] & 0x3f) as usize) << 8) | p[1] as usize;
+                        points_into_question(m, target)
+                    });
                 }
                 last_owner_ptr = ptr;
                 let (target, end) = c.names.read(msg, r.rdata_off).map_err(|_| ())?;
@@ -2038,7 +2186,7 @@ fn collect(msg: &[u8], m: &Message<'_>, want_answers: bool, c: &mut Collected) -
                     // The target must end inside the rdata (`Record::target`).
                     return Err(());
                 }
-                c.push_ns(owner, target, r.rdata_off, r.ttl);
+                c.push_ns(owner, owner_in_question, target, r.rdata_off, r.ttl);
             }
             (Section::Additional, wire::TYPE_A | wire::TYPE_AAAA)
             | (Section::Answer, wire::TYPE_A | wire::TYPE_AAAA) => {

@@ -793,3 +793,190 @@ fn a_name_servers_latest_entries_decide_whether_it_is_registered() {
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(l[0].zone, "new.test");
 }
+
+/// `respond` lets the glue of an in-zone NS target through without asking `may_teach` when the
+/// server may teach the NS record's zone: every rule must be closed under going down the tree.
+/// Checked for each bailiwick mode and each kind of server (unknown, serving few zones, serving
+/// many, an exception) over zones and targets at several depths, in and out of those zones.
+#[test]
+fn a_server_that_may_teach_a_zone_may_teach_every_name_inside_it() {
+    let names = [
+        ".",
+        "test",
+        "zone3.test",
+        "sub.zone3.test",
+        "ns.sub.zone3.test",
+        "zone15.test",
+        "ns1.zone15.test",
+        "a.b.zone15.test",
+        "other",
+        "ns.other",
+        "zone3.test.other",
+        "xzone3.test",
+        "ns.xzone3.test",
+    ];
+    let few = "192.0.2.60";
+    let many = "192.0.2.61";
+    let exception = "192.0.2.62";
+    for mode in [Bailiwick::Auto, Bailiwick::Strict, Bailiwick::Off] {
+        let mut e = Engine::new(LearnConfig {
+            bailiwick: mode,
+            exceptions: vec![format!("{exception}/32").parse().unwrap()],
+            ..LearnConfig::default()
+        });
+        for (addr, zones) in [(few, 2u32), (many, 20)] {
+            for i in 0..zones {
+                let z = format!("zone{}.test", i * 3 % 20);
+                e.restore(
+                    &z,
+                    "ns.provider.test",
+                    ip(addr),
+                    0,
+                    0,
+                    1,
+                    u64::MAX,
+                    3600,
+                    Source::Stored,
+                );
+            }
+        }
+        for server in [few, many, exception, "192.0.2.63"] {
+            let kind = e.server_kind(ip(server), 1000);
+            for zone in names {
+                if !e.may_teach(kind, zone, None) {
+                    continue;
+                }
+                for target in names.iter().filter(|t| wire::is_subdomain(t, zone)) {
+                    assert!(
+                        e.may_teach(kind, target, Some(zone)),
+                        "{mode:?} {server}: may teach {zone} but not {target}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A response built by hand: question `qname` (wire form) type A, one NS record whose owner is
+/// a compression pointer to `owner_ptr` and whose target is `ns` + a pointer to `ns_suffix`,
+/// and an A record for that target (its owner a pointer to the NS record's rdata).
+fn hand_referral(id: u16, response: bool, qname: &[u8], owner_ptr: u16, ns: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(if response { &[0x80, 0] } else { &[0, 0] });
+    let counts: [u16; 4] = if response { [1, 0, 1, 1] } else { [1, 0, 0, 0] };
+    for c in counts {
+        m.extend_from_slice(&c.to_be_bytes());
+    }
+    m.extend_from_slice(qname);
+    m.extend_from_slice(&[0, 1, 0, 1]);
+    if !response {
+        return m;
+    }
+    m.extend_from_slice(&(0xc000 | owner_ptr).to_be_bytes());
+    m.extend_from_slice(&[0, 2, 0, 1, 0, 0, 0x0e, 0x10]);
+    m.extend_from_slice(&(ns.len() as u16).to_be_bytes());
+    let target = m.len() as u16;
+    m.extend_from_slice(ns);
+    m.extend_from_slice(&(0xc000 | target).to_be_bytes());
+    m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 77]);
+    m
+}
+
+/// An NS owner that is a compression pointer is taken as the question or an ancestor without
+/// comparing text only when it points at a label start of the question (`points_into_question`);
+/// a pointer into the middle of a question label names something else and is held to the
+/// text rule. The question's text, never decoded for the fast path, still names the rows.
+#[test]
+fn an_ns_owner_pointing_into_the_question_is_its_ancestor_only_at_a_label_start() {
+    // "a\001b\000.TEST": the label "a\x01b\x00" at 12, "TEST" at 17, the root label at 22.
+    let qname = b"\x04a\x01b\x00\x04TEST\x00";
+    // A pointer to offset 14 (inside the first label) decodes to the name "b": not an ancestor.
+    let mut e = engine();
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &hand_referral(7, false, qname, 0, b""),
+    );
+    let r = hand_referral(7, true, qname, 14, b"\x02ns\x01b\x00");
+    assert!(e.on_response(1050, sa(ROOT), sa(RESOLVER), &r).is_empty());
+    let d = e.take_decisions();
+    assert_eq!(
+        (d[0].zone.as_str(), d[0].ns_name.as_str(), d[0].verdict),
+        ("b", "ns.b", "ns_not_for_query")
+    );
+    assert_eq!(e.stats().out_of_bailiwick, 1);
+    // A pointer to the label "TEST" names the question's parent zone: learned, and the rows
+    // carry the question's text.
+    let mut e = engine();
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &hand_referral(8, false, qname, 0, b""),
+    );
+    let r = hand_referral(8, true, qname, 17, b"\x02ns\xc0\x11");
+    let l = e.on_response(1050, sa(ROOT), sa(RESOLVER), &r);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(
+        (l[0].zone.as_str(), l[0].ns_name.as_str()),
+        ("test", "ns.test")
+    );
+    let rows = e.take_rows();
+    assert_eq!(rows.ns[0].queryname, "a\\001b\\000.test");
+    assert_eq!(rows.queries[0].queryname, "a\\001b\\000.test");
+    // A pointer to the question's root label names the root zone.
+    let mut e = engine();
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &hand_referral(9, false, qname, 0, b""),
+    );
+    let r = hand_referral(9, true, qname, 22, b"\x01x\xc0\x11");
+    let l = e.on_response(1050, sa(ROOT), sa(RESOLVER), &r);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!((l[0].zone.as_str(), l[0].ns_name.as_str()), (".", "x.test"));
+}
+
+/// The rows of a glue-less delegation name the referral's query as the paper does ("FQDN" for
+/// A, "FQDN TYPE" otherwise): at once (the row without glue) and once the lookup answers (the
+/// pending entry keeps the query's name and type, and the row is formatted from them).
+#[test]
+fn glueless_rows_name_the_referrals_query_with_its_type() {
+    let mut e = engine();
+    e.on_query(
+        1000,
+        sa(RESOLVER),
+        sa(ROOT),
+        &query(1, "www.example.test", RecordType::AAAA),
+    );
+    let r = referral(
+        1,
+        "www.example.test",
+        RecordType::AAAA,
+        "example.test",
+        &[("ns.elsewhere.test", 7200)],
+        &[],
+    );
+    assert!(e.on_response(1100, sa(ROOT), sa(RESOLVER), &r).is_empty());
+    let rows = e.take_rows();
+    assert_eq!(rows.ns[0].queryname, "www.example.test 28");
+    assert_eq!(rows.ns[0].glue, None);
+    ask(&mut e, 1500, "192.0.2.99:53", 2, "ns.elsewhere.test");
+    let a = answer(
+        2,
+        "ns.elsewhere.test",
+        &[("ns.elsewhere.test", "192.0.2.77", 600)],
+    );
+    assert_eq!(
+        e.on_response(1600, sa("192.0.2.99:53"), sa(RESOLVER), &a)
+            .len(),
+        1
+    );
+    let rows = e.take_rows();
+    assert_eq!(rows.ns[0].queryname, "www.example.test 28");
+    assert_eq!(rows.ns[0].glue, Some(ip("192.0.2.77")));
+    assert_eq!(rows.ns[0].source, Source::GluelessLookup);
+}

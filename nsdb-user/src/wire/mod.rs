@@ -225,7 +225,15 @@ pub fn is_subdomain_bytes(name: &[u8], zone: &[u8]) -> bool {
 
 /// Skip the name starting at `off` without following pointers; returns the offset just past it.
 /// Validates label types but not pointer targets (those are checked when the name is decoded).
-pub fn skip_name(msg: &[u8], mut off: usize) -> Result<usize, WireError> {
+#[inline]
+pub fn skip_name(msg: &[u8], off: usize) -> Result<usize, WireError> {
+    skip_name_ended(msg, off).map(|(end, _)| end)
+}
+
+/// [`skip_name`], also telling whether the name ended with its root label (true) or with a
+/// compression pointer (false).
+#[inline]
+fn skip_name_ended(msg: &[u8], mut off: usize) -> Result<(usize, bool), WireError> {
     let start = off;
     // Bounded: each iteration consumes at least one byte of the message.
     loop {
@@ -235,7 +243,7 @@ pub fn skip_name(msg: &[u8], mut off: usize) -> Result<usize, WireError> {
         match len & 0xc0 {
             0x00 => {
                 if len == 0 {
-                    return Ok(off + 1);
+                    return Ok((off + 1, true));
                 }
                 off += 1 + len as usize;
                 if off - start > MAX_NAME_WIRE {
@@ -246,7 +254,7 @@ pub fn skip_name(msg: &[u8], mut off: usize) -> Result<usize, WireError> {
                 if off + 2 > msg.len() {
                     return Err(WireError::NameTruncated(off));
                 }
-                return Ok(off + 2);
+                return Ok((off + 2, false));
             }
             _ => return Err(WireError::BadLabelType(off, len)),
         }
@@ -544,6 +552,23 @@ pub fn hash_name(
     Ok(end)
 }
 
+/// The [`hash_name`] of the first question's name (at [`HEADER_LEN`]), with the same result
+/// and errors. A name without compression pointers (nearly every question) is hashed over the
+/// bytes [`Message::parse`] already walked, without walking its labels a second time.
+pub fn hash_question_name(
+    m: &Message<'_>,
+    h: &mut impl std::hash::Hasher,
+) -> Result<usize, WireError> {
+    let end = m.plain_qname_end;
+    // Exactly the case `hash_name` takes its fast path for: uncompressed labels (of valid
+    // types, `parse` checked) up to the root label, at most 255 bytes with it.
+    if end > HEADER_LEN && end - HEADER_LEN <= MAX_NAME_WIRE {
+        hash_folded(&m.buf[HEADER_LEN..end], h);
+        return Ok(end);
+    }
+    hash_name(m.buf, HEADER_LEN, h)
+}
+
 /// The [`hash_name`] of a name given as text in the form [`read_name`] writes (lower case,
 /// `\DDD` escapes, `.` for the root): equal to the hash of the name's wire form wherever it
 /// is met. `false` (nothing hashed) if the text is not in that form.
@@ -790,6 +815,9 @@ pub struct Message<'a> {
     pub header: Header,
     /// Offset of the first RR (just past the question section).
     pub rr_start: usize,
+    /// End of the first question's name (just past its root label) if it has no compression
+    /// pointer, else 0 (see [`hash_question_name`]).
+    plain_qname_end: usize,
 }
 
 impl<'a> Message<'a> {
@@ -797,9 +825,14 @@ impl<'a> Message<'a> {
     pub fn parse(buf: &'a [u8]) -> Result<Message<'a>, WireError> {
         let header = Header::parse(buf)?;
         let mut off = HEADER_LEN;
+        let mut plain_qname_end = 0;
         // Bounded by the message length: each question is at least 5 bytes.
-        for _ in 0..header.qdcount {
-            off = skip_name(buf, off)?;
+        for i in 0..header.qdcount {
+            let (end, plain) = skip_name_ended(buf, off)?;
+            if i == 0 && plain {
+                plain_qname_end = end;
+            }
+            off = end;
             if off + 4 > buf.len() {
                 return Err(WireError::QuestionTruncated(off));
             }
@@ -809,6 +842,7 @@ impl<'a> Message<'a> {
             buf,
             header,
             rr_start: off,
+            plain_qname_end,
         })
     }
 
@@ -859,6 +893,9 @@ pub struct RecordIter<'a> {
 
 impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<Record, WireError>;
+    // Inlined into the loop of its caller (`learn::collect` walks every record of every
+    // response): the record then lives in registers, where a call returned it through memory.
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
@@ -981,6 +1018,36 @@ mod tests {
             read_name(&m, 17, &mut n),
             Err(WireError::ForwardPointer(_))
         ));
+    }
+
+    #[test]
+    fn the_question_hashed_from_the_parse_keeps_the_255_byte_limit() {
+        use std::hash::{BuildHasher, Hasher};
+        let st = std::collections::hash_map::RandomState::new();
+        // Questions of 254, 255 and 256 wire bytes (labels of 63 bytes, one shorter one, the
+        // root label): `parse` skips all three, `read_name` rejects the last.
+        for total in [254usize, 255, 256] {
+            let mut name = Vec::new();
+            let mut left = total - 1;
+            while left > 0 {
+                let l = (left - 1).min(63);
+                name.push(l as u8);
+                name.extend(std::iter::repeat_n(b'a', l));
+                left -= 1 + l;
+            }
+            name.push(0);
+            assert_eq!(name.len(), total);
+            name.extend_from_slice(&[0, 1, 0, 1]);
+            let m = msg(1, 0, [1, 0, 0, 0], &name);
+            let p = Message::parse(&m).unwrap();
+            let (mut a, mut b) = (st.build_hasher(), st.build_hasher());
+            let fast = hash_question_name(&p, &mut a);
+            assert_eq!(fast, hash_name(&m, HEADER_LEN, &mut b), "{total} bytes");
+            assert_eq!(a.finish(), b.finish());
+            let mut n = NameBuf::default();
+            assert_eq!(fast.is_ok(), read_name(&m, HEADER_LEN, &mut n).is_ok());
+            assert_eq!(fast.is_ok(), total <= MAX_NAME_WIRE, "{total} bytes");
+        }
     }
 
     #[test]
@@ -1268,6 +1335,15 @@ mod tests {
                 let mut h = st.build_hasher();
                 let hashed = hash_name(wire, off, &mut h);
                 assert_eq!(plain, hashed, "hash_name validation at {off}");
+            }
+            // The question's name hashed from the parse: the same result, error and hash.
+            if let Ok(m) = Message::parse(wire)
+                && m.header.qdcount > 0
+            {
+                let (mut a, mut b) = (st.build_hasher(), st.build_hasher());
+                let from_parse = hash_question_name(&m, &mut a);
+                assert_eq!(from_parse, hash_name(wire, HEADER_LEN, &mut b), "question");
+                assert_eq!(a.finish(), b.finish(), "hash of the question");
             }
             // Equal names hash equally: every decoded name against a spelled-out copy of it.
             for off in 0..wire.len() {
