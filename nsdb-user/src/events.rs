@@ -165,17 +165,6 @@ impl RingReader {
         Ok(Self { ring })
     }
 
-    /// Waits until records are there, then hands each to `f`.
-    pub async fn next_batch(&mut self, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
-        let mut guard = self.ring.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            f(&item);
-        }
-        guard.clear_ready();
-        Ok(())
-    }
-
     /// Waits until the program wakes readers of the ring buffer, and takes note (the next call
     /// waits for the next wake-up, whatever is left in the ring).
     pub async fn woken(&mut self) -> std::io::Result<()> {
