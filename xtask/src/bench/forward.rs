@@ -198,6 +198,19 @@ pub fn markdown(all: &Value) -> String {
     s
 }
 
+/// The profiled pass's ns per packet inside filter `config` for traffic `pattern` (NaN if it
+/// was not measured or perf found no sample in it).
+pub(super) fn filter_ns(fc: &Value, config: &str, pattern: &str) -> f64 {
+    fc["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["config"] == config && r["pattern"] == pattern)
+        .map_or(f64::NAN, |r| {
+            r["filter_ns_per_packet"].as_f64().unwrap_or(f64::NAN)
+        })
+}
+
 /// The filters' own CPU time per packet, from the profiled pass (`perf` samples inside each
 /// filter), which the machine's speed does not move the way it moves packets per second.
 pub(super) fn filter_cpu_markdown(fc: &Value) -> String {
@@ -233,14 +246,7 @@ pub(super) fn filter_cpu_markdown(fc: &Value) -> String {
         fc["tool"].as_str().unwrap_or("?")
     );
     for p in ["dns_mix", "non_dns"] {
-        let ns = |c: &str| {
-            fc["rows"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|r| r["config"] == c && r["pattern"] == p)
-                .map_or(f64::NAN, |r| f(&r["filter_ns_per_packet"]))
-        };
+        let ns = |c: &str| filter_ns(fc, c, p);
         s += &format!(
             "| {p} | {} | {} | {} | {:.1} |\n",
             cell("nsdb_enforce", p),

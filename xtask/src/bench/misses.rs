@@ -176,11 +176,7 @@ fn forwarding(fw: &Value, filter_cpu: &Value, out: &mut Vec<String>) {
             ));
         }
     }
-    let ns = |c: &str, p: &str| {
-        arr(&filter_cpu["rows"])
-            .find(|r| r["config"] == c && r["pattern"] == p)
-            .map_or(f64::NAN, |r| f(&r["filter_ns_per_packet"]))
-    };
+    let ns = |c: &str, p: &str| super::forward::filter_ns(filter_cpu, c, p);
     if !xdp.is_empty() {
         let own = if filter_cpu.is_null() {
             String::new()

@@ -89,14 +89,7 @@ fn forwarding(fwd: &Value, rows: &mut Vec<Row>) {
 /// machine's drift does not move as it moves packets per second: nftables' ns per packet over
 /// nsdb's, at each hook.
 fn filter_cpu(fc: &Value, rows: &mut Vec<Row>) {
-    let ns = |c: &str, p: &str| {
-        fc["rows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["config"] == c && r["pattern"] == p)
-            .map_or(f64::NAN, |r| f(&r["filter_ns_per_packet"]))
-    };
+    let ns = |c: &str, p: &str| forward::filter_ns(fc, c, p);
     for p in ["dns_mix", "non_dns"] {
         for (c, hook) in [("nsdb_tc_enforce", "TC"), ("nsdb_enforce", "XDP")] {
             let x = ns("nftables", p) / ns(c, p);
