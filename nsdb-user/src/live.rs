@@ -278,6 +278,7 @@ impl LiveLearner {
         let (client, server) = endpoints(ev);
         let gaps = self.tcp.stats.gaps;
         let mut msgs: Vec<Vec<u8>> = Vec::new();
+        let mut emit = |m: &[u8]| msgs.push(m.to_vec());
         self.tcp.segment(
             ev.ts_ns / 1000,
             server,
@@ -286,7 +287,7 @@ impl LiveLearner {
             ev.tcp_flags & tcp_flag::SYN != 0,
             ev.tcp_flags & (tcp_flag::FIN | tcp_flag::RST) != 0,
             &ev.msg[..len],
-            &mut |m| msgs.push(m.to_vec()),
+            &mut emit,
         );
         if ev.flags & resp_flag::TRUNCATED_COPY != 0 {
             // Only the segment's beginning came: the stream has a hole where the rest was.
@@ -295,7 +296,7 @@ impl LiveLearner {
                 client,
                 ev.seq.wrapping_add(u32::from(ev.orig_len)),
                 ev.seq.wrapping_add(len as u32),
-                &mut |m| msgs.push(m.to_vec()),
+                &mut emit,
             );
         }
         self.stats.tcp_gaps += self.tcp.stats.gaps - gaps;

@@ -205,11 +205,7 @@ impl Reassembler {
             return;
         }
         let held_before = Self::held(d);
-        self.stats.gaps += 1;
-        d.buf.clear();
-        d.start = 0;
-        d.next = Some(seq_end);
-        Self::drain_ooo(d);
+        Self::resume_at(d, &mut self.stats, Some(seq_end));
         self.stats.messages += Self::extract(d, emit);
         self.bytes = (self.bytes + Self::held(d)).saturating_sub(held_before);
     }
@@ -238,16 +234,22 @@ impl Reassembler {
     /// Give up on the hole before the first out-of-order segment: drop the partial message and
     /// resume at that segment, assuming it starts a message.
     fn skip_hole(d: &mut Dir, stats: &mut TcpStats) {
-        stats.gaps += 1;
-        d.buf.clear();
-        d.start = 0;
         let next = d.next.unwrap_or(0);
         let first = d
             .ooo
             .keys()
             .copied()
             .min_by_key(|s| seq_diff(*s, next) as u64);
-        d.next = first;
+        Self::resume_at(d, stats, first);
+    }
+
+    /// A hole: the partial message in the buffer is dropped (one gap), and the stream goes on
+    /// at `next`, with whatever held segments are contiguous from there.
+    fn resume_at(d: &mut Dir, stats: &mut TcpStats, next: Option<u32>) {
+        stats.gaps += 1;
+        d.buf.clear();
+        d.start = 0;
+        d.next = next;
         Self::drain_ooo(d);
     }
 
