@@ -653,16 +653,9 @@ pub fn handle<C: Packet>(ctx: &C, flow: &Flow, sport: u16, dport: u16, seg: &Seg
             }
         }
     }
-    let held = get!(st, held);
-    if held.whole != 0 {
-        more |= WALKED_WHOLE;
-    }
-    send(ctx, cfg, flow, &held, more, learned, stop);
+    send(ctx, cfg, flow, &get!(st, held), more, learned, stop);
     xdp_action::XDP_PASS
 }
-
-/// Not a flag userspace sees: `send`'s note that the program walked all the record holds.
-const WALKED_WHOLE: u8 = 0x80;
 
 /// Walks the copy of a paired response in MSG, learning what it carries; the outcome is left
 /// in the walk state (`learned`, `pending`, `stopped`).
@@ -737,7 +730,7 @@ fn walk_message(cfg: &Config, st: *mut WalkState, b: &[u8; RESP_MSG_MAX], len: u
 }
 
 /// Hands a trusted response (or TCP segment) to userspace: the facts parked in `held`, the
-/// walk's outcome (`more`: resp_flag bits and [`WALKED_WHOLE`]) and a copy of the bytes.
+/// walk's outcome (`more`: resp_flag bits) and a copy of the bytes.
 #[inline(always)]
 fn send<C: Packet>(
     ctx: &C,
@@ -748,7 +741,7 @@ fn send<C: Packet>(
     learned: u32,
     stop: u8,
 ) {
-    let flags = held.flags | (more & !WALKED_WHOLE);
+    let flags = held.flags | more;
     let Some(mut entry) = RESPONSES.reserve::<ResponseEvent>(0) else {
         count(counter::RESP_LOST);
         return;
@@ -801,7 +794,7 @@ fn send<C: Packet>(
         0
     } else if stop != 0
         || flags & resp_flag::TRUNCATED_COPY != 0
-        || (flags & resp_flag::TCP != 0 && more & WALKED_WHOLE == 0 && len != 0)
+        || (flags & resp_flag::TCP != 0 && held.whole == 0 && len != 0)
         || RESPONSES.query(BPF_RB_AVAIL_DATA as u64) >= cfg.resp_wake_bytes as u64
     {
         BPF_RB_FORCE_WAKEUP as u64
