@@ -26,6 +26,39 @@ where
     prog.test_run(opts).expect("BPF_PROG_TEST_RUN")
 }
 
+/// The CPU model, as /proc/cpuinfo names it (every bench report prints it).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The median of timings (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// `n` alternating timings of A and B (`time` runs one of them once and returns its ns), so
+/// that what else the shared machine does weighs on both: the median ns of each and the
+/// median of the per-pair ratios B/A.
+pub fn alternate<T: ?Sized>(n: usize, a: &T, b: &T, mut time: impl FnMut(&T) -> f64) -> [f64; 3] {
+    let (mut na, mut nb, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let x = time(a);
+        let y = time(b);
+        na.push(x);
+        nb.push(y);
+        r.push(y / x);
+    }
+    [median(na), median(nb), median(r)]
+}
+
 /// The `nsdb` binary of this build (target/<profile>/nsdb, next to the test executables'
 /// `deps/` folder and the bench tools). `NSDB_BIN` overrides it.
 pub fn nsdb_bin() -> PathBuf {

@@ -32,7 +32,7 @@ use nsdb::{
     store::Store,
 };
 use nsdb_tests::{
-    TempDir,
+    TempDir, cpu_model,
     netns::{Netns, veth},
     packet::{a_answer, dns_query},
     servers::Daemon,
@@ -282,17 +282,6 @@ fn hold_noop(iface: &str, tc: bool) {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn nsdb_args<'a>(

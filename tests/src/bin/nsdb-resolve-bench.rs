@@ -9,16 +9,11 @@
 
 use std::time::Duration;
 
-use nsdb_tests::{servers::Daemon, testbed::Testbed};
+use nsdb_tests::{median, servers::Daemon, testbed::Testbed};
 use serde_json::{Value, json};
 
 /// Configurations timed.
 const N: usize = 8;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 /// One round of a configuration: `passes` cold-cache resolutions of every name (Unbound
 /// restarted before each) under one nsdb daemon, if the configuration runs one. Returns

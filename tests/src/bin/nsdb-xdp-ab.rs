@@ -17,12 +17,7 @@ use nsdb::{
     loader::{Filter, Sizes},
 };
 use nsdb_common::{kind, mode};
-use nsdb_tests::{packet::*, test_run};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
+use nsdb_tests::{alternate, packet::*, test_run};
 
 /// The object at `path`, loaded and set up like the kernel-cost bench's filter.
 fn load(path: &str) -> Filter {
@@ -49,20 +44,6 @@ fn load(path: &str) -> Filter {
         f.allow(a.parse().unwrap(), hour, kind::GLUE).unwrap();
     }
     f
-}
-
-/// `n` alternating timings of A and B (`time` runs one filter once and returns its ns): the
-/// median ns of each and the median of the per-pair ratios B/A.
-fn compare(n: usize, a: &Filter, b: &Filter, mut time: impl FnMut(&Filter) -> f64) -> [f64; 3] {
-    let (mut na, mut nb, mut r) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..n {
-        let x = time(a);
-        let y = time(b);
-        na.push(x);
-        nb.push(y);
-        r.push(y / x);
-    }
-    [median(na), median(nb), median(r)]
 }
 
 fn row(name: &str, [a, b, ratio]: [f64; 3]) {
@@ -117,7 +98,7 @@ fn main() {
     ];
     println!("{:<56} {:>10} {:>10} {:>7}", "class", "A ns", "B ns", "B/A");
     for (name, pkt) in &classes {
-        let t = compare(pairs, &a, &b, |f| {
+        let t = alternate(pairs, &a, &b, |f| {
             test_run(f.program(), pkt, 300_000).duration.as_nanos() as f64
         });
         row(name, t);
@@ -134,7 +115,7 @@ fn main() {
             &L3::v4("198.51.100.53", "192.0.2.10"),
             &udp(53, 40000, &msg),
         );
-        let t = compare(referrals, &a, &b, |f| {
+        let t = alternate(referrals, &a, &b, |f| {
             test_run(f.program(), &query, 1);
             test_run(f.program(), &resp, 1).duration.as_nanos() as f64
         });

@@ -9,7 +9,7 @@ use nsdb::{
     loader::{Filter, Sizes},
 };
 use nsdb_common::{kind, mode};
-use nsdb_tests::{packet::*, test_run};
+use nsdb_tests::{alternate, cpu_model, median, packet::*, test_run};
 use serde_json::json;
 
 /// One BPF_PROG_TEST_RUN of `repeat` runs: the mean ns per run, from this thread's CPU time
@@ -97,11 +97,6 @@ struct ReferralCase<'a> {
     msg_len: usize,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn glue_addrs() -> Vec<std::net::IpAddr> {
     (1..=13)
         .flat_map(|i| {
@@ -111,17 +106,6 @@ fn glue_addrs() -> Vec<std::net::IpAddr> {
             ]
         })
         .collect()
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn filter(allow: u32, fill: u32) -> Filter {
@@ -179,20 +163,11 @@ fn scale_sample() -> Vec<std::net::IpAddr> {
 /// Allow-map scale: the small and the big filter in `PAIRS` alternating rounds, each round
 /// the mean ns per query over `pkts` (registered destinations, `repeat` runs in all, split
 /// evenly). Returns the median ns of each and the median of the per-round ratios big/small.
-fn scale_pair(small: &Xdp, big: &Xdp, pkts: &[Vec<u8>], repeat: u32) -> (f64, f64, f64) {
+fn scale_pair(small: &Xdp, big: &Xdp, pkts: &[Vec<u8>], repeat: u32) -> [f64; 3] {
     let each = (repeat / pkts.len() as u32).max(1000);
-    let mean = |prog: &Xdp| {
+    alternate(PAIRS, small, big, |prog| {
         pkts.iter().map(|p| per_run_ns(prog, p, each)).sum::<f64>() / pkts.len() as f64
-    };
-    let (mut s, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..PAIRS {
-        let x = mean(small);
-        let y = mean(big);
-        s.push(x);
-        b.push(y);
-        r.push(y / x);
-    }
-    (median(s), median(b), median(r))
+    })
 }
 
 /// The kernel memory of each filter's maps (`Filter::map_memory`): every map, the total, and
@@ -489,8 +464,8 @@ fn main() {
             }
         }
         let before = big.counters().unwrap();
-        let (s4, b4, r4) = scale_pair(small.program(), big.program(), &p4, repeat);
-        let (s6, b6, r6) = scale_pair(small.program(), big.program(), &p6, repeat);
+        let [s4, b4, r4] = scale_pair(small.program(), big.program(), &p4, repeat);
+        let [s6, b6, r6] = scale_pair(small.program(), big.program(), &p6, repeat);
         let after = big.counters().unwrap();
         for fam in [nsdb_common::family::V4, nsdb_common::family::V6] {
             let unknown = nsdb_common::counter::query_index(
