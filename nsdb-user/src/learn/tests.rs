@@ -891,16 +891,22 @@ fn hand_referral(id: u16, response: bool, qname: &[u8], owner_ptr: u16, ns: &[u8
 fn an_ns_owner_pointing_into_the_question_is_its_ancestor_only_at_a_label_start() {
     // "a\001b\000.TEST": the label "a\x01b\x00" at 12, "TEST" at 17, the root label at 22.
     let qname = b"\x04a\x01b\x00\x04TEST\x00";
+    // A fresh engine asked the question, and what it learns from the referral answering it.
+    let answer = |id: u16, owner_ptr: u16, ns: &[u8]| {
+        let mut e = engine();
+        e.on_query(
+            1000,
+            sa(RESOLVER),
+            sa(ROOT),
+            &hand_referral(id, false, qname, 0, b""),
+        );
+        let r = hand_referral(id, true, qname, owner_ptr, ns);
+        let l = e.on_response(1050, sa(ROOT), sa(RESOLVER), &r);
+        (e, l)
+    };
     // A pointer to offset 14 (inside the first label) decodes to the name "b": not an ancestor.
-    let mut e = engine();
-    e.on_query(
-        1000,
-        sa(RESOLVER),
-        sa(ROOT),
-        &hand_referral(7, false, qname, 0, b""),
-    );
-    let r = hand_referral(7, true, qname, 14, b"\x02ns\x01b\x00");
-    assert!(e.on_response(1050, sa(ROOT), sa(RESOLVER), &r).is_empty());
+    let (mut e, l) = answer(7, 14, b"\x02ns\x01b\x00");
+    assert!(l.is_empty());
     let d = e.take_decisions();
     assert_eq!(
         (d[0].zone.as_str(), d[0].ns_name.as_str(), d[0].verdict),
@@ -909,15 +915,7 @@ fn an_ns_owner_pointing_into_the_question_is_its_ancestor_only_at_a_label_start(
     assert_eq!(e.stats().out_of_bailiwick, 1);
     // A pointer to the label "TEST" names the question's parent zone: learned, and the rows
     // carry the question's text.
-    let mut e = engine();
-    e.on_query(
-        1000,
-        sa(RESOLVER),
-        sa(ROOT),
-        &hand_referral(8, false, qname, 0, b""),
-    );
-    let r = hand_referral(8, true, qname, 17, b"\x02ns\xc0\x11");
-    let l = e.on_response(1050, sa(ROOT), sa(RESOLVER), &r);
+    let (mut e, l) = answer(8, 17, b"\x02ns\xc0\x11");
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(
         (l[0].zone.as_str(), l[0].ns_name.as_str()),
@@ -927,15 +925,7 @@ fn an_ns_owner_pointing_into_the_question_is_its_ancestor_only_at_a_label_start(
     assert_eq!(rows.ns[0].queryname, "a\\001b\\000.test");
     assert_eq!(rows.queries[0].queryname, "a\\001b\\000.test");
     // A pointer to the question's root label names the root zone.
-    let mut e = engine();
-    e.on_query(
-        1000,
-        sa(RESOLVER),
-        sa(ROOT),
-        &hand_referral(9, false, qname, 0, b""),
-    );
-    let r = hand_referral(9, true, qname, 22, b"\x01x\xc0\x11");
-    let l = e.on_response(1050, sa(ROOT), sa(RESOLVER), &r);
+    let (_, l) = answer(9, 22, b"\x01x\xc0\x11");
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!((l[0].zone.as_str(), l[0].ns_name.as_str()), (".", "x.test"));
 }
