@@ -578,6 +578,16 @@ mod tcp {
         }
     }
 
+    /// The resolver opens a connection from port 40000 to the root server, which answers with
+    /// initial sequence number `isn`: both segments pass.
+    fn open(fx: &mut Fx, isn: u32) {
+        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
+        assert_eq!(
+            fx.run(&seg(ROOT, 40000, false, SYN_ACK, isn, &[])),
+            XDP_PASS
+        );
+    }
+
     /// `msg` behind its two-byte length (RFC 1035 §4.2.2).
     fn framed(msg: &[u8]) -> Vec<u8> {
         let mut v = (msg.len() as u16).to_be_bytes().to_vec();
@@ -602,11 +612,7 @@ mod tcp {
         let mut fx = Fx::new();
         let glue_syn = seg(GLUE4, 40001, true, TCP_SYN, 7, &[]);
         assert_eq!(fx.run(&glue_syn), XDP_DROP, "unknown before the referral");
-        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
-        assert_eq!(
-            fx.run(&seg(ROOT, 40000, false, SYN_ACK, 5000, &[])),
-            XDP_PASS
-        );
+        open(&mut fx, 5000);
         // The resolver's query and the server's bare ACK: nothing to learn from.
         let query = framed(&dns_query(0x1234, "www.example.test", 1));
         assert_eq!(
@@ -699,11 +705,7 @@ mod tcp {
     #[test]
     fn a_referral_split_across_segments_is_reassembled_in_userspace() {
         let mut fx = Fx::new();
-        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
-        assert_eq!(
-            fx.run(&seg(ROOT, 40000, false, SYN_ACK, u32::MAX - 10, &[])),
-            XDP_PASS
-        );
+        open(&mut fx, u32::MAX - 10);
         let data = framed(&referral(0x4321));
         let (a, b) = data.split_at(30);
         // The sequence numbers wrap between the two pieces; the second arrives first.
@@ -751,8 +753,7 @@ mod tcp {
     #[test]
     fn a_segment_longer_than_the_copy_is_one_gap_and_what_follows_is_learned_at_once() {
         let mut fx = Fx::new();
-        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
-        assert_eq!(fx.run(&seg(ROOT, 40000, false, SYN_ACK, 10, &[])), XDP_PASS);
+        open(&mut fx, 10);
         let first = dns_response(0x0101, "www.example.test", 1);
         let mut data = framed(&first);
         // An answer of 2,600 bytes (its contents are never read: its end is lost).
@@ -820,8 +821,7 @@ mod tcp {
     #[test]
     fn a_segment_with_two_referrals_has_the_first_walked_and_both_learned() {
         let mut fx = Fx::new();
-        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
-        assert_eq!(fx.run(&seg(ROOT, 40000, false, SYN_ACK, 10, &[])), XDP_PASS);
+        open(&mut fx, 10);
         // Two pipelined answers the server's stack sent in one segment.
         let second = dns_message(
             0x2222,
@@ -869,8 +869,7 @@ mod tcp {
     #[test]
     fn what_the_program_learned_from_a_look_alike_segment_is_withdrawn() {
         let mut fx = Fx::new();
-        assert_eq!(fx.run(&seg(ROOT, 40000, true, TCP_SYN, 100, &[])), XDP_PASS);
-        assert_eq!(fx.run(&seg(ROOT, 40000, false, SYN_ACK, 10, &[])), XDP_PASS);
+        open(&mut fx, 10);
         // The stream announces a 3,000-byte message and sends 1,000 bytes of it...
         let mut start = 3000u16.to_be_bytes().to_vec();
         start.extend_from_slice(&[0; 1000]);
