@@ -394,7 +394,7 @@ fn inclusive_share(report: &str, symbol: &str) -> Option<f64> {
 /// every CPU: each sample is 1/F s of a busy CPU's time), and the samples inside the filter
 /// (its BPF program, or nftables' rule evaluation, with everything they call) are turned into
 /// ns per packet taken in. `None` if perf is not installed.
-fn profiled(net: &Net, db: &str, pats: &Patterns, d: Duration) -> Option<Value> {
+fn profiled(net: &Net, db: &str, pats: &Patterns, nft: &Path, d: Duration) -> Option<Value> {
     const FREQ: u32 = 4999;
     let perf_ok = std::process::Command::new("perf")
         .arg("--version")
@@ -403,13 +403,11 @@ fn profiled(net: &Net, db: &str, pats: &Patterns, d: Duration) -> Option<Value> 
     if !perf_ok {
         return None;
     }
-    let nft = net.tmp.path().join("nft-profiled.nft");
-    nft_rules(&nft);
     let alerts = net.tmp.path().join("prof-alerts.json");
     let data = net.tmp.path().join("perf.data");
     let mut rows = Vec::new();
     for (cname, symbol) in PROFILED {
-        let (daemon, noop) = start_config(net, cname, db, &alerts, &nft);
+        let (daemon, noop) = start_config(net, cname, db, &alerts, nft);
         for (pname, cfg) in [("dns_mix", &pats.dns_mix), ("non_dns", &pats.non_dns)] {
             let mut rec = std::process::Command::new("perf")
                 .args([
@@ -474,8 +472,7 @@ fn profiled(net: &Net, db: &str, pats: &Patterns, d: Duration) -> Option<Value> 
             let share = inclusive_share(&report, symbol);
             // CPU time sampled (busy CPUs only: an idle CPU takes no cpu-clock samples).
             let recorded_s = samples / f64::from(FREQ);
-            let ns = share
-                .map(|pct| pct / 100.0 * samples / f64::from(FREQ) * 1e9 / s.gw_in.max(1) as f64);
+            let ns = share.map(|pct| pct / 100.0 * recorded_s * 1e9 / s.gw_in.max(1) as f64);
             rows.push(json!({
                 "config": cname, "pattern": pname, "symbol": symbol,
                 "share_percent": share, "samples": samples, "recorded_s": recorded_s,
@@ -500,14 +497,11 @@ fn profiled(net: &Net, db: &str, pats: &Patterns, d: Duration) -> Option<Value> 
     }))
 }
 
-fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
+fn forwarding(net: &Net, db: &str, pats: &Patterns, nft: &Path, quick: bool) -> Value {
     // Short runs, many rounds: the machine is shared, and the median of interleaved rounds
     // is what noise disturbs least.
     let rounds = if quick { 1 } else { 5 };
     let d = Duration::from_secs(if quick { 1 } else { 2 });
-    let pats = patterns(&net.gw_lan_mac);
-    let nft = net.tmp.path().join("nft-allowed.nft");
-    nft_rules(&nft);
     let alerts = net.tmp.path().join("fwd-alerts.json");
     // samples[config][pattern]
     let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); PATTERNS.len()]; CONFIGS.len()];
@@ -527,7 +521,7 @@ fn forwarding(net: &Net, db: &str, quick: bool) -> Value {
             let cname = &CONFIGS[ci];
             let t0 = Instant::now();
             let tc = *cname == "nsdb_tc_enforce";
-            let (daemon, noop) = start_config(net, cname, db, &alerts, &nft);
+            let (daemon, noop) = start_config(net, cname, db, &alerts, nft);
             if *cname == "nftables" {
                 nft_load_s = t0.elapsed().as_secs_f64();
             }
@@ -795,11 +789,17 @@ fn main() {
     let db = net.tmp.path().join("history.db");
     history_db(&db);
     let db = db.to_str().unwrap().to_string();
-    let fwd = forwarding(&net, &db, quick);
+    // The trafgen patterns and the nftables rule file, for the timed rounds and the
+    // profiled pass alike.
+    let pats = patterns(&net.gw_lan_mac);
+    let nft = net.tmp.path().join("nft-allowed.nft");
+    nft_rules(&nft);
+    let fwd = forwarding(&net, &db, &pats, &nft, quick);
     let prof = profiled(
         &net,
         &db,
-        &patterns(&net.gw_lan_mac),
+        &pats,
+        &nft,
         Duration::from_secs(if quick { 1 } else { 2 }),
     );
     let fp = footprint(&net, &db, quick);
