@@ -31,14 +31,20 @@ fn ratio_range(a: &Value, b: &Value) -> Option<(f64, f64)> {
 }
 
 fn kernel(x: &Value, resolve: &Value, out: &mut Vec<String>) {
-    let missed = |pred: &dyn Fn(&str) -> bool| -> Vec<&Value> {
-        arr(&x["classes"])
-            .filter(|c| c["met"].as_bool() == Some(false))
+    // The classes named as `pred` says: (those that missed their goal, all of them).
+    let classes = |pred: &dyn Fn(&str) -> bool| -> (Vec<&Value>, usize) {
+        let all: Vec<&Value> = arr(&x["classes"])
             .filter(|c| pred(c["name"].as_str().unwrap_or("")))
-            .collect()
+            .collect();
+        let n = all.len();
+        let missed = all
+            .into_iter()
+            .filter(|c| c["met"].as_bool() == Some(false))
+            .collect();
+        (missed, n)
     };
     let noop = f(&x["noop_ns"]);
-    let cheap = missed(&|n| n.starts_with("non-"));
+    let (cheap, _) = classes(&|n| n.starts_with("non-"));
     if !cheap.is_empty() {
         let list = cheap
             .iter()
@@ -63,7 +69,7 @@ fn kernel(x: &Value, resolve: &Value, out: &mut Vec<String>) {
             0.2 * noop
         ));
     }
-    let queries = missed(&|n| n.starts_with("DNS ") || n.starts_with("TCP SYN"));
+    let (queries, n_queries) = classes(&|n| n.starts_with("DNS ") || n.starts_with("TCP SYN"));
     let fl = &x["floor"];
     if !queries.is_empty() && !fl.is_null() {
         out.push(format!(
@@ -78,12 +84,7 @@ fn kernel(x: &Value, resolve: &Value, out: &mut Vec<String>) {
              withdrawal and expiry would have to invalidate without a race; not built, because a \
              stale entry there would let a withdrawn address through.",
             queries.len(),
-            arr(&x["classes"])
-                .filter(|c| {
-                    let n = c["name"].as_str().unwrap_or("");
-                    n.starts_with("DNS ") || n.starts_with("TCP SYN")
-                })
-                .count(),
+            n_queries,
             f(&fl["ratio_to_noop"]),
             f(&fl["nsdb_registered_over_floor"]),
         ));
