@@ -201,14 +201,18 @@ pub fn markdown(all: &Value) -> String {
 /// The profiled pass's ns per packet inside filter `config` for traffic `pattern` (NaN if it
 /// was not measured or perf found no sample in it).
 pub(super) fn filter_ns(fc: &Value, config: &str, pattern: &str) -> f64 {
+    filter_row(fc, config, pattern).map_or(f64::NAN, |r| {
+        r["filter_ns_per_packet"].as_f64().unwrap_or(f64::NAN)
+    })
+}
+
+/// The profiled pass's row for filter `config` and traffic `pattern`.
+fn filter_row<'a>(fc: &'a Value, config: &str, pattern: &str) -> Option<&'a Value> {
     fc["rows"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|r| r["config"] == config && r["pattern"] == pattern)
-        .map_or(f64::NAN, |r| {
-            r["filter_ns_per_packet"].as_f64().unwrap_or(f64::NAN)
-        })
 }
 
 /// The filters' own CPU time per packet, from the profiled pass (`perf` samples inside each
@@ -220,12 +224,7 @@ pub(super) fn filter_cpu_markdown(fc: &Value) -> String {
             .into();
     }
     let cell = |config: &str, pattern: &str| {
-        let r = fc["rows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["config"] == config && r["pattern"] == pattern);
-        match r {
+        match filter_row(fc, config, pattern) {
             // perf found no sample inside the filter's symbol.
             Some(r) if r["filter_ns_per_packet"].is_null() => "no samples".into(),
             Some(r) => format!(
