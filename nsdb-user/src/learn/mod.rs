@@ -1452,30 +1452,14 @@ impl Engine {
             let zone = self.names.name(p.zone).to_string();
             if ctx.ts_ms > p.deadline {
                 if self.cfg.explain {
-                    for a in addrs() {
-                        self.decide(
-                            ctx,
-                            &zone,
-                            ctx.qname.get(),
-                            Some(a.addr),
-                            "glueless_too_late",
-                        );
-                    }
+                    self.decide_answers(ctx, &zone, &answers, "glueless_too_late");
                 }
                 continue;
             }
             if !in_bailiwick {
                 self.stats.out_of_bailiwick += 1;
                 if self.cfg.explain {
-                    for a in addrs() {
-                        self.decide(
-                            ctx,
-                            &zone,
-                            ctx.qname.get(),
-                            Some(a.addr),
-                            "glue_out_of_bailiwick",
-                        );
-                    }
+                    self.decide_answers(ctx, &zone, &answers, "glue_out_of_bailiwick");
                 }
                 continue;
             }
@@ -1597,15 +1581,7 @@ impl Engine {
             if self.cfg.explain {
                 for (z, _) in self.live_ns_zones(n, ctx.ts_ms) {
                     let zone = self.names.name(z).to_string();
-                    for a in addrs() {
-                        self.decide(
-                            ctx,
-                            &zone,
-                            ctx.qname.get(),
-                            Some(a.addr),
-                            "glue_out_of_bailiwick",
-                        );
-                    }
+                    self.decide_answers(ctx, &zone, &answers, "glue_out_of_bailiwick");
                 }
             }
             return;
@@ -1810,6 +1786,20 @@ impl Engine {
             addr,
             verdict,
         });
+    }
+
+    /// Explain mode: one decision with `verdict` for each address answering the lookup of an
+    /// NS name (`ctx`'s question) for `zone`.
+    fn decide_answers(
+        &mut self,
+        ctx: &RespCtx<'_>,
+        zone: &str,
+        answers: &[&GlueCand],
+        verdict: &'static str,
+    ) {
+        for a in answers {
+            self.decide(ctx, zone, ctx.qname.get(), Some(a.addr), verdict);
+        }
     }
 
     fn explain_all(
